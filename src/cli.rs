@@ -1,0 +1,64 @@
+//! Command-line flags, Prometheus style.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9810";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aws-workflow-exporter",
+    version,
+    about = "Prometheus exporter for AWS Step Functions Map Runs, Transfer Family workflows and AppFlow flow runs"
+)]
+pub struct Cli {
+    /// YAML configuration file. Without one, every source polls the default credentials' account and region.
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to serve /metrics, /healthz, /readyz and / on.
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = DEFAULT_LISTEN_ADDRESS, global = true)]
+    pub listen_address: String,
+
+    /// Log level: error, warn, info, debug, trace (or a tracing filter such as `info,aws_workflow_exporter=debug`).
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and exit: 0 if valid, 1 with every error otherwise.
+    CheckConfig {
+        /// The file to check.
+        path: PathBuf,
+    },
+    /// Run against the built-in AWS simulator with a living scenario: no AWS account needed.
+    Demo {
+        /// Seconds between polls (and scenario steps) in the demo.
+        #[arg(
+            long = "demo.poll-interval",
+            value_name = "SECONDS",
+            default_value_t = 5
+        )]
+        poll_interval_secs: u64,
+    },
+}

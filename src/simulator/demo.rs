@@ -1,0 +1,276 @@
+//! `aws-workflow-exporter demo`: the simulator with a scenario that keeps evolving, and the
+//! exporter polling it, so dashboards and alerts can be seen without an AWS account.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::sfn::MapRunSpec;
+use super::{Simulator, World, REGION};
+use crate::app::Exporter;
+use crate::aws::StaticCredentials;
+use crate::config::{Config, TargetConfig};
+use crate::sources::unix_now;
+
+/// The running demo: keep it alive as long as the exporter serves.
+pub struct Demo {
+    pub endpoint: String,
+    pub exporter: Exporter,
+    _simulator: Simulator,
+}
+
+/// How one demo state machine behaves; each runs one execution with one map run at a time.
+struct Pipeline {
+    state_machine: &'static str,
+    map_state: &'static str,
+    total_items: i64,
+    items_per_step: i64,
+    /// Failed items per step while `steps_done < failing_steps`.
+    failures_per_step: i64,
+    failing_steps: i64,
+    tolerated_failure_percentage: f64,
+    max_concurrency: i64,
+    /// Redrive a failed run this many steps after it fails (0: never).
+    redrive_after: i64,
+}
+
+const PIPELINES: &[Pipeline] = &[
+    // Healthy: a few failures, well within tolerance.
+    Pipeline {
+        state_machine: "orders-etl",
+        map_state: "ProcessOrders",
+        total_items: 300,
+        items_per_step: 30,
+        failures_per_step: 1,
+        failing_steps: 4,
+        tolerated_failure_percentage: 5.0,
+        max_concurrency: 50,
+        redrive_after: 0,
+    },
+    // Close to its threshold for a long time: 9% failed against 10% tolerated (warning alert).
+    Pipeline {
+        state_machine: "image-resize",
+        map_state: "ResizeImages",
+        total_items: 400,
+        items_per_step: 10,
+        failures_per_step: 6,
+        failing_steps: 6,
+        tolerated_failure_percentage: 10.0,
+        max_concurrency: 20,
+        redrive_after: 0,
+    },
+    // Breaches its threshold and fails; redriven a few steps later, then succeeds.
+    Pipeline {
+        state_machine: "invoice-export",
+        map_state: "ExportInvoices",
+        total_items: 200,
+        items_per_step: 25,
+        failures_per_step: 8,
+        failing_steps: 8,
+        tolerated_failure_percentage: 10.0,
+        max_concurrency: 0,
+        redrive_after: 3,
+    },
+];
+
+#[derive(Debug, Default)]
+struct PipelineState {
+    generation: u64,
+    execution: Option<String>,
+    map_run: Option<String>,
+    steps_done: i64,
+    failed_at_step: Option<u64>,
+    redriven: bool,
+}
+
+/// Advances the scenario by one step.
+struct Scenario {
+    step: u64,
+    states: Vec<PipelineState>,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        Self {
+            step: 0,
+            states: PIPELINES.iter().map(|_| PipelineState::default()).collect(),
+        }
+    }
+
+    fn advance(&mut self, world: &mut World, now: f64) {
+        self.step += 1;
+        for (p, st) in PIPELINES.iter().zip(self.states.iter_mut()) {
+            advance_pipeline(p, st, world, self.step, now);
+        }
+    }
+}
+
+fn advance_pipeline(p: &Pipeline, st: &mut PipelineState, world: &mut World, step: u64, now: f64) {
+    let sfn = &mut world.sfn;
+    let sm_arn = format!(
+        "arn:aws:states:{REGION}:{}:stateMachine:{}",
+        super::ACCOUNT_ID,
+        p.state_machine
+    );
+    if !sfn.state_machines.contains_key(&sm_arn) {
+        sfn.add_state_machine(p.state_machine, now);
+    }
+    // Start a new execution when none is active.
+    let (Some(exec), Some(run)) = (st.execution.clone(), st.map_run.clone()) else {
+        st.generation += 1;
+        let exec = sfn.start_execution(
+            &sm_arn,
+            &format!("{}-{:04}", p.state_machine, st.generation),
+            now,
+        );
+        let run = sfn.add_map_run(
+            &exec,
+            MapRunSpec {
+                map_state: p.map_state.into(),
+                id: format!("{:08x}-{:04}", fastrand::u32(..), st.generation),
+                total_items: p.total_items,
+                max_concurrency: p.max_concurrency,
+                tolerated_failure_percentage: p.tolerated_failure_percentage,
+                tolerated_failure_count: 0,
+            },
+            now,
+        );
+        *st = PipelineState {
+            generation: st.generation,
+            execution: Some(exec),
+            map_run: Some(run),
+            ..PipelineState::default()
+        };
+        return;
+    };
+    let status = sfn.map_runs[&run].status;
+    if status == "FAILED" {
+        let failed_at = st.failed_at_step.unwrap_or(step);
+        if p.redrive_after > 0 && !st.redriven && step >= failed_at + p.redrive_after as u64 {
+            sfn.redrive(&exec, now);
+            st.redriven = true;
+        } else if st.redriven
+            || p.redrive_after == 0
+            || step >= failed_at + 2 * p.redrive_after as u64
+        {
+            st.execution = None;
+            st.map_run = None;
+        }
+        return;
+    }
+    if status != "RUNNING" {
+        // Finished: leave it visible for a step, then start the next one.
+        st.execution = None;
+        st.map_run = None;
+        return;
+    }
+    st.steps_done += 1;
+    let items = sfn.map_runs[&run].items;
+    let failing = st.steps_done <= p.failing_steps && !st.redriven;
+    let processed = items.succeeded + items.failed + items.timed_out;
+    let batch = p.items_per_step.min(p.total_items - processed);
+    let failed_now = if failing {
+        p.failures_per_step.min(batch)
+    } else {
+        0
+    };
+    let succeeded = items.succeeded + batch - failed_now;
+    let failed = items.failed + failed_now;
+    let remaining = p.total_items - succeeded - failed - items.timed_out;
+    let running = remaining.min(p.items_per_step);
+    sfn.set_progress(&run, running, succeeded, failed, items.timed_out);
+    let tolerated = (p.total_items as f64 * p.tolerated_failure_percentage / 100.0).floor() as i64;
+    if failed > tolerated {
+        sfn.finish_map_run(&run, "FAILED", now);
+        sfn.stop_execution(&exec, "FAILED", now);
+        st.failed_at_step = Some(step);
+    } else if remaining == 0 {
+        sfn.finish_map_run(&run, "SUCCEEDED", now);
+        sfn.stop_execution(&exec, "SUCCEEDED", now);
+    }
+}
+
+/// Starts the simulator, the scenario driver and an exporter polling the simulator.
+pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
+    let simulator = Simulator::start().await?;
+    let world = simulator.world_handle();
+    let scenario = Arc::new(Mutex::new(Scenario::new()));
+    // A first step before the exporter starts, so the first poll already has data.
+    advance(&scenario, &world);
+    tokio::spawn({
+        let (scenario, world) = (scenario.clone(), world.clone());
+        async move {
+            let mut ticker = tokio::time::interval(step_interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                advance(&scenario, &world);
+            }
+        }
+    });
+    let config = demo_config(&simulator.endpoint, step_interval);
+    let exporter = Exporter::new(
+        &config,
+        Some(StaticCredentials {
+            access_key_id: "demo".into(),
+            secret_access_key: "demo".into(),
+        }),
+    );
+    Ok(Demo {
+        endpoint: simulator.endpoint.clone(),
+        exporter,
+        _simulator: simulator,
+    })
+}
+
+fn advance(scenario: &Mutex<Scenario>, world: &Mutex<World>) {
+    let mut w = world.lock().expect("simulator world lock");
+    scenario
+        .lock()
+        .expect("scenario lock")
+        .advance(&mut w, unix_now());
+}
+
+/// The exporter's configuration for the demo: one target at the simulator, fast polls.
+pub fn demo_config(endpoint: &str, poll_interval: Duration) -> Config {
+    let mut config = Config::defaults();
+    config.poll_interval = poll_interval;
+    config.targets = vec![TargetConfig {
+        name: "demo".into(),
+        region: Some(REGION.into()),
+        role: None,
+        endpoint_url: Some(endpoint.into()),
+    }];
+    config.sfn_map_runs.poll_interval = poll_interval;
+    config.transfer_workflows.poll_interval = poll_interval;
+    config.appflow_flows.poll_interval = poll_interval;
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scenario_fails_redrives_and_nears_its_threshold() {
+        let mut world = World::default();
+        let mut scenario = Scenario::new();
+        let mut saw_near_threshold = false;
+        let mut saw_redrive = false;
+        for i in 0..80 {
+            scenario.advance(&mut world, 1000.0 + i as f64);
+            for r in world.sfn.map_runs.values() {
+                let ratio = r.items.failed as f64 / r.items.total as f64;
+                if r.status == "RUNNING"
+                    && ratio > 0.8 * r.tolerated_failure_percentage / 100.0
+                    && ratio <= r.tolerated_failure_percentage / 100.0
+                {
+                    saw_near_threshold = true;
+                }
+                saw_redrive |= r.redrive_count > 0;
+            }
+        }
+        assert!(saw_near_threshold);
+        assert!(saw_redrive);
+        assert!(world.sfn.map_runs.values().any(|r| r.status == "SUCCEEDED"));
+    }
+}

@@ -1,0 +1,355 @@
+//! Step Functions in the simulator: state machines, executions and map runs that scenarios move
+//! through their lifecycle (progress, failure, abort, redrive), served over awsJson1_0.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{paginate, ApiError, ACCOUNT_ID, REGION};
+use crate::state::map_runs::Counts;
+
+#[derive(Debug, Clone)]
+pub struct SimStateMachine {
+    pub arn: String,
+    pub name: String,
+    pub express: bool,
+    pub created: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimExecution {
+    pub arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
+    pub status: &'static str,
+    pub start: f64,
+    pub stop: Option<f64>,
+    pub redrive_count: i64,
+    pub redrive_date: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimMapRun {
+    pub arn: String,
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    /// RUNNING, SUCCEEDED, FAILED, ABORTED.
+    pub status: &'static str,
+    pub start: f64,
+    pub stop: Option<f64>,
+    pub max_concurrency: i64,
+    pub tolerated_failure_percentage: f64,
+    pub tolerated_failure_count: i64,
+    pub items: Counts,
+    pub executions: Counts,
+    pub redrive_count: i64,
+    pub redrive_date: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct SfnWorld {
+    pub state_machines: BTreeMap<String, SimStateMachine>,
+    pub executions: BTreeMap<String, SimExecution>,
+    pub map_runs: BTreeMap<String, SimMapRun>,
+    /// Caps every page at this many items, to exercise pagination.
+    pub page_cap: Option<usize>,
+}
+
+/// Parameters of a new map run.
+#[derive(Debug, Clone)]
+pub struct MapRunSpec {
+    pub map_state: String,
+    pub id: String,
+    pub total_items: i64,
+    pub max_concurrency: i64,
+    pub tolerated_failure_percentage: f64,
+    pub tolerated_failure_count: i64,
+}
+
+impl SfnWorld {
+    pub fn add_state_machine(&mut self, name: &str, created: f64) -> String {
+        let arn = format!("arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}");
+        self.state_machines.insert(
+            arn.clone(),
+            SimStateMachine {
+                arn: arn.clone(),
+                name: name.into(),
+                express: false,
+                created,
+            },
+        );
+        arn
+    }
+
+    pub fn delete_state_machine(&mut self, arn: &str) {
+        self.state_machines.remove(arn);
+        self.executions.retain(|_, e| e.state_machine_arn != arn);
+        self.map_runs.retain(|_, r| r.state_machine_arn != arn);
+    }
+
+    pub fn start_execution(&mut self, state_machine_arn: &str, name: &str, start: f64) -> String {
+        let sm_name = &self.state_machines[state_machine_arn].name;
+        let arn = format!("arn:aws:states:{REGION}:{ACCOUNT_ID}:execution:{sm_name}:{name}");
+        self.executions.insert(
+            arn.clone(),
+            SimExecution {
+                arn: arn.clone(),
+                state_machine_arn: state_machine_arn.into(),
+                name: name.into(),
+                status: "RUNNING",
+                start,
+                stop: None,
+                redrive_count: 0,
+                redrive_date: None,
+            },
+        );
+        arn
+    }
+
+    pub fn stop_execution(&mut self, execution_arn: &str, status: &'static str, stop: f64) {
+        let e = self
+            .executions
+            .get_mut(execution_arn)
+            .expect("known execution");
+        e.status = status;
+        e.stop = Some(stop);
+    }
+
+    pub fn add_map_run(&mut self, execution_arn: &str, spec: MapRunSpec, start: f64) -> String {
+        let e = &self.executions[execution_arn];
+        let sm_name = &self.state_machines[&e.state_machine_arn].name;
+        let arn = format!(
+            "arn:aws:states:{REGION}:{ACCOUNT_ID}:mapRun:{sm_name}/{}:{}",
+            spec.map_state, spec.id
+        );
+        let pending = Counts {
+            pending: spec.total_items,
+            total: spec.total_items,
+            failures_not_redrivable: Some(0),
+            pending_redrive: Some(0),
+            ..Counts::default()
+        };
+        self.map_runs.insert(
+            arn.clone(),
+            SimMapRun {
+                arn: arn.clone(),
+                execution_arn: execution_arn.into(),
+                state_machine_arn: e.state_machine_arn.clone(),
+                status: "RUNNING",
+                start,
+                stop: None,
+                max_concurrency: spec.max_concurrency,
+                tolerated_failure_percentage: spec.tolerated_failure_percentage,
+                tolerated_failure_count: spec.tolerated_failure_count,
+                items: pending,
+                executions: pending,
+                redrive_count: 0,
+                redrive_date: None,
+            },
+        );
+        arn
+    }
+
+    /// Sets how many items (and child executions, one per item) are running, succeeded, failed
+    /// or timed out; the rest are pending.
+    pub fn set_progress(
+        &mut self,
+        map_run_arn: &str,
+        running: i64,
+        succeeded: i64,
+        failed: i64,
+        timed_out: i64,
+    ) {
+        let r = self.map_runs.get_mut(map_run_arn).expect("known map run");
+        for c in [&mut r.items, &mut r.executions] {
+            c.running = running;
+            c.succeeded = succeeded;
+            c.failed = failed;
+            c.timed_out = timed_out;
+            c.pending = (c.total - running - succeeded - failed - timed_out - c.aborted).max(0);
+            c.results_written = succeeded;
+        }
+    }
+
+    /// Ends a map run: remaining pending/running items are aborted if it is aborted.
+    pub fn finish_map_run(&mut self, map_run_arn: &str, status: &'static str, stop: f64) {
+        let r = self.map_runs.get_mut(map_run_arn).expect("known map run");
+        r.status = status;
+        r.stop = Some(stop);
+        for c in [&mut r.items, &mut r.executions] {
+            if status == "ABORTED" {
+                c.aborted += c.pending + c.running;
+            }
+            c.pending = 0;
+            c.running = 0;
+        }
+    }
+
+    /// Redrives an execution: it runs again, and its failed or aborted map runs rerun their
+    /// failed, timed-out and aborted items.
+    pub fn redrive(&mut self, execution_arn: &str, at: f64) {
+        let e = self
+            .executions
+            .get_mut(execution_arn)
+            .expect("known execution");
+        e.status = "RUNNING";
+        e.stop = None;
+        e.redrive_count += 1;
+        e.redrive_date = Some(at);
+        for r in self
+            .map_runs
+            .values_mut()
+            .filter(|r| r.execution_arn == execution_arn)
+        {
+            if r.status != "FAILED" && r.status != "ABORTED" {
+                continue;
+            }
+            r.status = "RUNNING";
+            r.stop = None;
+            r.redrive_count += 1;
+            r.redrive_date = Some(at);
+            for c in [&mut r.items, &mut r.executions] {
+                let rerun = c.failed + c.timed_out + c.aborted;
+                c.pending += rerun;
+                c.failed = 0;
+                c.timed_out = 0;
+                c.aborted = 0;
+                c.pending_redrive = Some(0);
+            }
+        }
+    }
+}
+
+fn counts_json(c: &Counts) -> Value {
+    json!({
+        "pending": c.pending,
+        "running": c.running,
+        "succeeded": c.succeeded,
+        "failed": c.failed,
+        "timedOut": c.timed_out,
+        "aborted": c.aborted,
+        "total": c.total,
+        "resultsWritten": c.results_written,
+        "failuresNotRedrivable": c.failures_not_redrivable,
+        "pendingRedrive": c.pending_redrive,
+    })
+}
+
+fn required<'a>(input: &'a Value, key: &str) -> Result<&'a str, ApiError> {
+    input
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("ValidationException", format!("{key} is required")))
+}
+
+/// Answers one Step Functions operation.
+pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value, ApiError> {
+    match operation {
+        "ListStateMachines" => {
+            let all: Vec<&SimStateMachine> = w.state_machines.values().collect();
+            let (page, next) = paginate(&all, input, "maxResults", "nextToken", 100, w.page_cap)?;
+            let items: Vec<Value> = page
+                .iter()
+                .map(|sm| {
+                    json!({
+                        "stateMachineArn": sm.arn,
+                        "name": sm.name,
+                        "type": if sm.express { "EXPRESS" } else { "STANDARD" },
+                        "creationDate": sm.created,
+                    })
+                })
+                .collect();
+            Ok(json!({"stateMachines": items, "nextToken": next}))
+        }
+        "ListExecutions" => {
+            let sm = required(input, "stateMachineArn")?;
+            if !w.state_machines.contains_key(sm) {
+                return Err(ApiError::bad_request(
+                    "StateMachineDoesNotExist",
+                    format!("State Machine Does Not Exist: '{sm}'"),
+                ));
+            }
+            let filter = input.get("statusFilter").and_then(Value::as_str);
+            let mut all: Vec<&SimExecution> = w
+                .executions
+                .values()
+                .filter(|e| e.state_machine_arn == sm && filter.is_none_or(|f| e.status == f))
+                .collect();
+            // Newest first, as AWS lists them.
+            all.sort_by(|a, b| b.start.total_cmp(&a.start).then_with(|| a.arn.cmp(&b.arn)));
+            let (page, next) = paginate(&all, input, "maxResults", "nextToken", 100, w.page_cap)?;
+            let items: Vec<Value> = page
+                .iter()
+                .map(|e| {
+                    json!({
+                        "executionArn": e.arn,
+                        "stateMachineArn": e.state_machine_arn,
+                        "name": e.name,
+                        "status": e.status,
+                        "startDate": e.start,
+                        "stopDate": e.stop,
+                        "redriveCount": e.redrive_count,
+                        "redriveDate": e.redrive_date,
+                    })
+                })
+                .collect();
+            Ok(json!({"executions": items, "nextToken": next}))
+        }
+        "ListMapRuns" => {
+            let exec = required(input, "executionArn")?;
+            if !w.executions.contains_key(exec) {
+                return Err(ApiError::bad_request(
+                    "ExecutionDoesNotExist",
+                    format!("Execution Does Not Exist: '{exec}'"),
+                ));
+            }
+            let all: Vec<&SimMapRun> = w
+                .map_runs
+                .values()
+                .filter(|r| r.execution_arn == exec)
+                .collect();
+            let (page, next) = paginate(&all, input, "maxResults", "nextToken", 100, w.page_cap)?;
+            let items: Vec<Value> = page
+                .iter()
+                .map(|r| {
+                    json!({
+                        "executionArn": r.execution_arn,
+                        "mapRunArn": r.arn,
+                        "stateMachineArn": r.state_machine_arn,
+                        "startDate": r.start,
+                        "stopDate": r.stop,
+                    })
+                })
+                .collect();
+            Ok(json!({"mapRuns": items, "nextToken": next}))
+        }
+        "DescribeMapRun" => {
+            let arn = required(input, "mapRunArn")?;
+            let r = w.map_runs.get(arn).ok_or_else(|| {
+                ApiError::bad_request(
+                    "ResourceNotFound",
+                    format!("Map Run Does Not Exist: '{arn}'"),
+                )
+            })?;
+            Ok(json!({
+                "mapRunArn": r.arn,
+                "executionArn": r.execution_arn,
+                "status": r.status,
+                "startDate": r.start,
+                "stopDate": r.stop,
+                "maxConcurrency": r.max_concurrency,
+                "toleratedFailurePercentage": r.tolerated_failure_percentage,
+                "toleratedFailureCount": r.tolerated_failure_count,
+                "itemCounts": counts_json(&r.items),
+                "executionCounts": counts_json(&r.executions),
+                "redriveCount": r.redrive_count,
+                "redriveDate": r.redrive_date,
+            }))
+        }
+        other => Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("Step Functions operation {other} is not simulated"),
+        )),
+    }
+}

@@ -1,0 +1,63 @@
+//! Sources: one module per AWS service behind the [`Source`] trait, and the registry of enabled ones.
+
+pub mod sfn_map_runs;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::aws::Target;
+use crate::config::Config;
+use crate::error::AwsError;
+use crate::metrics::Snapshot;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a poll ran into. An empty list means the poll completed; errors degrade only this
+/// source for this poll, and whatever the source did learn is kept.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    pub errors: Vec<AwsError>,
+}
+
+impl PollOutcome {
+    pub fn success(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// One AWS service, polled for one target.
+pub trait Source: Send {
+    /// The `source` label: `sfn_map_runs`, `transfer_workflows`, `appflow_flows`.
+    fn name(&self) -> &'static str;
+    fn target(&self) -> &Arc<Target>;
+    /// How often to poll.
+    fn interval(&self) -> std::time::Duration;
+    /// Calls AWS and updates the source's state.
+    fn poll(&mut self) -> BoxFuture<'_, PollOutcome>;
+    /// The source's metric families and tracked resource counts, from its state, at `now` (Unix seconds).
+    fn snapshot(&self, now: f64) -> Snapshot;
+}
+
+/// Builds one instance of every enabled source for every target.
+pub fn build(config: &Config, targets: &[Arc<Target>], started_at: f64) -> Vec<Box<dyn Source>> {
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    for target in targets {
+        if config.sfn_map_runs.enabled {
+            out.push(Box::new(sfn_map_runs::SfnMapRuns::new(
+                target.clone(),
+                config.sfn_map_runs.clone(),
+                started_at,
+            )));
+        }
+    }
+    out
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}

@@ -1,0 +1,4 @@
+//! Between-poll state of each source: what is tracked, what changed, counters fed once per
+//! finished run, expiry. Knows neither AWS nor Prometheus.
+
+pub mod map_runs;
