@@ -1,0 +1,547 @@
+#!/usr/bin/env python3
+"""Consistency checks of the deployment artifacts, run by scripts/checks/deploy.sh.
+
+kubernetes-validate checks each core manifest against the Kubernetes schema;
+hadolint checks the Dockerfile's style. This script checks what neither can:
+that the pieces agree with each other and with the crate (port, binary name,
+labels, probes, security settings), the Prometheus Operator objects (which
+kubernetes-validate has no schema for), and the IAM documents.
+
+    deploy_lint.py                          # run every check
+    deploy_lint.py --extract-configs DIR    # also write each ConfigMap's config.yaml to DIR
+    deploy_lint.py --extract-rules FILE     # also write the PrometheusRule's groups as a rule file
+
+Run from the repository root. Needs PyYAML.
+"""
+
+import argparse
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PORT = 9810
+NONROOT_ID = 65532
+KUBE_DIR = Path("deploy/kubernetes")
+KUSTOMIZE_DIRS = [KUBE_DIR / "standalone", KUBE_DIR / "sidecar"]
+SERVICEMONITOR = KUBE_DIR / "servicemonitor.yaml"
+PROMETHEUSRULE = KUBE_DIR / "prometheusrule.yaml"
+IAM_DIR = Path("deploy/iam")
+CONFIG_MOUNT = "/etc/aws-workflow-exporter"
+
+# The exporter's IAM permissions: exactly these, nothing more.
+POLICY_ACTIONS = {
+    "states:ListStateMachines",
+    "states:ListExecutions",
+    "states:ListMapRuns",
+    "states:DescribeMapRun",
+    "transfer:ListWorkflows",
+    "transfer:ListExecutions",
+    "transfer:DescribeExecution",
+    "appflow:ListFlows",
+    "appflow:DescribeFlowExecutionRecords",
+}
+# List calls without resource-level permissions: the only ones allowed on "*".
+STAR_ACTIONS = {"states:ListStateMachines", "transfer:ListWorkflows", "appflow:ListFlows"}
+# Resource ARN shape each scoped action must use.
+ACTION_RESOURCES = {
+    "states:ListExecutions": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:stateMachine:.+$"),
+    "states:ListMapRuns": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:execution:.+$"),
+    "states:DescribeMapRun": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:mapRun:.+$"),
+    "transfer:ListExecutions": re.compile(r"^arn:aws[a-z-]*:transfer:[^:]+:[^:]+:workflow/.+$"),
+    "transfer:DescribeExecution": re.compile(r"^arn:aws[a-z-]*:transfer:[^:]+:[^:]+:workflow/.+$"),
+    "appflow:DescribeFlowExecutionRecords": re.compile(r"^arn:aws[a-z-]*:appflow:[^:]+:[^:]+:flow/.+$"),
+}
+
+errors = []
+
+
+def error(msg):
+    errors.append(msg)
+
+
+def ok(msg):
+    print(f"ok   {msg}")
+
+
+def as_list(value):
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def load_docs(path):
+    try:
+        return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        error(f"{path}: {exc}")
+        return []
+
+
+# ---------------------------------------------------------------- crate & image
+
+
+def package_name():
+    with open("Cargo.toml", "rb") as f:
+        cargo = tomllib.load(f)
+    return cargo["package"]["name"]
+
+
+def dockerfile_instructions(text):
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    out = []
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if current and stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        word, _, rest = current.partition(" ")
+        out.append((word.upper(), rest.strip()))
+        current = ""
+    return out
+
+
+def check_dockerfile(pkg):
+    path = Path("Dockerfile")
+    text = path.read_text(encoding="utf-8")
+    instr = dockerfile_instructions(text)
+    froms = [args for word, args in instr if word == "FROM"]
+    if len(froms) < 2:
+        error("Dockerfile: expected a multi-stage build (builder + runtime)")
+        return
+    builder = froms[0].split()[0]
+    if not re.fullmatch(r"rust:\d+\.\d+(\.\d+)?-bookworm(@sha256:[0-9a-f]{64})?", builder):
+        error(f"Dockerfile: builder image {builder!r} is not a pinned rust:<version>-bookworm tag")
+    runtime = froms[-1].split()[0]
+    if not runtime.startswith("gcr.io/distroless/cc-debian12:nonroot"):
+        error(f"Dockerfile: runtime image {runtime!r} is not gcr.io/distroless/cc-debian12:nonroot")
+
+    build_lines = [line for line in text.splitlines() if re.match(r"^RUN cargo build( |$)", line)]
+    if build_lines != ["RUN cargo build --release --locked"]:
+        error(f"Dockerfile: expected exactly one line `RUN cargo build --release --locked`, found {build_lines}")
+
+    # Everything after the last FROM is the runtime stage.
+    last_from = max(i for i, (word, _) in enumerate(instr) if word == "FROM")
+    runtime_stage = instr[last_from:]
+
+    exposes = [args for word, args in runtime_stage if word == "EXPOSE"]
+    ports = [p.split("/")[0] for args in exposes for p in args.split()]
+    if ports != [str(DEFAULT_PORT)]:
+        error(f"Dockerfile: EXPOSE {ports} should be exactly the default port {DEFAULT_PORT}")
+    else:
+        ok(f"Dockerfile EXPOSE {DEFAULT_PORT}")
+
+    entrypoints = [args for word, args in runtime_stage if word == "ENTRYPOINT"]
+    binary = None
+    if len(entrypoints) != 1:
+        error("Dockerfile: the runtime stage needs exactly one ENTRYPOINT")
+    else:
+        try:
+            argv = json.loads(entrypoints[0])
+            binary = argv[0]
+        except (ValueError, IndexError, TypeError):
+            error(f"Dockerfile: ENTRYPOINT must be exec form (a JSON array), got {entrypoints[0]!r}")
+    if binary is not None:
+        if Path(binary).name != pkg:
+            error(f"Dockerfile: ENTRYPOINT runs {binary!r}, but the Cargo package is {pkg!r}")
+        else:
+            ok(f"Dockerfile ENTRYPOINT {binary} matches package {pkg}")
+        copies = [args for word, args in runtime_stage if word == "COPY" and "--from=" in args]
+        want_src = f"target/release/{pkg}"
+        if not any(args.split()[-2].endswith(want_src) and args.split()[-1] == binary for args in copies):
+            error(f"Dockerfile: no `COPY --from=... .../{want_src} {binary}` in the runtime stage")
+
+    users = [args for word, args in runtime_stage if word == "USER"]
+    if users != [f"{NONROOT_ID}:{NONROOT_ID}"]:
+        error(f"Dockerfile: runtime USER {users} should be {NONROOT_ID}:{NONROOT_ID}")
+    labels = " ".join(args for word, args in runtime_stage if word == "LABEL")
+    for key in ("title", "description", "licenses", "version", "revision"):
+        if f"org.opencontainers.image.{key}=" not in labels:
+            error(f"Dockerfile: missing LABEL org.opencontainers.image.{key}")
+
+
+def check_default_port_in_source():
+    """The Dockerfile and manifests hard-code 9810: make sure the code still does."""
+    sources = list(Path("src").rglob("*.rs"))
+    if not any(str(DEFAULT_PORT) in p.read_text(encoding="utf-8") for p in sources):
+        error(f"src/: no mention of port {DEFAULT_PORT}; if the default listen port changed, update "
+              "Dockerfile, deploy/ and DEFAULT_PORT in scripts/checks/deploy_lint.py")
+    else:
+        ok(f"src/ still uses port {DEFAULT_PORT}")
+
+
+def check_dockerignore():
+    """Files the build embeds must not be excluded from the Docker build context."""
+    patterns = []
+    for line in Path(".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            patterns.append(line.rstrip("/"))
+    for must in ("target", ".git", ".venv"):
+        if must not in patterns:
+            error(f".dockerignore: should exclude {must}/")
+    needed = [Path("Cargo.toml"), Path("Cargo.lock"), Path("src")]
+    if Path("build.rs").exists():
+        needed.append(Path("build.rs"))
+    include = re.compile(r"include_(?:str|bytes)!\s*\(\s*\"([^\"]+)\"")
+    for rs in Path("src").rglob("*.rs"):
+        for rel in include.findall(rs.read_text(encoding="utf-8")):
+            target = (rs.parent / rel).resolve()
+            try:
+                needed.append(target.relative_to(Path.cwd().resolve()))
+            except ValueError:
+                error(f"{rs}: include of {rel!r} points outside the repository")
+    for path in needed:
+        parts = path.parts
+        for pattern in patterns:
+            if pattern.startswith("**/") or "*" in pattern:
+                continue
+            pparts = Path(pattern).parts
+            if parts[: len(pparts)] == pparts:
+                error(f".dockerignore: {pattern!r} excludes {path}, which the build needs")
+    ok(".dockerignore keeps what `cargo build` reads")
+
+
+# ------------------------------------------------------------------ kubernetes
+
+
+def labels_match(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_kustomization(directory):
+    kfile = directory / "kustomization.yaml"
+    docs = load_docs(kfile)
+    if not docs:
+        error(f"{kfile}: missing or empty")
+        return []
+    listed = docs[0].get("resources", [])
+    present = sorted(p.name for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
+    for name in listed:
+        if not (directory / name).is_file():
+            error(f"{kfile}: lists {name}, which does not exist")
+    for name in present:
+        if name not in listed:
+            error(f"{kfile}: does not list {name}")
+    return [directory / name for name in listed if (directory / name).is_file()]
+
+
+def check_exporter_container(where, pod_spec, container, configmaps):
+    sc = container.get("securityContext") or {}
+    pod_sc = pod_spec.get("securityContext") or {}
+
+    def effective(key):
+        return sc.get(key, pod_sc.get(key))
+
+    if effective("runAsNonRoot") is not True:
+        error(f"{where}: runAsNonRoot must be true")
+    if effective("runAsUser") != NONROOT_ID:
+        error(f"{where}: runAsUser must be {NONROOT_ID}")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        error(f"{where}: allowPrivilegeEscalation must be false")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        error(f"{where}: readOnlyRootFilesystem must be true")
+    if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+        error(f"{where}: capabilities.drop must be [ALL]")
+    if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        error(f"{where}: seccompProfile must be RuntimeDefault")
+
+    ports = {p.get("name"): p for p in container.get("ports", [])}
+    if ports.get("metrics", {}).get("containerPort") != DEFAULT_PORT:
+        error(f"{where}: needs a port named metrics with containerPort {DEFAULT_PORT}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (container.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path or get.get("port") not in ("metrics", DEFAULT_PORT):
+            error(f"{where}: {probe} must GET {path} on port metrics")
+
+    res = container.get("resources") or {}
+    for kind, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
+        for key in keys:
+            if key not in (res.get(kind) or {}):
+                error(f"{where}: resources.{kind}.{key} is not set")
+
+    if "aws-workflow-exporter" not in container.get("image", ""):
+        error(f"{where}: image {container.get('image')!r} does not look like the exporter's")
+
+    # --config.file must point into a mounted ConfigMap that has that key.
+    args = container.get("args", [])
+    config_file = None
+    for i, arg in enumerate(args):
+        if arg.startswith("--config.file="):
+            config_file = arg.split("=", 1)[1]
+        elif arg == "--config.file" and i + 1 < len(args):
+            config_file = args[i + 1]
+    if not config_file:
+        error(f"{where}: no --config.file argument")
+        return
+    volumes = {v.get("name"): v for v in pod_spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if config_file.startswith(prefix):
+            if mount.get("readOnly") is not True:
+                error(f"{where}: config mount {mount['mountPath']} should be readOnly")
+            cm_name = ((volumes.get(mount["name"]) or {}).get("configMap") or {}).get("name")
+            key = config_file[len(prefix):]
+            if cm_name not in configmaps:
+                error(f"{where}: --config.file {config_file} is not in a ConfigMap defined alongside")
+            elif key not in (configmaps[cm_name].get("data") or {}):
+                error(f"{where}: ConfigMap {cm_name} has no key {key!r}")
+            return
+    error(f"{where}: --config.file {config_file} is not under any volumeMount")
+
+
+def check_config_shape(where, text):
+    """Only that it is a YAML mapping: the exporter's check-config (deploy.sh) is the real check."""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        error(f"{where}: config.yaml is not valid YAML: {exc}")
+        return
+    if not isinstance(config, dict):
+        error(f"{where}: config.yaml must be a mapping")
+
+
+def check_kubernetes(extract_dir):
+    services = []  # (path, Service)
+    for directory in KUSTOMIZE_DIRS:
+        files = check_kustomization(directory)
+        objs = [(path, doc) for path in files for doc in load_docs(path)]
+        by_kind = {}
+        for path, doc in objs:
+            by_kind.setdefault(doc.get("kind"), []).append((path, doc))
+            if "namespace" in (doc.get("metadata") or {}):
+                error(f"{path}: {doc['kind']} sets metadata.namespace; the manifests are namespace-less")
+        configmaps = {d["metadata"]["name"]: d for _, d in by_kind.get("ConfigMap", [])}
+        accounts = {d["metadata"]["name"]: d for _, d in by_kind.get("ServiceAccount", [])}
+
+        for path, cm in by_kind.get("ConfigMap", []):
+            text = (cm.get("data") or {}).get("config.yaml")
+            if text is None:
+                error(f"{path}: ConfigMap has no config.yaml key")
+                continue
+            check_config_shape(str(path), text)
+            if extract_dir:
+                out = Path(extract_dir) / f"{directory.name}-{cm['metadata']['name']}.yaml"
+                out.write_text(text, encoding="utf-8")
+
+        for path, sa in by_kind.get("ServiceAccount", []):
+            arn = ((sa.get("metadata") or {}).get("annotations") or {}).get("eks.amazonaws.com/role-arn", "")
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+                error(f"{path}: ServiceAccount needs an eks.amazonaws.com/role-arn annotation with a role ARN")
+
+        deployments = by_kind.get("Deployment", [])
+        if len(deployments) != 1:
+            error(f"{directory}: expected exactly one Deployment")
+            continue
+        dpath, dep = deployments[0]
+        spec = dep["spec"]
+        pod = spec["template"]["spec"]
+        pod_labels = spec["template"]["metadata"].get("labels") or {}
+        if spec.get("replicas") != 1:
+            error(f"{dpath}: replicas should be 1 (one exporter per set of targets)")
+        if not labels_match(spec["selector"].get("matchLabels"), pod_labels):
+            error(f"{dpath}: selector does not match the pod template labels")
+        if pod.get("serviceAccountName") not in accounts:
+            error(f"{dpath}: serviceAccountName {pod.get('serviceAccountName')!r} is not defined alongside")
+        before = len(errors)
+        exporters = [c for c in pod.get("containers", []) if "aws-workflow-exporter" in c.get("image", "")]
+        if len(exporters) != 1:
+            error(f"{dpath}: expected exactly one exporter container")
+        for c in exporters:
+            check_exporter_container(f"{dpath} container {c['name']}", pod, c, configmaps)
+        if len(errors) == before:
+            ok(f"{dpath}: exporter container, ServiceAccount and ConfigMap agree")
+
+        for path, svc in by_kind.get("Service", []):
+            ports = {p.get("name"): p for p in svc["spec"].get("ports", [])}
+            metrics = ports.get("metrics")
+            if not metrics or metrics.get("port") != DEFAULT_PORT or metrics.get("targetPort") not in ("metrics", DEFAULT_PORT):
+                error(f"{path}: needs port metrics {DEFAULT_PORT} -> targetPort metrics")
+            if not labels_match(svc["spec"].get("selector"), pod_labels):
+                error(f"{path}: selector does not select the Deployment's pods")
+            services.append((path, svc))
+    return services
+
+
+def check_servicemonitor(services):
+    docs = load_docs(SERVICEMONITOR)
+    if len(docs) != 1:
+        error(f"{SERVICEMONITOR}: expected one document")
+        return
+    sm = docs[0]
+    if sm.get("apiVersion") != "monitoring.coreos.com/v1" or sm.get("kind") != "ServiceMonitor":
+        error(f"{SERVICEMONITOR}: must be apiVersion monitoring.coreos.com/v1, kind ServiceMonitor")
+    if not (sm.get("metadata") or {}).get("name"):
+        error(f"{SERVICEMONITOR}: metadata.name is missing")
+    spec = sm.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    if set(spec.get("selector") or {}) - {"matchLabels", "matchExpressions"}:
+        error(f"{SERVICEMONITOR}: spec.selector has unknown keys")
+    endpoints = spec.get("endpoints") or []
+    if not endpoints:
+        error(f"{SERVICEMONITOR}: spec.endpoints is empty")
+    for ep in endpoints:
+        if ep.get("port") != "metrics":
+            error(f"{SERVICEMONITOR}: endpoint port must be the named port `metrics`")
+        if ep.get("interval") != "30s":
+            error(f"{SERVICEMONITOR}: endpoint interval should be 30s")
+        if ep.get("path", "/metrics") != "/metrics":
+            error(f"{SERVICEMONITOR}: endpoint path should be /metrics")
+    selected = [path for path, svc in services if labels_match(selector, svc["metadata"].get("labels") or {})]
+    standalone = [path for path, _ in services if path.parent.name == "standalone"]
+    if not standalone or standalone[0] not in selected:
+        error(f"{SERVICEMONITOR}: selector {selector} does not match the standalone Service's labels")
+    else:
+        ok(f"{SERVICEMONITOR}: selects {', '.join(str(p) for p in selected)} on port metrics")
+
+
+def check_prometheusrule(extract_rules):
+    docs = load_docs(PROMETHEUSRULE)
+    if len(docs) != 1:
+        error(f"{PROMETHEUSRULE}: expected one document (generate it: scripts/gen-prometheusrule.py)")
+        return
+    pr = docs[0]
+    if pr.get("apiVersion") != "monitoring.coreos.com/v1" or pr.get("kind") != "PrometheusRule":
+        error(f"{PROMETHEUSRULE}: must be apiVersion monitoring.coreos.com/v1, kind PrometheusRule")
+    if not (pr.get("metadata") or {}).get("name"):
+        error(f"{PROMETHEUSRULE}: metadata.name is missing")
+    groups = (pr.get("spec") or {}).get("groups")
+    if not isinstance(groups, list) or not groups:
+        error(f"{PROMETHEUSRULE}: spec.groups is empty")
+        return
+    names = set()
+    count = 0
+    for g in groups:
+        if not g.get("name") or g["name"] in names:
+            error(f"{PROMETHEUSRULE}: group names must be present and unique ({g.get('name')!r})")
+        names.add(g.get("name"))
+        rules = g.get("rules") or []
+        if not rules:
+            error(f"{PROMETHEUSRULE}: group {g.get('name')!r} has no rules")
+        for r in rules:
+            count += 1
+            if ("record" in r) == ("alert" in r) or not r.get("expr"):
+                error(f"{PROMETHEUSRULE}: group {g.get('name')!r}: every rule needs expr and one of record/alert")
+            for key in ("labels", "annotations"):
+                for k, v in (r.get(key) or {}).items():
+                    if not isinstance(v, str):
+                        error(f"{PROMETHEUSRULE}: {key}.{k} must be a string")
+    ok(f"{PROMETHEUSRULE}: {len(groups)} groups, {count} rules")
+    if extract_rules:
+        Path(extract_rules).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------- IAM
+
+
+def check_iam():
+    before = len(errors)
+    docs = {}
+    for path in sorted(IAM_DIR.glob("*.json")):
+        try:
+            docs[path.name] = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            error(f"{path}: invalid JSON: {exc}")
+    for name in ("policy.json", "assume-role-policy.json", "irsa-trust-policy.json"):
+        if not (IAM_DIR / name).is_file():
+            error(f"{IAM_DIR / name}: missing")
+    for name, doc in docs.items():
+        where = IAM_DIR / name
+        if doc.get("Version") != "2012-10-17":
+            error(f"{where}: Version must be 2012-10-17")
+        statements = doc.get("Statement")
+        if not isinstance(statements, list) or not statements:
+            error(f"{where}: Statement must be a non-empty list")
+            continue
+        trust = "trust" in name
+        sids = set()
+        for st in statements:
+            sid = st.get("Sid", "")
+            if not re.fullmatch(r"[A-Za-z0-9]+", sid) or sid in sids:
+                error(f"{where}: every statement needs a unique alphanumeric Sid ({sid!r})")
+            sids.add(sid)
+            if st.get("Effect") not in ("Allow", "Deny"):
+                error(f"{where}: {sid}: Effect must be Allow or Deny")
+            if trust and ("Principal" not in st or "Resource" in st):
+                error(f"{where}: {sid}: a trust policy statement has a Principal and no Resource")
+            if not trust and ("Principal" in st or "Resource" not in st):
+                error(f"{where}: {sid}: an identity policy statement has a Resource and no Principal")
+            for action in as_list(st.get("Action")):
+                if "*" in action:
+                    error(f"{where}: {sid}: wildcard action {action!r}")
+
+    policy = docs.get("policy.json")
+    if policy:
+        actions = set()
+        for st in policy.get("Statement", []):
+            if st.get("Effect") != "Allow":
+                continue
+            resources = as_list(st.get("Resource"))
+            for action in as_list(st.get("Action")):
+                actions.add(action)
+                for res in resources:
+                    if res == "*":
+                        if action not in STAR_ACTIONS:
+                            error(f"policy.json: {action} supports resource-level permissions; do not grant it on *")
+                    elif action in ACTION_RESOURCES and not ACTION_RESOURCES[action].match(res):
+                        error(f"policy.json: {action} on {res!r} is not that action's resource type")
+                    elif action in STAR_ACTIONS:
+                        error(f"policy.json: {action} has no resource-level permissions; it needs Resource *")
+        if actions != POLICY_ACTIONS:
+            error(f"policy.json: actions differ from the exporter's needs: "
+                  f"extra {sorted(actions - POLICY_ACTIONS)}, missing {sorted(POLICY_ACTIONS - actions)}")
+        else:
+            ok(f"policy.json grants exactly the {len(POLICY_ACTIONS)} read-only actions")
+    assume = docs.get("assume-role-policy.json")
+    if assume:
+        for st in assume.get("Statement", []):
+            if set(as_list(st.get("Action"))) != {"sts:AssumeRole"}:
+                error("assume-role-policy.json: should grant only sts:AssumeRole")
+            for res in as_list(st.get("Resource")):
+                if not re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}|\*):role/.+", res):
+                    error(f"assume-role-policy.json: {res!r} is not a role ARN")
+    irsa = docs.get("irsa-trust-policy.json")
+    if irsa:
+        for st in irsa.get("Statement", []):
+            if as_list(st.get("Action")) != ["sts:AssumeRoleWithWebIdentity"]:
+                error("irsa-trust-policy.json: Action must be sts:AssumeRoleWithWebIdentity")
+            cond = (st.get("Condition") or {}).get("StringEquals") or {}
+            if not any(k.endswith(":sub") and v.startswith("system:serviceaccount:") for k, v in cond.items()):
+                error("irsa-trust-policy.json: needs a StringEquals condition on <issuer>:sub")
+            if not any(k.endswith(":aud") and v == "sts.amazonaws.com" for k, v in cond.items()):
+                error("irsa-trust-policy.json: needs a StringEquals condition <issuer>:aud = sts.amazonaws.com")
+    if len(errors) == before:
+        ok(f"IAM documents: {', '.join(sorted(docs))}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--extract-configs", metavar="DIR")
+    parser.add_argument("--extract-rules", metavar="FILE")
+    args = parser.parse_args()
+
+    pkg = package_name()
+    check_dockerfile(pkg)
+    check_default_port_in_source()
+    check_dockerignore()
+    services = check_kubernetes(args.extract_configs)
+    check_servicemonitor(services)
+    check_prometheusrule(args.extract_rules)
+    check_iam()
+
+    for msg in errors:
+        print(f"FAIL {msg}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
