@@ -115,10 +115,10 @@ def!(
 def!(TOLERATED_RATIO, "aws_sfn_map_run_tolerated_failure_ratio", Gauge, RUN, "Share of failed items (0..1) the map run tolerates before failing (toleratedFailurePercentage / 100).");
 def!(
     TOLERATED_COUNT,
-    "aws_sfn_map_run_tolerated_failure_count",
+    "aws_sfn_map_run_tolerated_failed_items",
     Gauge,
     RUN,
-    "Number of failed items the map run tolerates before failing (toleratedFailureCount)."
+    "Failed items the map run tolerates before failing (toleratedFailureCount); 0 means no count threshold. Not named _count: promtool reserves that suffix."
 );
 def!(
     REDRIVES,

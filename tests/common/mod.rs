@@ -1,0 +1,281 @@
+//! Shared integration-test harness: the simulator, an exporter polling it through the real SDK,
+//! its HTTP server on loopback, and a parser for what /metrics returns.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use aws_workflow_exporter::app::Exporter;
+use aws_workflow_exporter::aws::StaticCredentials;
+use aws_workflow_exporter::config::Config;
+use aws_workflow_exporter::http;
+use aws_workflow_exporter::simulator::{demo, Simulator, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub fn credentials() -> Option<StaticCredentials> {
+    Some(StaticCredentials {
+        access_key_id: "test".into(),
+        secret_access_key: "test".into(),
+    })
+}
+
+/// A config pointing at `endpoint` with only the named sources enabled.
+pub fn config_for(endpoint: &str, sources: &[&str]) -> Config {
+    let mut config = demo::demo_config(endpoint, std::time::Duration::from_secs(60));
+    config.sfn_map_runs.enabled = sources.contains(&"sfn_map_runs");
+    config.transfer_workflows.enabled = sources.contains(&"transfer_workflows");
+    config.appflow_flows.enabled = sources.contains(&"appflow_flows");
+    // Tests must not wait on the API budget.
+    config.aws_api.quota_share = 1.0;
+    config.aws_api.max_attempts = 1;
+    config
+}
+
+pub struct Harness {
+    pub sim: Simulator,
+    pub exporter: Exporter,
+    pub http_addr: SocketAddr,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl Harness {
+    /// Starts the simulator and an exporter for `sources`; `adjust` may change the config.
+    pub async fn start(sources: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
+        let sim = Simulator::start().await.expect("simulator starts");
+        let mut config = config_for(&sim.endpoint, sources);
+        adjust(&mut config);
+        let exporter = Exporter::new(&config, credentials());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http_addr = listener.local_addr().expect("addr");
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(http::serve(listener, exporter.http_state(), rx));
+        Self {
+            sim,
+            exporter,
+            http_addr,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.sim.world()
+    }
+
+    /// One poll of every source.
+    pub async fn poll(&mut self) {
+        self.exporter.poll_once().await;
+    }
+
+    /// GET /metrics over HTTP and parse it.
+    pub async fn scrape(&self) -> Scrape {
+        let resp = http_get(self.http_addr, "/metrics", &[]).await;
+        assert_eq!(resp.status, 200);
+        Scrape::parse(&String::from_utf8(resp.body).expect("utf-8 exposition"))
+    }
+
+    /// Calls per (service, operation) since the log was last cleared, then clears it.
+    pub fn take_calls(&self) -> BTreeMap<(String, String), usize> {
+        let mut w = self.world();
+        let counts = w.call_counts();
+        w.calls.clear();
+        counts
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 GET, so tests see exactly what a scraper sees.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed text exposition.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(parse_sample)
+            .collect();
+        Self {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// Samples of `name` whose labels include every pair of `labels`.
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    /// The value of the one sample matching; `None` if there is none, a panic if there are several.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<&Sample> = self.matching(name, labels).collect();
+        assert!(
+            found.len() <= 1,
+            "{name}{labels:?} matches {} samples",
+            found.len()
+        );
+        found.first().map(|s| s.value)
+    }
+
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).map(|s| s.value).sum()
+    }
+
+    pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> usize {
+        self.matching(name, labels).count()
+    }
+
+    /// Names of every family with a `# TYPE` line.
+    pub fn family_names(&self) -> Vec<String> {
+        self.text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (series, value) = line.rsplit_once(' ').expect("sample line");
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+    };
+    let (name, labels) = match series.split_once('{') {
+        None => (series.to_owned(), BTreeMap::new()),
+        Some((name, rest)) => (
+            name.to_owned(),
+            parse_labels(rest.strip_suffix('}').expect("closing brace")),
+        ),
+    };
+    Sample {
+        name,
+        labels,
+        value,
+    }
+}
+
+fn parse_labels(mut s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    while !s.is_empty() {
+        let (key, rest) = s.split_once("=\"").expect("label");
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = i;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').to_owned(), value);
+        s = rest[end + 1..].trim_start_matches(',');
+    }
+    out
+}
+
+/// Runs `promtool check metrics` on an exposition and asserts it reports nothing.
+pub fn assert_promtool_clean(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (scripts/setup-tools.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics reported:\n{report}"
+    );
+}

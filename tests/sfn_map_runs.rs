@@ -1,0 +1,581 @@
+//! The Map Run source against the simulator, through the real SDK over HTTP.
+
+mod common;
+
+use aws_workflow_exporter::simulator::sfn::MapRunSpec;
+use aws_workflow_exporter::simulator::{Fault, FaultKind};
+use aws_workflow_exporter::sources::unix_now;
+use common::{assert_promtool_clean, Harness};
+
+const SOURCE: &[&str] = &["sfn_map_runs"];
+
+fn spec(id: &str, total: i64) -> MapRunSpec {
+    MapRunSpec {
+        map_state: "Fan Out".into(),
+        id: id.into(),
+        total_items: total,
+        max_concurrency: 40,
+        tolerated_failure_percentage: 10.0,
+        tolerated_failure_count: 5,
+    }
+}
+
+fn calls(h: &Harness, op: &str) -> usize {
+    h.world().count("sfn", op)
+}
+
+#[tokio::test]
+async fn a_map_run_is_followed_through_failure_and_redrive_with_counters_added_once() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let (exec, run) = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
+        let run = w.sfn.add_map_run(&exec, spec("run1", 100), now - 40.0);
+        w.sfn.set_progress(&run, 10, 30, 2, 1);
+        (exec, run)
+    };
+    let labels = [
+        ("state_machine", "etl"),
+        ("map_state", "Fan Out"),
+        ("execution", "nightly"),
+        ("map_run", "run1"),
+    ];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut l = labels.to_vec();
+        l.push(extra);
+        l
+    };
+
+    // 1. Observed while running.
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "succeeded"))),
+        Some(30.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "running"))),
+        Some(10.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "failed"))),
+        Some(2.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "timed_out"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "pending"))),
+        Some(57.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_child_executions",
+            &with(("status", "succeeded"))
+        ),
+        Some(30.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &with(("status", "running"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &with(("status", "failed"))),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_max_concurrency", &labels),
+        Some(40.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_tolerated_failure_ratio", &labels),
+        Some(0.1)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_tolerated_failed_items", &labels),
+        Some(5.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items_results_written", &labels),
+        Some(30.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_stop_timestamp_seconds", &labels),
+        None,
+        "absent while running"
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_last_redrive_timestamp_seconds", &labels),
+        None
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_finished_total", &[("status", "failed")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_start_timestamp_seconds", &labels)
+            .map(f64::round),
+        Some((now - 40.0).round())
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items",
+            &[
+                ("account_id", "123456789012"),
+                ("region", "us-east-1"),
+                ("status", "running")
+            ]
+        ),
+        Some(10.0)
+    );
+    assert_promtool_clean(&s.text);
+
+    // 2. Finishes with failures between two polls.
+    {
+        let mut w = h.world();
+        w.sfn.set_progress(&run, 0, 80, 15, 5);
+        w.sfn.finish_map_run(&run, "FAILED", now - 5.0);
+        w.sfn.stop_execution(&exec, "FAILED", now - 5.0);
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &with(("status", "failed"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "failed"))),
+        Some(15.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_stop_timestamp_seconds", &labels)
+            .map(f64::round),
+        Some((now - 5.0).round())
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_finished_total", &[("status", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "succeeded")]
+        ),
+        Some(80.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "failed")]
+        ),
+        Some(15.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "timed_out")]
+        ),
+        Some(5.0)
+    );
+
+    // 3. Terminal: not described again across 10 further polls.
+    h.take_calls();
+    for _ in 0..10 {
+        h.poll().await;
+    }
+    assert_eq!(calls(&h, "DescribeMapRun"), 0);
+    assert_eq!(calls(&h, "ListMapRuns"), 0);
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_runs_finished_total", &[("status", "failed")]),
+        Some(1.0),
+        "counted once"
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "failed")]
+        ),
+        Some(15.0)
+    );
+
+    // 4. Redriven: runs again, then succeeds; only the difference is added.
+    h.world().sfn.redrive(&exec, now - 2.0);
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &with(("status", "running"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_redrives_total", &labels),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_last_redrive_timestamp_seconds", &labels)
+            .map(f64::round),
+        Some((now - 2.0).round())
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_items", &with(("status", "pending"))),
+        Some(20.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(1.0)
+    );
+    {
+        let mut w = h.world();
+        w.sfn.set_progress(&run, 0, 100, 0, 0);
+        w.sfn.finish_map_run(&run, "SUCCEEDED", now - 1.0);
+        w.sfn.stop_execution(&exec, "SUCCEEDED", now - 1.0);
+    }
+    h.poll().await;
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &with(("status", "succeeded"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_finished_total", &[("status", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_runs_finished_total",
+            &[("status", "succeeded")]
+        ),
+        Some(0.0),
+        "a run is counted as finished once"
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "succeeded")]
+        ),
+        Some(100.0),
+        "80 + the 20 rerun"
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "failed")]
+        ),
+        Some(15.0)
+    );
+    h.take_calls();
+    for _ in 0..10 {
+        h.poll().await;
+    }
+    assert_eq!(
+        calls(&h, "DescribeMapRun"),
+        0,
+        "terminal again after the redrive"
+    );
+    assert_promtool_clean(&h.scrape().await.text);
+}
+
+#[tokio::test]
+async fn runs_finished_before_the_first_poll_feed_no_counter() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("old", now - 7200.0);
+        let exec = w.sfn.start_execution(&sm, "yesterday", now - 3600.0);
+        let run = w.sfn.add_map_run(&exec, spec("done", 10), now - 3600.0);
+        w.sfn.set_progress(&run, 0, 4, 6, 0);
+        w.sfn.finish_map_run(&run, "FAILED", now - 3000.0);
+        w.sfn.stop_execution(&exec, "FAILED", now - 3000.0);
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items",
+            &[("map_run", "done"), ("status", "failed")]
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_finished_total", &[("status", "failed")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items_finished_total",
+            &[("status", "failed")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_describe_degrades_one_run_for_one_poll() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let (a, b) = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "e1", now - 50.0);
+        let a = w.sfn.add_map_run(&exec, spec("a", 10), now - 40.0);
+        let b = w.sfn.add_map_run(&exec, spec("b", 10), now - 40.0);
+        w.sfn.set_progress(&a, 1, 2, 0, 0);
+        w.sfn.set_progress(&b, 1, 3, 0, 0);
+        (a, b)
+    };
+    h.poll().await;
+    {
+        let mut w = h.world();
+        w.sfn.set_progress(&a, 1, 5, 0, 0);
+        w.sfn.set_progress(&b, 1, 6, 0, 0);
+        w.faults.push(Fault {
+            service: "sfn",
+            operation: "DescribeMapRun",
+            body_contains: Some(a.clone()),
+            kind: FaultKind::Throttle,
+            remaining: Some(1),
+        });
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items",
+            &[("map_run", "a"), ("status", "succeeded")]
+        ),
+        Some(2.0),
+        "keeps its last value"
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items",
+            &[("map_run", "b"), ("status", "succeeded")]
+        ),
+        Some(6.0),
+        "others are intact"
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_api_requests_total",
+            &[
+                ("service", "sfn"),
+                ("operation", "DescribeMapRun"),
+                ("outcome", "throttled")
+            ]
+        ),
+        Some(1.0)
+    );
+    // The next poll recovers.
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items",
+            &[("map_run", "a"), ("status", "succeeded")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")]
+        ),
+        Some(1.0)
+    );
+
+    // A server error on the listing keeps everything learned so far.
+    h.world().faults.push(Fault {
+        service: "sfn",
+        operation: "ListStateMachines",
+        body_contains: None,
+        kind: FaultKind::ServerError,
+        remaining: Some(1),
+    });
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_items",
+            &[("map_run", "a"), ("status", "succeeded")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_api_requests_total",
+            &[
+                ("operation", "ListStateMachines"),
+                ("outcome", "server_error")
+            ]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn steady_state_costs_no_describes_of_finished_runs() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        w.sfn.page_cap = Some(7); // exercise pagination everywhere
+        let sm = w.sfn.add_state_machine("batch", now - 7200.0);
+        for i in 0..20 {
+            let exec = w
+                .sfn
+                .start_execution(&sm, &format!("done-{i}"), now - 3000.0 + i as f64);
+            let run = w
+                .sfn
+                .add_map_run(&exec, spec(&format!("d{i}"), 10), now - 3000.0);
+            w.sfn.set_progress(&run, 0, 10, 0, 0);
+            w.sfn.finish_map_run(&run, "SUCCEEDED", now - 1000.0);
+            w.sfn.stop_execution(&exec, "SUCCEEDED", now - 1000.0);
+        }
+        for i in 0..2 {
+            let exec = w
+                .sfn
+                .start_execution(&sm, &format!("live-{i}"), now - 60.0 + i as f64);
+            let run = w
+                .sfn
+                .add_map_run(&exec, spec(&format!("l{i}"), 10), now - 60.0);
+            w.sfn.set_progress(&run, 5, 1, 0, 0);
+        }
+    }
+    h.poll().await;
+    let first = h.take_calls();
+    let s = h.scrape().await;
+    assert_eq!(
+        s.count("aws_sfn_map_run_status", &[("status", "running")]),
+        22
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_tracked_resources",
+            &[("kind", "map_run")]
+        ),
+        Some(22.0)
+    );
+    h.poll().await;
+    let steady = h.take_calls();
+    let get = |m: &std::collections::BTreeMap<(String, String), usize>, op: &str| {
+        m.get(&("sfn".to_string(), op.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(get(&first, "DescribeMapRun"), 22);
+    assert_eq!(get(&first, "ListMapRuns"), 22);
+    // Steady state: 1 ListStateMachines, RUNNING list (1 page) + window list (4 pages of 7),
+    // ListMapRuns and DescribeMapRun for the 2 running executions only.
+    assert_eq!(get(&steady, "ListStateMachines"), 1);
+    assert_eq!(get(&steady, "ListExecutions"), 1 + 4);
+    assert_eq!(get(&steady, "ListMapRuns"), 2);
+    assert_eq!(get(&steady, "DescribeMapRun"), 2);
+    println!("calls per poll, first: {first:?}\ncalls per poll, steady state: {steady:?}");
+}
+
+#[tokio::test]
+async fn per_run_series_expire_after_retention_while_aggregates_stay() {
+    let mut h = Harness::start(SOURCE, |c| {
+        c.sfn_map_runs.retention = std::time::Duration::from_secs(60)
+    })
+    .await;
+    let now = unix_now();
+    let sm = h.world().sfn.add_state_machine("etl", now - 7200.0);
+    {
+        let mut w = h.world();
+        let exec = w.sfn.start_execution(&sm, "old", now - 3600.0);
+        let run = w.sfn.add_map_run(&exec, spec("old", 10), now - 3600.0);
+        w.sfn.finish_map_run(&run, "SUCCEEDED", now - 120.0);
+        w.sfn.stop_execution(&exec, "SUCCEEDED", now - 120.0);
+        let exec = w.sfn.start_execution(&sm, "new", now - 30.0);
+        w.sfn.add_map_run(&exec, spec("new", 10), now - 30.0);
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.count("aws_sfn_map_run_status", &[("map_run", "old")]),
+        0,
+        "stopped 120s ago, retention 60s"
+    );
+    assert_eq!(s.count("aws_sfn_map_run_status", &[("map_run", "new")]), 4);
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_runs_finished_total",
+            &[("status", "succeeded")]
+        ),
+        Some(0.0)
+    );
+
+    // A deleted state machine drops its series.
+    h.world().sfn.delete_state_machine(&sm);
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(s.count("aws_sfn_map_run_status", &[]), 0);
+}
+
+#[tokio::test]
+async fn http_endpoints_serve_cached_metrics_gzip_and_readiness() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let ready = common::http_get(h.http_addr, "/readyz", &[]).await;
+    assert_eq!(ready.status, 503, "not ready before the first poll");
+    assert_eq!(
+        common::http_get(h.http_addr, "/healthz", &[]).await.status,
+        200
+    );
+    h.poll().await;
+    assert_eq!(
+        common::http_get(h.http_addr, "/readyz", &[]).await.status,
+        200
+    );
+    let landing = common::http_get(h.http_addr, "/", &[]).await;
+    assert!(String::from_utf8_lossy(&landing.body).contains("/metrics"));
+    assert_eq!(
+        common::http_get(h.http_addr, "/nope", &[]).await.status,
+        404
+    );
+
+    h.take_calls();
+    let plain = common::http_get(h.http_addr, "/metrics", &[]).await;
+    let gz = common::http_get(h.http_addr, "/metrics", &[("Accept-Encoding", "gzip")]).await;
+    assert!(h.take_calls().is_empty(), "a scrape never calls AWS");
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(plain.header("content-encoding"), None);
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gz.body[..]),
+        &mut decoded,
+    )
+    .unwrap();
+    assert_eq!(decoded, plain.body);
+    assert!(plain
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+}
