@@ -154,6 +154,8 @@ struct TrackedRun {
     parent_redrive_at_describe: i64,
     /// Finished item counts already fed into the aggregate counters.
     counted: Option<[u64; 4]>,
+    /// Seen running: it then surely finished while we watched, whatever the clocks say.
+    seen_running: bool,
     /// Per-run series are shown until then; `None` while running.
     visible_until: Option<f64>,
 }
@@ -273,6 +275,7 @@ impl MapRunTracker {
                     obs: None,
                     parent_redrive_at_describe: 0,
                     counted: None,
+                    seen_running: false,
                     visible_until: None,
                 },
             );
@@ -320,7 +323,7 @@ impl MapRunTracker {
             let stop = obs.stop.unwrap_or(now);
             let finished = obs.items.finished();
             match run.counted {
-                None if stop >= self.started_at => {
+                None if run.seen_running || stop >= self.started_at => {
                     let idx = MapRunStatus::TERMINAL
                         .iter()
                         .position(|s| *s == obs.status)
@@ -341,6 +344,7 @@ impl MapRunTracker {
             run.counted = Some(finished);
             run.visible_until = Some(stop + self.retention);
         } else {
+            run.seen_running = true;
             run.visible_until = None;
         }
         run.obs = Some(obs);
