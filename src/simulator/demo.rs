@@ -222,6 +222,15 @@ pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
     })
 }
 
+/// Runs the scenario for a while on `world`, ending in the recent past, so every kind of run exists.
+pub fn seed(world: &mut World) {
+    let mut scenario = Scenario::new();
+    let now = unix_now();
+    for i in 0..40 {
+        scenario.advance(world, now - 40.0 + i as f64);
+    }
+}
+
 fn advance(scenario: &Mutex<Scenario>, world: &Mutex<World>) {
     let mut w = world.lock().expect("simulator world lock");
     scenario

@@ -1,0 +1,117 @@
+//! Configuration files: a corpus of good ones loads, every bad one fails naming its field,
+//! config/example.yaml loads, and `check-config` exits accordingly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_workflow_exporter::config::Config;
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no files in {}", dir.display());
+    out
+}
+
+#[test]
+fn good_configs_load() {
+    for path in files("tests/config/good") {
+        if let Err(e) = Config::load(&path) {
+            panic!("{} should load: {e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn bad_configs_fail_naming_the_file_and_field() {
+    for path in files("tests/config/bad") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", path.display()));
+        let err = match Config::load(&path) {
+            Ok(_) => panic!("{} should fail", path.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(expect),
+            "{}: error\n  {err}\ndoes not contain\n  {expect}",
+            path.display()
+        );
+        assert!(
+            err.contains(&path.display().to_string()),
+            "{}: error does not name the file: {err}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_example_config_loads_and_documents_every_option() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let config = Config::load(&path).expect("config/example.yaml loads");
+    assert_eq!(config.enabled_sources().len(), 3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Every option of the full corpus file appears in the example, commented.
+    let full = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/good/full.yaml"),
+    )
+    .unwrap();
+    for key in full
+        .lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").split_once(':'))
+        .map(|(k, _)| k.trim())
+    {
+        assert!(
+            text.contains(&format!("{key}:")),
+            "config/example.yaml does not document `{key}`"
+        );
+    }
+}
+
+#[test]
+fn check_config_exits_zero_for_good_and_one_for_bad_files() {
+    let bin = env!("CARGO_BIN_EXE_aws-workflow-exporter");
+    let good = Command::new(bin)
+        .args(["check-config", "config/example.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("valid"));
+    let bad = Command::new(bin)
+        .args(["check-config", "tests/config/bad/bad-regex.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("tests/config/bad/bad-regex.yaml")
+            && stderr.contains("state_machines.name_regex"),
+        "{stderr}"
+    );
+    // Running the daemon with a bad file also exits non-zero before serving.
+    let run = Command::new(bin)
+        .args([
+            "--config.file",
+            "tests/config/bad/unknown-top-key.yaml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown field `poll_intervall`"));
+}
