@@ -376,7 +376,9 @@ mod tests {
     }
 
     fn view(t: &TransferTracker) -> WorkflowView<'_> {
-        t.workflows().find(|w| w.id == WF).expect("workflow tracked")
+        t.workflows()
+            .find(|w| w.id == WF)
+            .expect("workflow tracked")
     }
 
     fn errors(t: &TransferTracker, step: &str, error: &str) -> u64 {
@@ -426,7 +428,12 @@ mod tests {
         assert_eq!(view(&t).running, [0, 1]);
         // An OnExceptionSteps step fails too: counted, the first one not again.
         let mut both = failed.clone();
-        both.push(err(StepList::OnExceptionSteps, 0, "copy", "permission_denied"));
+        both.push(err(
+            StepList::OnExceptionSteps,
+            0,
+            "copy",
+            "permission_denied",
+        ));
         t.apply_describe(WF, describe("e1", ExecStatus::HandlingException, both));
         assert_eq!(errors(&t, "copy", "permission_denied"), 2);
 
@@ -467,7 +474,11 @@ mod tests {
                 vec![err(StepList::Steps, 1, "custom", "timeout")],
             ),
         );
-        assert_eq!(errors(&t, "custom", "timeout"), 0, "happened before we watched");
+        assert_eq!(
+            errors(&t, "custom", "timeout"),
+            0,
+            "happened before we watched"
+        );
         assert_eq!(view(&t).finished, [0; 4], "finished before we watched");
 
         // Later errors of the same execution count; so do a new execution's.
@@ -504,7 +515,11 @@ mod tests {
         assert_eq!(errors(&t, "delete", "not_found"), 1);
 
         // The baseline execution finishing after we started is counted.
-        t.observe_executions(WF, vec![listed("new", ExecStatus::HandlingException)], 130.0);
+        t.observe_executions(
+            WF,
+            vec![listed("new", ExecStatus::HandlingException)],
+            130.0,
+        );
         assert_eq!(view(&t).finished, [0, 1, 0, 0]);
     }
 
@@ -531,7 +546,11 @@ mod tests {
     fn workflows_created_after_the_first_poll_count_everything() {
         let mut t = watching();
         t.observe_workflows(vec![wf(WF), wf("w-new")]);
-        t.observe_executions("w-new", vec![listed("e", ExecStatus::HandlingException)], 70.0);
+        t.observe_executions(
+            "w-new",
+            vec![listed("e", ExecStatus::HandlingException)],
+            70.0,
+        );
         t.apply_describe(
             "w-new",
             describe(
@@ -573,7 +592,12 @@ mod tests {
             describe(
                 "e1",
                 ExecStatus::Exception,
-                vec![err(StepList::OnExceptionSteps, 0, "decrypt", "internal_server_error")],
+                vec![err(
+                    StepList::OnExceptionSteps,
+                    0,
+                    "decrypt",
+                    "internal_server_error",
+                )],
             ),
         );
         assert_eq!(errors(&t, "decrypt", "internal_server_error"), 1);
