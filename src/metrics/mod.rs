@@ -6,6 +6,7 @@
 mod exposition;
 mod self_metrics;
 pub mod sfn;
+pub mod transfer;
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -50,6 +51,10 @@ pub struct MetricDef {
 pub fn catalog() -> Vec<(&'static str, &'static [&'static MetricDef])> {
     vec![
         ("Step Functions Map Runs (source `sfn_map_runs`)", sfn::DEFS),
+        (
+            "Transfer Family workflows (source `transfer_workflows`)",
+            transfer::DEFS,
+        ),
         ("The exporter itself", self_metrics::DEFS),
     ]
 }

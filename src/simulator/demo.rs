@@ -82,10 +82,65 @@ struct PipelineState {
     redriven: bool,
 }
 
+/// How one demo Transfer Family workflow behaves: its steps, and every `fail_every`-th execution
+/// failing one of them and running the OnExceptionSteps.
+struct TransferFlow {
+    workflow_id: &'static str,
+    description: &'static str,
+    steps: &'static [&'static str],
+    /// 0: never fails.
+    fail_every: u64,
+    /// (step index, error type) of the failing step.
+    failure: (usize, &'static str),
+    /// OnExceptionSteps: (step type, error type if it fails too).
+    on_exception: &'static [(&'static str, Option<&'static str>)],
+}
+
+const TRANSFER_FLOWS: &[TransferFlow] = &[
+    // Healthy.
+    TransferFlow {
+        workflow_id: "w-0d3m0000000000001",
+        description: "tag and archive partner uploads",
+        steps: &["TAG", "COPY", "DELETE"],
+        fail_every: 0,
+        failure: (0, ""),
+        on_exception: &[],
+    },
+    // The archive bucket's policy denies every third copy; the handler deletes the file.
+    TransferFlow {
+        workflow_id: "w-0d3m0000000000002",
+        description: "decrypt PGP uploads and copy to the archive",
+        steps: &["DECRYPT", "COPY"],
+        fail_every: 3,
+        failure: (1, "PERMISSION_DENIED"),
+        on_exception: &[("DELETE", None)],
+    },
+    // A slow Lambda times out now and then; the handler's notification Lambda fails too.
+    TransferFlow {
+        workflow_id: "w-0d3m0000000000003",
+        description: "virus scan with a custom Lambda step",
+        steps: &["CUSTOM", "TAG"],
+        fail_every: 4,
+        failure: (0, "TIMEOUT"),
+        on_exception: &[("CUSTOM", Some("CUSTOM_STEP_FAILED")), ("TAG", None)],
+    },
+];
+
+#[derive(Debug)]
+struct TransferRun {
+    flow: usize,
+    id: String,
+    failing: bool,
+    /// Steps run so far (Steps, then the OnExceptionSteps at once when failing).
+    phase: usize,
+}
+
 /// Advances the scenario by one step.
 struct Scenario {
     step: u64,
     states: Vec<PipelineState>,
+    transfer_generation: Vec<u64>,
+    transfer_runs: Vec<TransferRun>,
 }
 
 impl Scenario {
@@ -93,6 +148,63 @@ impl Scenario {
         Self {
             step: 0,
             states: PIPELINES.iter().map(|_| PipelineState::default()).collect(),
+            transfer_generation: vec![0; TRANSFER_FLOWS.len()],
+            transfer_runs: Vec::new(),
+        }
+    }
+
+    /// Each workflow keeps up to two executions in progress; each advances one step per tick,
+    /// and a failing one runs its OnExceptionSteps, shows HANDLING_EXCEPTION a tick, then ends.
+    fn advance_transfer(&mut self, world: &mut World) {
+        let t = &mut world.transfer;
+        for f in TRANSFER_FLOWS {
+            if !t.workflows.contains_key(f.workflow_id) {
+                t.add_workflow(f.workflow_id, Some(f.description));
+            }
+        }
+        let mut still_running = Vec::new();
+        for mut run in std::mem::take(&mut self.transfer_runs) {
+            let f = &TRANSFER_FLOWS[run.flow];
+            let fail_at = run.failing.then_some(f.failure.0);
+            if fail_at.is_some_and(|i| run.phase > i) {
+                if run.phase == f.failure.0 + 1 {
+                    for (step_type, error) in f.on_exception {
+                        t.exception_step(&run.id, step_type, *error);
+                    }
+                    run.phase += 1;
+                    still_running.push(run);
+                } else {
+                    t.finish(&run.id);
+                }
+                continue;
+            }
+            if run.phase >= f.steps.len() {
+                t.finish(&run.id);
+                continue;
+            }
+            if fail_at == Some(run.phase) {
+                t.step_failed(&run.id, f.steps[run.phase], f.failure.1);
+            } else {
+                t.step_ok(&run.id, f.steps[run.phase]);
+            }
+            run.phase += 1;
+            still_running.push(run);
+        }
+        self.transfer_runs = still_running;
+        for (i, f) in TRANSFER_FLOWS.iter().enumerate() {
+            if self.transfer_runs.iter().filter(|r| r.flow == i).count() >= 2 {
+                continue;
+            }
+            self.transfer_generation[i] += 1;
+            let generation = self.transfer_generation[i];
+            let id = format!("{:08x}-{:04x}-{generation:04}", fastrand::u32(..), i);
+            t.start_execution(f.workflow_id, &id, "s-0d3m000000000001");
+            self.transfer_runs.push(TransferRun {
+                flow: i,
+                id,
+                failing: f.fail_every > 0 && generation % f.fail_every == 0,
+                phase: 0,
+            });
         }
     }
 
@@ -101,6 +213,7 @@ impl Scenario {
         for (p, st) in PIPELINES.iter().zip(self.states.iter_mut()) {
             advance_pipeline(p, st, world, self.step, now);
         }
+        self.advance_transfer(world);
     }
 }
 
@@ -281,5 +394,33 @@ mod tests {
         assert!(saw_near_threshold);
         assert!(saw_redrive);
         assert!(world.sfn.map_runs.values().any(|r| r.status == "SUCCEEDED"));
+    }
+
+    #[test]
+    fn transfer_executions_start_fail_and_finish() {
+        let mut world = World::default();
+        let mut scenario = Scenario::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut errors = std::collections::BTreeSet::new();
+        let mut handling = false;
+        for i in 0..40 {
+            scenario.advance(&mut world, 1000.0 + i as f64);
+            for e in world.transfer.executions.values() {
+                seen.insert(e.id.clone());
+                handling |= e.status == "HANDLING_EXCEPTION";
+                for s in e.steps.iter().chain(&e.on_exception_steps) {
+                    if let Some(err) = s.error {
+                        errors.insert((s.step_type, err));
+                    }
+                }
+            }
+        }
+        assert_eq!(world.transfer.workflows.len(), 3);
+        assert!(handling);
+        assert!(errors.contains(&("COPY", "PERMISSION_DENIED")));
+        assert!(errors.contains(&("CUSTOM", "TIMEOUT")));
+        assert!(errors.contains(&("CUSTOM", "CUSTOM_STEP_FAILED")));
+        assert!(world.transfer.executions.len() <= 6, "executions finish");
+        assert!(seen.len() > 20);
     }
 }

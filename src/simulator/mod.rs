@@ -1,9 +1,10 @@
 //! An AWS endpoint on loopback that speaks the wire protocols the exporter uses (Step Functions
-//! awsJson1_0, STS query for GetCallerIdentity), answering from an in-memory world that tests and
-//! the demo script. It records every request and can inject faults (throttling, HTTP 500, delay).
+//! awsJson1_0, Transfer Family awsJson1_1, STS query for GetCallerIdentity), answering from an
+//! in-memory world that tests and the demo script. It records every request and can inject faults (throttling, HTTP 500, delay).
 
 pub mod demo;
 pub mod sfn;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -75,6 +76,7 @@ pub struct Call {
 #[derive(Debug, Default)]
 pub struct World {
     pub sfn: sfn::SfnWorld,
+    pub transfer: transfer::TransferWorld,
     pub faults: Vec<Fault>,
     pub calls: Vec<Call>,
 }
@@ -287,6 +289,7 @@ async fn handle(
         let mut w = world.lock().expect("simulator world lock");
         match service {
             "sfn" => sfn::handle(&mut w.sfn, &operation, &input),
+            "transfer" => transfer::handle(&mut w.transfer, &operation, &input),
             _ => Err(ApiError::bad_request(
                 "UnknownOperationException",
                 format!("{service} is not simulated"),

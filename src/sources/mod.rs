@@ -1,6 +1,7 @@
 //! Sources: one module per AWS service behind the [`Source`] trait, and the registry of enabled ones.
 
 pub mod sfn_map_runs;
+pub mod transfer_workflows;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,6 +49,12 @@ pub fn build(config: &Config, targets: &[Arc<Target>], started_at: f64) -> Vec<B
                 target.clone(),
                 config.sfn_map_runs.clone(),
                 started_at,
+            )));
+        }
+        if config.transfer_workflows.enabled {
+            out.push(Box::new(transfer_workflows::TransferWorkflows::new(
+                target.clone(),
+                config.transfer_workflows.clone(),
             )));
         }
     }

@@ -2,3 +2,4 @@
 //! finished run, expiry. Knows neither AWS nor Prometheus.
 
 pub mod map_runs;
+pub mod transfer;

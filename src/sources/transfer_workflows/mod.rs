@@ -1,0 +1,124 @@
+//! Transfer Family workflow executions: ListWorkflows -> ListExecutions (in progress only) ->
+//! DescribeExecution. Executions are seen while they run; one that leaves the in-progress
+//! listing has finished. Which executions are described, and what is counted, is decided in
+//! [`crate::state::transfer`].
+
+mod client;
+mod convert;
+
+use std::sync::Arc;
+
+use client::TransferClient;
+
+use super::{unix_now, BoxFuture, PollOutcome, Source};
+use crate::aws::Target;
+use crate::config::TransferWorkflowsConfig;
+use crate::error::AwsError;
+use crate::metrics::{self, Snapshot};
+use crate::state::transfer::TransferTracker;
+
+pub struct TransferWorkflows {
+    target: Arc<Target>,
+    config: TransferWorkflowsConfig,
+    client: Option<TransferClient>,
+    labels: (String, String),
+    tracker: TransferTracker,
+}
+
+impl TransferWorkflows {
+    pub fn new(target: Arc<Target>, config: TransferWorkflowsConfig) -> Self {
+        Self {
+            labels: target.labels(),
+            target,
+            config,
+            client: None,
+            tracker: TransferTracker::new(),
+        }
+    }
+
+    async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+        if self.client.is_none() {
+            let conn = self.target.connect().await?;
+            self.labels = (conn.account_id.clone(), conn.region.clone());
+            self.client = Some(TransferClient::new(conn));
+        }
+        let client = self.client.as_ref().expect("client set above");
+
+        // A failed ListWorkflows fails the poll and keeps every series as it was.
+        let selected: Vec<_> = client
+            .list_workflows()
+            .await?
+            .into_iter()
+            .filter(|w| self.config.workflows.matches(&w.description, &w.id))
+            .collect();
+        let ids: Vec<String> = selected.iter().map(|w| w.id.clone()).collect();
+        self.tracker.observe_workflows(selected);
+
+        // A workflow whose listing fails keeps its last values and detects no finish this poll,
+        // so nothing is counted twice or early; the others are unaffected.
+        for id in &ids {
+            match client.list_executions(id).await {
+                Ok(listed) => self.tracker.observe_executions(id, listed, unix_now()),
+                Err(AwsError::NotFound { .. }) => {
+                    tracing::info!(workflow_id = %id, "workflow deleted during the poll");
+                    self.tracker.forget_workflow(id);
+                }
+                Err(e) => {
+                    tracing::warn!(workflow_id = %id, error = %e, "listing workflow executions failed; keeping its last values");
+                    errors.push(e);
+                }
+            }
+        }
+
+        for (workflow_id, execution_id) in self.tracker.to_describe() {
+            match client.describe_execution(&workflow_id, &execution_id).await {
+                Ok(obs) => self.tracker.apply_describe(&workflow_id, obs),
+                // Finished between the listing and the describe: a normal race, not an error.
+                Err(AwsError::NotFound { .. }) => {
+                    self.tracker.describe_not_found(&workflow_id, &execution_id)
+                }
+                Err(e) => {
+                    tracing::warn!(%workflow_id, %execution_id, error = %e, "describing workflow execution failed; retried next poll");
+                    errors.push(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for TransferWorkflows {
+    fn name(&self) -> &'static str {
+        "transfer_workflows"
+    }
+
+    fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    fn interval(&self) -> std::time::Duration {
+        self.config.poll_interval
+    }
+
+    fn poll(&mut self) -> BoxFuture<'_, PollOutcome> {
+        Box::pin(async move {
+            let mut errors = Vec::new();
+            if let Err(e) = self.poll_inner(&mut errors).await {
+                errors.push(e);
+            }
+            PollOutcome { errors }
+        })
+    }
+
+    fn snapshot(&self, _now: f64) -> Snapshot {
+        let mut families = Vec::new();
+        metrics::transfer::render(&self.tracker, &self.labels.0, &self.labels.1, &mut families);
+        Snapshot {
+            families,
+            tracked: vec![
+                ("workflow", self.tracker.tracked_workflows()),
+                ("workflow_execution", self.tracker.tracked_executions()),
+            ],
+        }
+    }
+}
