@@ -3,6 +3,7 @@
 //! Every metric the binary can emit is declared once as a [`MetricDef`]; families are built
 //! from those declarations and docs/metrics.md is generated from the same list.
 
+pub mod appflow;
 mod exposition;
 mod self_metrics;
 pub mod sfn;
@@ -50,6 +51,7 @@ pub struct MetricDef {
 pub fn catalog() -> Vec<(&'static str, &'static [&'static MetricDef])> {
     vec![
         ("Step Functions Map Runs (source `sfn_map_runs`)", sfn::DEFS),
+        ("AppFlow flows (source `appflow_flows`)", appflow::DEFS),
         ("The exporter itself", self_metrics::DEFS),
     ]
 }

@@ -138,7 +138,10 @@ pub struct FlowState {
 impl FlowState {
     /// Runs in progress now (InProgress or CancelStarted).
     pub fn in_progress(&self) -> usize {
-        self.runs.values().filter(|r| !r.status.is_finished()).count()
+        self.runs
+            .values()
+            .filter(|r| !r.status.is_finished())
+            .count()
     }
 
     fn below_floor(&self, started_at: f64) -> bool {
@@ -186,7 +189,11 @@ impl AppflowTracker {
     /// After reading `pages` pages holding `read` (newest first) with more available: read another?
     pub fn wants_more(&self, flow: &str, read: &[RunObs], pages: usize) -> bool {
         if pages >= MAX_PAGES_PER_POLL {
-            tracing::warn!(flow, pages, "stopping at the page cap of a flow's execution records");
+            tracing::warn!(
+                flow,
+                pages,
+                "stopping at the page cap of a flow's execution records"
+            );
             return false;
         }
         let Some(state) = self.flows.get(flow) else {
@@ -377,7 +384,11 @@ mod tests {
         let long = run("long", RunStatus::InProgress, 4000.0, 4000.0);
         let fresh = run("fresh", RunStatus::Successful, 4900.0, 5001.0);
         t.apply_runs(FLOW, vec![fresh, long, old], true, 5010.0);
-        assert_eq!(counters(&t).runs, [1, 0, 0], "only the run finished after start");
+        assert_eq!(
+            counters(&t).runs,
+            [1, 0, 0],
+            "only the run finished after start"
+        );
         let f = &t.flows()[FLOW];
         assert_eq!(f.last_finished.as_ref().unwrap().execution_id, "fresh");
         // The long run finishes with a lastUpdatedAt before start (clock skew): it was seen running.
@@ -395,14 +406,25 @@ mod tests {
         let mut t = tracker(0.0);
         // First poll: a page of new finished runs that finished after start asks for more.
         let page1: Vec<RunObs> = (0..100)
-            .map(|i| run(&format!("n{i}"), RunStatus::Successful, 1000.0 - i as f64, 1001.0))
+            .map(|i| {
+                run(
+                    &format!("n{i}"),
+                    RunStatus::Successful,
+                    1000.0 - i as f64,
+                    1001.0,
+                )
+            })
             .collect();
         assert!(t.wants_more(FLOW, &page1, 1));
         let mut all = page1.clone();
         all.push(run("slow", RunStatus::InProgress, 500.0, 900.0));
         all.push(run("done", RunStatus::Successful, 400.0, 450.0));
         t.apply_runs(FLOW, all, true, 1100.0);
-        assert_eq!(counters(&t).runs[0], 101, "the in-progress one is not counted yet");
+        assert_eq!(
+            counters(&t).runs[0],
+            101,
+            "the in-progress one is not counted yet"
+        );
 
         // The first page holds known finished runs, but the followed slow run lies further
         // back: read on until it is seen.
