@@ -3,6 +3,7 @@
 //! Every metric the binary can emit is declared once as a [`MetricDef`]; families are built
 //! from those declarations and docs/metrics.md is generated from the same list.
 
+pub mod appflow;
 mod exposition;
 mod self_metrics;
 pub mod sfn;
@@ -55,6 +56,7 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static MetricDef])> {
             "Transfer Family workflows (source `transfer_workflows`)",
             transfer::DEFS,
         ),
+        ("AppFlow flows (source `appflow_flows`)", appflow::DEFS),
         ("The exporter itself", self_metrics::DEFS),
     ]
 }

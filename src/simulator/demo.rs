@@ -141,6 +141,7 @@ struct Scenario {
     states: Vec<PipelineState>,
     transfer_generation: Vec<u64>,
     transfer_runs: Vec<TransferRun>,
+    appflow: AppflowScenario,
 }
 
 impl Scenario {
@@ -148,6 +149,7 @@ impl Scenario {
         Self {
             step: 0,
             states: PIPELINES.iter().map(|_| PipelineState::default()).collect(),
+            appflow: AppflowScenario::new(),
             transfer_generation: vec![0; TRANSFER_FLOWS.len()],
             transfer_runs: Vec::new(),
         }
@@ -214,6 +216,7 @@ impl Scenario {
             advance_pipeline(p, st, world, self.step, now);
         }
         self.advance_transfer(world);
+        self.appflow.advance(world, now);
     }
 }
 
@@ -299,6 +302,114 @@ fn advance_pipeline(p: &Pipeline, st: &mut PipelineState, world: &mut World, ste
     } else if remaining == 0 {
         sfn.finish_map_run(&run, "SUCCEEDED", now);
         sfn.stop_execution(&exec, "SUCCEEDED", now);
+    }
+}
+
+// --- AppFlow flows -----------------------------------------------------------------------
+
+/// How one demo AppFlow flow behaves: a run every `idle_steps + steps_per_run` steps.
+struct DemoFlow {
+    name: &'static str,
+    steps_per_run: u64,
+    idle_steps: u64,
+    /// Bytes read from the source per step of a run; a little less is written.
+    bytes_per_step: i64,
+    /// Every n-th run ends in error with put failures (0: never).
+    fail_every: u64,
+}
+
+const FLOWS: &[DemoFlow] = &[
+    // Healthy: short successful runs moving tens of megabytes.
+    DemoFlow {
+        name: "salesforce-accounts-to-s3",
+        steps_per_run: 2,
+        idle_steps: 1,
+        bytes_per_step: 36_700_160,
+        fail_every: 0,
+    },
+    // Failing: the destination rejects records (put failures) and the Glue table registration fails.
+    DemoFlow {
+        name: "zendesk-tickets-to-redshift",
+        steps_per_run: 2,
+        idle_steps: 2,
+        bytes_per_step: 4_194_304,
+        fail_every: 1,
+    },
+    // A long backfill: in progress for many steps, then successful.
+    DemoFlow {
+        name: "sap-orders-backfill",
+        steps_per_run: 20,
+        idle_steps: 2,
+        bytes_per_step: 524_288_000,
+        fail_every: 0,
+    },
+];
+
+#[derive(Debug, Default)]
+struct DemoFlowState {
+    run: Option<String>,
+    run_steps: u64,
+    idle: u64,
+    runs_started: u64,
+}
+
+/// Advances the demo's AppFlow flows by one step.
+struct AppflowScenario {
+    seeded: bool,
+    states: Vec<DemoFlowState>,
+}
+
+impl AppflowScenario {
+    fn new() -> Self {
+        Self {
+            seeded: false,
+            states: FLOWS.iter().map(|_| DemoFlowState::default()).collect(),
+        }
+    }
+
+    fn advance(&mut self, world: &mut World, now: f64) {
+        let af = &mut world.appflow;
+        if !self.seeded {
+            // A day of hourly history, finished before the exporter starts: shown, not counted.
+            for f in FLOWS {
+                af.add_flow(f.name, now - 30.0 * 86400.0);
+                af.add_history(f.name, 24, 3600.0, now - 600.0);
+            }
+            self.seeded = true;
+        }
+        for (f, st) in FLOWS.iter().zip(self.states.iter_mut()) {
+            let Some(run) = st.run.clone() else {
+                if st.idle > 0 {
+                    st.idle -= 1;
+                    continue;
+                }
+                st.runs_started += 1;
+                st.run_steps = 0;
+                st.run = Some(af.start_run(f.name, now));
+                continue;
+            };
+            st.run_steps += 1;
+            let read = f.bytes_per_step * st.run_steps as i64 + fastrand::i64(0..1_048_576);
+            let written = read / 10 * 9;
+            af.set_progress(&run, read, written, read / 1024, now);
+            if st.run_steps < f.steps_per_run {
+                continue;
+            }
+            if f.fail_every > 0 && st.runs_started % f.fail_every == 0 {
+                let failures = 10 + fastrand::i64(0..40);
+                af.set_error(
+                    &run,
+                    failures,
+                    &format!("{failures} records failed to insert into the destination: column \"priority\" violates not-null constraint"),
+                );
+                af.set_catalog_errors(&run, 1);
+                af.finish_run(&run, "Error", now);
+            } else {
+                af.finish_run(&run, "Successful", now);
+            }
+            st.run = None;
+            st.idle = f.idle_steps;
+        }
     }
 }
 
@@ -422,5 +533,32 @@ mod tests {
         assert!(errors.contains(&("CUSTOM", "CUSTOM_STEP_FAILED")));
         assert!(world.transfer.executions.len() <= 6, "executions finish");
         assert!(seen.len() > 20);
+    }
+
+    #[test]
+    fn the_appflow_flows_succeed_fail_and_run_long() {
+        let mut world = World::default();
+        let mut scenario = Scenario::new();
+        let mut saw_long_run = false;
+        for i in 0..40 {
+            scenario.advance(&mut world, 100_000.0 + i as f64);
+            saw_long_run |= world
+                .appflow
+                .runs
+                .values()
+                .any(|r| r.status == "InProgress" && r.last_updated_at - r.started_at >= 10.0);
+        }
+        let runs = || {
+            world
+                .appflow
+                .runs
+                .values()
+                .filter(|r| r.started_at >= 100_000.0)
+        };
+        assert!(saw_long_run);
+        assert!(runs().any(|r| r.status == "Successful" && r.bytes_written > 0));
+        assert!(runs().any(|r| r.status == "Error"
+            && r.put_failures.unwrap_or(0) > 0
+            && r.message.is_some()));
     }
 }

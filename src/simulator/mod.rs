@@ -1,7 +1,8 @@
 //! An AWS endpoint on loopback that speaks the wire protocols the exporter uses (Step Functions
-//! awsJson1_0, Transfer Family awsJson1_1, STS query for GetCallerIdentity), answering from an
+//! awsJson1_0, Transfer Family awsJson1_1, AppFlow restJson1, STS query for GetCallerIdentity), answering from an
 //! in-memory world that tests and the demo script. It records every request and can inject faults (throttling, HTTP 500, delay).
 
+pub mod appflow;
 pub mod demo;
 pub mod sfn;
 pub mod transfer;
@@ -77,6 +78,7 @@ pub struct Call {
 pub struct World {
     pub sfn: sfn::SfnWorld,
     pub transfer: transfer::TransferWorld,
+    pub appflow: appflow::AppflowWorld,
     pub faults: Vec<Fault>,
     pub calls: Vec<Call>,
 }
@@ -169,8 +171,9 @@ impl Simulator {
 }
 
 /// Which service and operation a request is for, by the wire protocol's conventions:
-/// `X-Amz-Target` for the awsJson protocols, the form body for STS's query protocol.
-fn route(headers: &hyper::HeaderMap, body: &str) -> Option<(&'static str, String)> {
+/// `X-Amz-Target` for the awsJson protocols, the URI path for restJson1 (AppFlow), the form body
+/// for STS's query protocol.
+fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static str, String)> {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let (prefix, op) = target.split_once('.')?;
         let service = match prefix {
@@ -179,6 +182,15 @@ fn route(headers: &hyper::HeaderMap, body: &str) -> Option<(&'static str, String
             _ => return None,
         };
         return Some((service, op.to_owned()));
+    }
+    let appflow = match path {
+        "/list-flows" => Some("ListFlows"),
+        "/describe-flow-execution-records" => Some("DescribeFlowExecutionRecords"),
+        "/describe-flow" => Some("DescribeFlow"),
+        _ => None,
+    };
+    if let Some(op) = appflow {
+        return Some(("appflow", op.to_owned()));
     }
     if body.contains("Action=GetCallerIdentity") {
         return Some(("sts", "GetCallerIdentity".to_owned()));
@@ -232,7 +244,7 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let Some((service, operation)) = route(&parts.headers, &text) else {
+    let Some((service, operation)) = route(&parts.headers, parts.uri.path(), &text) else {
         let e = ApiError::bad_request(
             "UnknownOperationException",
             format!(
@@ -245,6 +257,7 @@ async fn handle(
     };
     let content_type = match service {
         "sfn" => "application/x-amz-json-1.0",
+        "appflow" => "application/json",
         _ => "application/x-amz-json-1.1",
     };
     let fault = {
@@ -290,6 +303,7 @@ async fn handle(
         match service {
             "sfn" => sfn::handle(&mut w.sfn, &operation, &input),
             "transfer" => transfer::handle(&mut w.transfer, &operation, &input),
+            "appflow" => appflow::handle(&mut w.appflow, &operation, &input),
             _ => Err(ApiError::bad_request(
                 "UnknownOperationException",
                 format!("{service} is not simulated"),

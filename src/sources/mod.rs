@@ -1,5 +1,6 @@
 //! Sources: one module per AWS service behind the [`Source`] trait, and the registry of enabled ones.
 
+pub mod appflow_flows;
 pub mod sfn_map_runs;
 pub mod transfer_workflows;
 
@@ -57,6 +58,7 @@ pub fn build(config: &Config, targets: &[Arc<Target>], started_at: f64) -> Vec<B
                 config.transfer_workflows.clone(),
             )));
         }
+        out.extend(appflow_flows::build(config, target, started_at));
     }
     out
 }

@@ -1,0 +1,94 @@
+//! The AppFlow calls this source makes, over the SDK, each paying into the API budget.
+
+use std::sync::Arc;
+
+use aws_sdk_appflow::types::FlowStatus;
+
+use super::convert;
+use crate::aws::budget::Operation;
+use crate::aws::Connection;
+use crate::error::AwsError;
+use crate::state::appflow::RunObs;
+
+/// Records per DescribeFlowExecutionRecords page (the API's maximum).
+pub const PAGE_SIZE: i32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub name: String,
+    pub arn: String,
+}
+
+pub struct AppflowClient {
+    sdk: aws_sdk_appflow::Client,
+    conn: Arc<Connection>,
+}
+
+impl AppflowClient {
+    pub fn new(conn: Arc<Connection>) -> Self {
+        let sdk = aws_sdk_appflow::Client::from_conf(
+            aws_sdk_appflow::config::Builder::from(&conn.sdk_config)
+                .interceptor(conn.instrumentation.clone())
+                .build(),
+        );
+        Self { sdk, conn }
+    }
+
+    /// Every flow of the account and region except deleted ones.
+    pub async fn list_flows(&self) -> Result<Vec<Flow>, AwsError> {
+        let op = Operation::AppflowListFlows;
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            self.conn.budget.acquire(op).await;
+            let page = self
+                .sdk
+                .list_flows()
+                .max_results(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+            out.extend(
+                page.flows()
+                    .iter()
+                    .filter(|f| f.flow_status() != Some(&FlowStatus::Deleted))
+                    .filter_map(|f| {
+                        Some(Flow {
+                            name: f.flow_name()?.to_owned(),
+                            arn: f.flow_arn().unwrap_or_default().to_owned(),
+                        })
+                    }),
+            );
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One page of a flow's runs, newest first, and the token of the next page.
+    pub async fn describe_runs_page(
+        &self,
+        flow_name: &str,
+        token: Option<String>,
+    ) -> Result<(Vec<RunObs>, Option<String>), AwsError> {
+        let op = Operation::AppflowDescribeFlowExecutionRecords;
+        self.conn.budget.acquire(op).await;
+        let page = self
+            .sdk
+            .describe_flow_execution_records()
+            .flow_name(flow_name)
+            .max_results(PAGE_SIZE)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+        let runs = page
+            .flow_executions()
+            .iter()
+            .filter_map(convert::run)
+            .collect();
+        Ok((runs, page.next_token().map(str::to_owned)))
+    }
+}
