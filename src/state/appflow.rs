@@ -355,7 +355,10 @@ mod tests {
     fn a_run_seen_in_progress_then_finished_feeds_counters_once() {
         let mut t = tracker(1000.0);
         let r1 = run("r1", RunStatus::InProgress, 1100.0, 1150.0);
-        assert!(t.wants_more(FLOW, &[r1.clone()], 1), "no stop point yet");
+        assert!(
+            t.wants_more(FLOW, std::slice::from_ref(&r1), 1),
+            "no stop point yet"
+        );
         t.apply_runs(FLOW, vec![r1], true, 1200.0);
         assert_eq!(counters(&t).runs, [0, 0, 0]);
         assert_eq!(t.flows()[FLOW].in_progress(), 1);
@@ -452,7 +455,7 @@ mod tests {
         t.expire(200.0 + 3601.0);
         assert_eq!(t.tracked_runs(), 0, "forgotten after retention");
         // Still listed by AWS: a stop point, not counted again, not re-added.
-        assert!(!t.wants_more(FLOW, &[r.clone()], 1));
+        assert!(!t.wants_more(FLOW, std::slice::from_ref(&r), 1));
         t.apply_runs(FLOW, vec![r], true, 4000.0);
         assert_eq!(counters(&t).runs, [1, 0, 0]);
         assert_eq!(t.tracked_runs(), 0);
