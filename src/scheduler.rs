@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::metrics::MetricsHub;
-use crate::sources::{unix_now, Source};
+use crate::sources::{unix_now, PollOutcome, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
 #[derive(Debug)]
@@ -49,7 +49,11 @@ impl Readiness {
 pub async fn poll_and_publish(source: &mut dyn Source, hub: &MetricsHub, readiness: &Readiness) {
     let started = Instant::now();
     let before = source.target().labels();
-    let outcome = source.poll().await;
+    let mut errors = Vec::new();
+    if let Err(e) = source.poll(&mut errors).await {
+        errors.push(e);
+    }
+    let outcome = PollOutcome { errors };
     let elapsed = started.elapsed();
     let now = unix_now();
     let name = source.name();

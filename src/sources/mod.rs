@@ -36,7 +36,9 @@ pub trait Source: Send {
     /// How often to poll.
     fn interval(&self) -> std::time::Duration;
     /// Calls AWS and updates the source's state.
-    fn poll(&mut self) -> BoxFuture<'_, PollOutcome>;
+    /// Errors that affect one resource go into `errors` and the poll goes on; an `Err` ends it.
+    fn poll<'a>(&'a mut self, errors: &'a mut Vec<AwsError>)
+        -> BoxFuture<'a, Result<(), AwsError>>;
     /// The source's metric families and tracked resource counts, from its state, at `now` (Unix seconds).
     fn snapshot(&self, now: f64) -> Snapshot;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use client::AppflowClient;
 
-use super::{unix_now, BoxFuture, PollOutcome, Source};
+use super::{unix_now, BoxFuture, Source};
 use crate::aws::Target;
 use crate::config::{AppflowFlowsConfig, Config};
 use crate::error::AwsError;
@@ -31,7 +31,6 @@ pub struct AppflowFlows {
     target: Arc<Target>,
     config: AppflowFlowsConfig,
     client: Option<AppflowClient>,
-    labels: (String, String),
     tracker: AppflowTracker,
 }
 
@@ -39,7 +38,6 @@ impl AppflowFlows {
     pub fn new(target: Arc<Target>, config: AppflowFlowsConfig, started_at: f64) -> Self {
         let tracker = AppflowTracker::new(started_at, config.retention.as_secs_f64());
         Self {
-            labels: target.labels(),
             target,
             config,
             client: None,
@@ -50,7 +48,6 @@ impl AppflowFlows {
     async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
-            self.labels = (conn.account_id.clone(), conn.region.clone());
             self.client = Some(AppflowClient::new(conn));
         }
         let client = self.client.as_ref().expect("client set above");
@@ -116,19 +113,17 @@ impl Source for AppflowFlows {
         self.config.poll_interval
     }
 
-    fn poll(&mut self) -> BoxFuture<'_, PollOutcome> {
-        Box::pin(async move {
-            let mut errors = Vec::new();
-            if let Err(e) = self.poll_inner(&mut errors).await {
-                errors.push(e);
-            }
-            PollOutcome { errors }
-        })
+    fn poll<'a>(
+        &'a mut self,
+        errors: &'a mut Vec<AwsError>,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(self.poll_inner(errors))
     }
 
     fn snapshot(&self, _now: f64) -> Snapshot {
+        let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::appflow::render(&self.tracker, &self.labels.0, &self.labels.1, &mut families);
+        metrics::appflow::render(&self.tracker, &account_id, &region, &mut families);
         Snapshot {
             families,
             tracked: vec![

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use client::SfnClient;
 
-use super::{unix_now, BoxFuture, PollOutcome, Source};
+use super::{unix_now, BoxFuture, Source};
 use crate::aws::Target;
 use crate::config::SfnMapRunsConfig;
 use crate::error::AwsError;
@@ -19,7 +19,6 @@ pub struct SfnMapRuns {
     target: Arc<Target>,
     config: SfnMapRunsConfig,
     client: Option<SfnClient>,
-    labels: (String, String),
     tracker: MapRunTracker,
 }
 
@@ -27,7 +26,6 @@ impl SfnMapRuns {
     pub fn new(target: Arc<Target>, config: SfnMapRunsConfig, started_at: f64) -> Self {
         let tracker = MapRunTracker::new(started_at, config.retention.as_secs_f64());
         Self {
-            labels: target.labels(),
             target,
             config,
             client: None,
@@ -38,7 +36,6 @@ impl SfnMapRuns {
     async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
-            self.labels = (conn.account_id.clone(), conn.region.clone());
             self.client = Some(SfnClient::new(conn));
         }
         let client = self.client.as_ref().expect("client set above");
@@ -114,25 +111,17 @@ impl Source for SfnMapRuns {
         self.config.poll_interval
     }
 
-    fn poll(&mut self) -> BoxFuture<'_, PollOutcome> {
-        Box::pin(async move {
-            let mut errors = Vec::new();
-            if let Err(e) = self.poll_inner(&mut errors).await {
-                errors.push(e);
-            }
-            PollOutcome { errors }
-        })
+    fn poll<'a>(
+        &'a mut self,
+        errors: &'a mut Vec<AwsError>,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(self.poll_inner(errors))
     }
 
     fn snapshot(&self, now: f64) -> Snapshot {
+        let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::sfn::render(
-            &self.tracker,
-            &self.labels.0,
-            &self.labels.1,
-            now,
-            &mut families,
-        );
+        metrics::sfn::render(&self.tracker, &account_id, &region, now, &mut families);
         Snapshot {
             families,
             tracked: vec![

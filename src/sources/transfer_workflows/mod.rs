@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use client::TransferClient;
 
-use super::{unix_now, BoxFuture, PollOutcome, Source};
+use super::{unix_now, BoxFuture, Source};
 use crate::aws::Target;
 use crate::config::TransferWorkflowsConfig;
 use crate::error::AwsError;
@@ -21,14 +21,12 @@ pub struct TransferWorkflows {
     target: Arc<Target>,
     config: TransferWorkflowsConfig,
     client: Option<TransferClient>,
-    labels: (String, String),
     tracker: TransferTracker,
 }
 
 impl TransferWorkflows {
     pub fn new(target: Arc<Target>, config: TransferWorkflowsConfig) -> Self {
         Self {
-            labels: target.labels(),
             target,
             config,
             client: None,
@@ -39,7 +37,6 @@ impl TransferWorkflows {
     async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
-            self.labels = (conn.account_id.clone(), conn.region.clone());
             self.client = Some(TransferClient::new(conn));
         }
         let client = self.client.as_ref().expect("client set above");
@@ -100,19 +97,17 @@ impl Source for TransferWorkflows {
         self.config.poll_interval
     }
 
-    fn poll(&mut self) -> BoxFuture<'_, PollOutcome> {
-        Box::pin(async move {
-            let mut errors = Vec::new();
-            if let Err(e) = self.poll_inner(&mut errors).await {
-                errors.push(e);
-            }
-            PollOutcome { errors }
-        })
+    fn poll<'a>(
+        &'a mut self,
+        errors: &'a mut Vec<AwsError>,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(self.poll_inner(errors))
     }
 
     fn snapshot(&self, _now: f64) -> Snapshot {
+        let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::transfer::render(&self.tracker, &self.labels.0, &self.labels.1, &mut families);
+        metrics::transfer::render(&self.tracker, &account_id, &region, &mut families);
         Snapshot {
             families,
             tracked: vec![
