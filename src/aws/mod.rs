@@ -10,6 +10,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::OnceCell;
 
 use crate::config::{AwsApiConfig, TargetConfig};
@@ -43,6 +45,46 @@ pub struct Connection {
     pub sdk_config: SdkConfig,
     pub budget: ApiBudget,
     pub instrumentation: ApiInstrumentation,
+}
+
+impl Connection {
+    /// One AWS call: waits for a token of the operation's budget, then sends it.
+    pub async fn call<T, E, R>(
+        &self,
+        op: Operation,
+        request: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        self.budget.acquire(op).await;
+        request.await.map_err(|e| AwsError::from_sdk(op.name(), e))
+    }
+
+    /// Follows a paginated call, one budget token per page: `fetch` sends the page for a token,
+    /// `take` moves its items into the output and returns the token to follow (`None` stops).
+    pub async fn pages<T, P, E, R, Fut>(
+        &self,
+        op: Operation,
+        mut fetch: impl FnMut(Option<String>) -> Fut,
+        mut take: impl FnMut(P, &mut Vec<T>) -> Option<String>,
+    ) -> Result<Vec<T>, AwsError>
+    where
+        Fut: std::future::Future<Output = Result<P, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.call(op, fetch(token)).await?;
+            match take(page, &mut out) {
+                Some(next) => token = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
 }
 
 impl Target {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_appflow::operation::list_flows::ListFlowsOutput;
 use aws_sdk_appflow::types::FlowStatus;
 
 use super::convert;
@@ -36,35 +37,29 @@ impl AppflowClient {
 
     /// Every flow of the account and region except deleted ones.
     pub async fn list_flows(&self) -> Result<Vec<Flow>, AwsError> {
-        let op = Operation::AppflowListFlows;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.conn.budget.acquire(op).await;
-            let page = self
-                .sdk
+        let fetch = |token| {
+            self.sdk
                 .list_flows()
                 .max_results(100)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
-            out.extend(
-                page.flows()
-                    .iter()
-                    .filter(|f| f.flow_status() != Some(&FlowStatus::Deleted))
-                    .filter_map(|f| {
-                        Some(Flow {
-                            name: f.flow_name()?.to_owned(),
-                            arn: f.flow_arn().unwrap_or_default().to_owned(),
-                        })
-                    }),
-            );
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        };
+        let take = |page: ListFlowsOutput, out: &mut Vec<Flow>| {
+            let live = page
+                .flows()
+                .iter()
+                .filter(|f| f.flow_status() != Some(&FlowStatus::Deleted));
+            out.extend(live.filter_map(|f| {
+                Some(Flow {
+                    name: f.flow_name()?.to_owned(),
+                    arn: f.flow_arn().unwrap_or_default().to_owned(),
+                })
+            }));
+            page.next_token
+        };
+        self.conn
+            .pages(Operation::AppflowListFlows, fetch, take)
+            .await
     }
 
     /// One page of a flow's runs, newest first, and the token of the next page.
@@ -73,17 +68,17 @@ impl AppflowClient {
         flow_name: &str,
         token: Option<String>,
     ) -> Result<(Vec<RunObs>, Option<String>), AwsError> {
-        let op = Operation::AppflowDescribeFlowExecutionRecords;
-        self.conn.budget.acquire(op).await;
-        let page = self
+        let request = self
             .sdk
             .describe_flow_execution_records()
             .flow_name(flow_name)
             .max_results(PAGE_SIZE)
             .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+            .send();
+        let page = self
+            .conn
+            .call(Operation::AppflowDescribeFlowExecutionRecords, request)
+            .await?;
         let runs = page
             .flow_executions()
             .iter()

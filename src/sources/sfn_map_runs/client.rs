@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use aws_sdk_sfn::operation::list_executions::ListExecutionsOutput;
+use aws_sdk_sfn::operation::list_map_runs::ListMapRunsOutput;
+use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
 use aws_sdk_sfn::types::{ExecutionStatus, StateMachineType};
 
 use super::convert;
@@ -34,29 +37,24 @@ impl SfnClient {
     }
 
     pub async fn list_state_machines(&self) -> Result<Vec<StateMachine>, AwsError> {
-        let op = Operation::SfnListStateMachines;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.conn.budget.acquire(op).await;
-            let page = self
-                .sdk
+        let fetch = |token| {
+            self.sdk
                 .list_state_machines()
                 .max_results(1000)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+        };
+        let take = |page: ListStateMachinesOutput, out: &mut Vec<StateMachine>| {
             out.extend(page.state_machines().iter().map(|sm| StateMachine {
                 arn: sm.state_machine_arn().to_owned(),
                 name: sm.name().to_owned(),
                 standard: *sm.r#type() != StateMachineType::Express,
             }));
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            page.next_token
+        };
+        self.conn
+            .pages(Operation::SfnListStateMachines, fetch, take)
+            .await
     }
 
     /// RUNNING executions when `running_only`; otherwise all executions, newest first, stopping
@@ -67,73 +65,55 @@ impl SfnClient {
         running_only: bool,
         started_after: f64,
     ) -> Result<Vec<ExecutionObs>, AwsError> {
-        let op = Operation::SfnListExecutions;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.conn.budget.acquire(op).await;
-            let mut req = self
-                .sdk
+        let fetch = |token| {
+            self.sdk
                 .list_executions()
                 .state_machine_arn(state_machine_arn)
                 .max_results(1000)
-                .set_next_token(token);
-            if running_only {
-                req = req.status_filter(ExecutionStatus::Running);
-            }
-            let page = req
+                .set_next_token(token)
+                .set_status_filter(running_only.then_some(ExecutionStatus::Running))
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+        };
+        let take = |page: ListExecutionsOutput, out: &mut Vec<ExecutionObs>| {
             let mut past_window = false;
-            for item in page.executions() {
-                let obs = convert::execution(item);
+            for obs in page.executions().iter().map(convert::execution) {
                 if !running_only && obs.start < started_after {
                     past_window = true;
-                    continue;
+                } else {
+                    out.push(obs);
                 }
-                out.push(obs);
             }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() || past_window {
-                return Ok(out);
-            }
-        }
+            page.next_token.filter(|_| !past_window)
+        };
+        self.conn
+            .pages(Operation::SfnListExecutions, fetch, take)
+            .await
     }
 
     pub async fn list_map_runs(&self, execution_arn: &str) -> Result<Vec<String>, AwsError> {
-        let op = Operation::SfnListMapRuns;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.conn.budget.acquire(op).await;
-            let page = self
-                .sdk
+        let fetch = |token| {
+            self.sdk
                 .list_map_runs()
                 .execution_arn(execution_arn)
                 .max_results(1000)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+        };
+        let take = |page: ListMapRunsOutput, out: &mut Vec<String>| {
             out.extend(page.map_runs().iter().map(|r| r.map_run_arn().to_owned()));
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            page.next_token
+        };
+        self.conn
+            .pages(Operation::SfnListMapRuns, fetch, take)
+            .await
     }
 
     pub async fn describe_map_run(&self, map_run_arn: &str) -> Result<MapRunObs, AwsError> {
-        let op = Operation::SfnDescribeMapRun;
-        self.conn.budget.acquire(op).await;
+        let request = self.sdk.describe_map_run().map_run_arn(map_run_arn).send();
         let out = self
-            .sdk
-            .describe_map_run()
-            .map_run_arn(map_run_arn)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+            .conn
+            .call(Operation::SfnDescribeMapRun, request)
+            .await?;
         Ok(convert::map_run(&out))
     }
 }

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use aws_sdk_transfer::operation::list_executions::ListExecutionsOutput;
+use aws_sdk_transfer::operation::list_workflows::ListWorkflowsOutput;
+
 use super::convert;
 use crate::aws::budget::Operation;
 use crate::aws::Connection;
@@ -24,54 +27,44 @@ impl TransferClient {
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<WorkflowObs>, AwsError> {
-        let op = Operation::TransferListWorkflows;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.conn.budget.acquire(op).await;
-            let page = self
-                .sdk
+        let fetch = |token| {
+            self.sdk
                 .list_workflows()
                 .max_results(100)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+        };
+        let take = |page: ListWorkflowsOutput, out: &mut Vec<WorkflowObs>| {
             out.extend(page.workflows().iter().filter_map(convert::workflow));
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            page.next_token
+        };
+        self.conn
+            .pages(Operation::TransferListWorkflows, fetch, take)
+            .await
     }
 
     /// Every in-progress execution of the workflow (all pages), or an error: a partial listing is
     /// never returned, since finish detection needs the complete one.
     pub async fn list_executions(&self, workflow_id: &str) -> Result<Vec<ListedExec>, AwsError> {
-        let op = Operation::TransferListExecutions;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.conn.budget.acquire(op).await;
-            let page = self
-                .sdk
+        let fetch = |token| {
+            self.sdk
                 .list_executions()
                 .workflow_id(workflow_id)
                 .max_results(100)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+        };
+        let take = |page: ListExecutionsOutput, out: &mut Vec<ListedExec>| {
             out.extend(
                 page.executions()
                     .iter()
                     .filter_map(convert::listed_execution),
             );
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            page.next_token
+        };
+        self.conn
+            .pages(Operation::TransferListExecutions, fetch, take)
+            .await
     }
 
     pub async fn describe_execution(
@@ -80,15 +73,13 @@ impl TransferClient {
         execution_id: &str,
     ) -> Result<DescribeObs, AwsError> {
         let op = Operation::TransferDescribeExecution;
-        self.conn.budget.acquire(op).await;
-        let out = self
+        let request = self
             .sdk
             .describe_execution()
             .workflow_id(workflow_id)
             .execution_id(execution_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+            .send();
+        let out = self.conn.call(op, request).await?;
         convert::describe(&out).ok_or_else(|| AwsError::Other {
             operation: op.name(),
             message: format!("no execution in the answer for {execution_id}"),
