@@ -2,22 +2,11 @@
 
 use prometheus::proto::MetricFamily;
 
-use super::{FamilyBuilder, MetricDef, MetricKind};
+use super::{FamilyBuilder, MetricDef};
 use crate::state::appflow::{AppflowTracker, RunStatus};
 
 const FLOW: &[&str] = &["account_id", "region", "flow"];
 const FLOW_STATUS: &[&str] = &["account_id", "region", "flow", "status"];
-
-macro_rules! def {
-    ($id:ident, $name:literal, $kind:ident, $labels:expr, $help:literal) => {
-        pub const $id: MetricDef = MetricDef {
-            name: $name,
-            kind: MetricKind::$kind,
-            help: $help,
-            labels: $labels,
-        };
-    };
-}
 
 def!(RUNS, "aws_appflow_flow_runs_total", Counter, FLOW_STATUS, "Flow runs the exporter saw reach successful, error or canceled; each executionId counted once. Runs finished before the exporter started are not counted.");
 def!(

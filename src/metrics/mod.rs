@@ -3,6 +3,18 @@
 //! Every metric the binary can emit is declared once as a [`MetricDef`]; families are built
 //! from those declarations and docs/metrics.md is generated from the same list.
 
+/// Declares a [`MetricDef`] constant: `def!(ID, "name", Kind, LABELS, "help");`.
+macro_rules! def {
+    ($id:ident, $name:literal, $kind:ident, $labels:expr, $help:literal) => {
+        pub const $id: $crate::metrics::MetricDef = $crate::metrics::MetricDef {
+            name: $name,
+            kind: $crate::metrics::MetricKind::$kind,
+            help: $help,
+            labels: $labels,
+        };
+    };
+}
+
 pub mod appflow;
 mod exposition;
 mod self_metrics;

@@ -2,7 +2,7 @@
 
 use prometheus::proto::MetricFamily;
 
-use super::{FamilyBuilder, MetricDef, MetricKind};
+use super::{FamilyBuilder, MetricDef};
 use crate::state::map_runs::{Counts, MapRunStatus, MapRunTracker, FINISHED_ITEM_STATUSES};
 
 const RUN: &[&str] = &[
@@ -30,17 +30,6 @@ const AGG_STATUS: &[&str] = &[
     "map_state",
     "status",
 ];
-
-macro_rules! def {
-    ($id:ident, $name:literal, $kind:ident, $labels:expr, $help:literal) => {
-        pub const $id: MetricDef = MetricDef {
-            name: $name,
-            kind: MetricKind::$kind,
-            help: $help,
-            labels: $labels,
-        };
-    };
-}
 
 def!(
     ITEMS,

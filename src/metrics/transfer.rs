@@ -6,7 +6,7 @@
 
 use prometheus::proto::MetricFamily;
 
-use super::{FamilyBuilder, MetricDef, MetricKind};
+use super::{FamilyBuilder, MetricDef};
 use crate::state::transfer::{ExecStatus, TransferTracker};
 
 const WF: &[&str] = &["account_id", "region", "workflow_id"];
@@ -20,17 +20,6 @@ const WF_STEP: &[&str] = &[
     "error_type",
 ];
 const WF_INFO: &[&str] = &["account_id", "region", "workflow_id", "description"];
-
-macro_rules! def {
-    ($id:ident, $name:literal, $kind:ident, $labels:expr, $help:literal) => {
-        pub const $id: MetricDef = MetricDef {
-            name: $name,
-            kind: MetricKind::$kind,
-            help: $help,
-            labels: $labels,
-        };
-    };
-}
 
 def!(
     EXECUTIONS,
