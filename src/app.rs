@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::aws::{StaticCredentials, Target};
 use crate::config::Config;
-use crate::http::{self, HttpState};
 use crate::metrics::{MetricsHub, SelfMetrics};
 use crate::scheduler::{self, Readiness};
 use crate::sources::{self, unix_now, Source};
+use crate::web::{self, HttpState, ReloadReply, Web};
 
 pub struct Exporter {
     hub: Arc<MetricsHub>,
@@ -57,7 +57,13 @@ impl Exporter {
     }
 
     /// Runs the scheduler and the HTTP server until `shutdown` turns true.
-    pub async fn run(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        listeners: Vec<TcpListener>,
+        web: Arc<Web>,
+        reloads: mpsc::Receiver<ReloadReply>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let state = self.http_state();
         let mut tasks = Vec::new();
         for source in self.sources {
@@ -68,9 +74,40 @@ impl Exporter {
                 shutdown.clone(),
             )));
         }
-        http::serve(listener, state, shutdown).await;
+        tasks.push(tokio::spawn(web.config.clone().watch(shutdown.clone())));
+        tasks.push(tokio::spawn(reload_loop(
+            web.clone(),
+            reloads,
+            shutdown.clone(),
+        )));
+        web::serve(listeners, web, state, shutdown).await;
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Serves reload requests (SIGHUP, `POST /-/reload`) one at a time, logging each outcome.
+async fn reload_loop(
+    web: Arc<Web>,
+    mut reloads: mpsc::Receiver<ReloadReply>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let reply = tokio::select! {
+            r = reloads.recv() => match r {
+                Some(r) => r,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let outcome = web.config.reload().map_err(|e| e.to_string());
+        match &outcome {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; keeping the running configuration")
+            }
+        }
+        let _ = reply.send(outcome);
     }
 }

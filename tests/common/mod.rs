@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use aws_workflow_exporter::app::Exporter;
 use aws_workflow_exporter::aws::StaticCredentials;
 use aws_workflow_exporter::config::Config;
-use aws_workflow_exporter::http;
 use aws_workflow_exporter::simulator::{demo, Simulator, World};
+use aws_workflow_exporter::web::{self, Web};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -45,6 +45,15 @@ pub struct Harness {
 impl Harness {
     /// Starts the simulator and an exporter for `sources`; `adjust` may change the config.
     pub async fn start(sources: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_web(sources, adjust, Web::plain()).await
+    }
+
+    /// As [`Harness::start`], serving with `web` (TLS, authentication, limits).
+    pub async fn start_with_web(
+        sources: &[&str],
+        adjust: impl FnOnce(&mut Config),
+        web: Web,
+    ) -> Self {
         let sim = Simulator::start().await.expect("simulator starts");
         let mut config = config_for(&sim.endpoint, sources);
         adjust(&mut config);
@@ -52,7 +61,12 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let http_addr = listener.local_addr().expect("addr");
         let (tx, rx) = watch::channel(false);
-        tokio::spawn(http::serve(listener, exporter.http_state(), rx));
+        tokio::spawn(web::serve(
+            vec![listener],
+            std::sync::Arc::new(web),
+            exporter.http_state(),
+            rx,
+        ));
         Self {
             sim,
             exporter,
@@ -103,35 +117,56 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 GET, so tests see exactly what a scraper sees.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    http_request(stream, "GET", path, headers)
+        .await
+        .expect("a response")
+}
+
+/// One request with `Connection: close` on any stream (plain or TLS); the response read to EOF.
+pub async fn http_request<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("write");
+    stream.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    stream.read_to_end(&mut raw).await?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+/// A whole HTTP/1.1 response (head and body) as read from the wire.
+pub fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
+        .and_then(|s| s.parse().ok())?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    HttpResponse {
+    Some(HttpResponse {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
-    }
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,4 +313,25 @@ pub fn assert_promtool_clean(text: &str) {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics reported:\n{report}"
     );
+}
+
+/// How long [`wait_until`] waits.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Re-checks `cond` every 50 ms until it holds; panics after [`DEADLINE`]. For conditions with no
+/// event to await (moto runs executions on its own threads, Prometheus scrapes on its own clock).
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        ticks.tick().await;
+        if cond().await {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+    }
 }
