@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use aws_workflow_exporter::web::{Web, WebConfigHandle};
+use std::time::{Duration, Instant};
+
+use aws_workflow_exporter::web::{Limits, Web, WebConfigHandle};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{http_request, wait_until, Harness, HttpResponse};
@@ -18,6 +20,7 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -195,6 +198,46 @@ async fn basic_auth_over_tls_refuses_wrong_and_missing_passwords() {
     // Plain HTTP on the TLS port gets no answer.
     let plain = TcpStream::connect(h.http_addr).await.unwrap();
     assert!(http_request(plain, "GET", "/metrics", &[]).await.is_err());
+}
+
+#[tokio::test]
+async fn clients_that_never_finish_a_tls_handshake_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki("test CA");
+    let file = write_web_config(dir.path(), &pki, "");
+    let web = Web {
+        limits: Limits {
+            tls_handshake_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        ..web_for(&file)
+    };
+    let h = Harness::start_with_web(SOURCES, |_| {}, web).await;
+    let start = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(h.http_addr).await.unwrap();
+        s.write_all(&[0x16, 0x03, 0x01]).await.unwrap(); // the start of a record, then nothing
+        silent.push(tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            start.elapsed()
+        }));
+    }
+    let tls = connector(&pki.ca_pem, None);
+    let resp = https_get(h.http_addr, &tls, "/healthz", &[]).await.unwrap();
+    assert_eq!(resp.status, 200, "served while 50 handshakes hang");
+    for c in silent {
+        let closed_after = tokio::time::timeout(Duration::from_secs(10), c)
+            .await
+            .expect("closed by the server")
+            .unwrap();
+        assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
+    }
 }
 
 #[tokio::test]
