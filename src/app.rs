@@ -1,5 +1,6 @@
 //! Wires configuration, targets, sources, the scheduler and the HTTP server together.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -8,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use crate::aws::{StaticCredentials, Target};
 use crate::config::Config;
 use crate::metrics::{MetricsHub, SelfMetrics};
+use crate::reload::{self, Supervisor};
 use crate::scheduler::{self, Readiness};
 use crate::sources::{self, unix_now, Source};
 use crate::web::{self, HttpState, ReloadReply, Web};
@@ -16,6 +18,9 @@ pub struct Exporter {
     hub: Arc<MetricsHub>,
     readiness: Arc<Readiness>,
     sources: Vec<Box<dyn Source>>,
+    config: Config,
+    config_file: Option<PathBuf>,
+    static_credentials: Option<StaticCredentials>,
 }
 
 impl Exporter {
@@ -39,7 +44,16 @@ impl Exporter {
             hub: Arc::new(MetricsHub::new(self_metrics)),
             readiness: Arc::new(Readiness::new(&sources)),
             sources,
+            config: config.clone(),
+            config_file: None,
+            static_credentials,
         }
+    }
+
+    /// The file the configuration came from: reloads read it again.
+    pub fn with_config_file(mut self, path: PathBuf) -> Self {
+        self.config_file = Some(path);
+        self
     }
 
     pub fn http_state(&self) -> HttpState {
@@ -56,7 +70,7 @@ impl Exporter {
         }
     }
 
-    /// Runs the scheduler and the HTTP server until `shutdown` turns true.
+    /// Runs the sources, reloads (from `reloads`) and the HTTP server until `shutdown` turns true.
     pub async fn run(
         self,
         listeners: Vec<TcpListener>,
@@ -65,31 +79,34 @@ impl Exporter {
         shutdown: watch::Receiver<bool>,
     ) {
         let state = self.http_state();
-        let mut tasks = Vec::new();
-        for source in self.sources {
-            tasks.push(tokio::spawn(scheduler::run_source(
-                source,
-                self.hub.clone(),
-                self.readiness.clone(),
-                shutdown.clone(),
-            )));
-        }
-        tasks.push(tokio::spawn(web.config.clone().watch(shutdown.clone())));
-        tasks.push(tokio::spawn(reload_loop(
+        let supervisor = Supervisor::start(
+            self.config,
+            self.static_credentials,
+            self.hub.clone(),
+            self.readiness.clone(),
+            self.sources,
+        );
+        let watcher = tokio::spawn(web.config.clone().watch(shutdown.clone()));
+        let reloader = tokio::spawn(reload_loop(
+            supervisor,
+            self.config_file,
             web.clone(),
+            self.hub.clone(),
             reloads,
             shutdown.clone(),
-        )));
+        ));
         web::serve(listeners, web, state, shutdown).await;
-        for t in tasks {
-            let _ = t.await;
-        }
+        let _ = watcher.await;
+        let _ = reloader.await;
     }
 }
 
-/// Serves reload requests (SIGHUP, `POST /-/reload`) one at a time, logging each outcome.
+/// Serves reload requests (SIGHUP, `POST /-/reload`) one at a time; stops the sources at shutdown.
 async fn reload_loop(
+    mut supervisor: Supervisor,
+    config_file: Option<PathBuf>,
     web: Arc<Web>,
+    hub: Arc<MetricsHub>,
     mut reloads: mpsc::Receiver<ReloadReply>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -97,17 +114,30 @@ async fn reload_loop(
         let reply = tokio::select! {
             r = reloads.recv() => match r {
                 Some(r) => r,
-                None => return,
+                None => break,
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         };
-        let outcome = web.config.reload().map_err(|e| e.to_string());
-        match &outcome {
-            Ok(()) => tracing::info!("configuration reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "reload failed; keeping the running configuration")
+        let outcome = reload::reload(&mut supervisor, config_file.as_deref(), &web.config).await;
+        hub.self_metrics()
+            .record_reload(outcome.is_ok(), unix_now());
+        hub.rebuild();
+        let outcome = match outcome {
+            Ok(summary) => {
+                tracing::info!(
+                    kept = summary.kept,
+                    started = summary.started,
+                    stopped = summary.stopped,
+                    "configuration reloaded"
+                );
+                Ok(())
             }
-        }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                Err(e)
+            }
+        };
         let _ = reply.send(outcome);
     }
+    supervisor.stop_all().await;
 }

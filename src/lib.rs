@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod reload;
 pub mod scheduler;
 pub mod simulator;
 pub mod sources;

@@ -129,7 +129,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => Config::defaults(),
             };
             tracing::info!(targets = config.targets.len(), sources = ?config.enabled_sources(), "starting");
-            serve(Exporter::new(&config, None), &cli).await?;
+            let mut exporter = Exporter::new(&config, None);
+            if let Some(path) = &cli.config_file {
+                exporter = exporter.with_config_file(path.clone());
+            }
+            serve(exporter, &cli).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

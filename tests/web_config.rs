@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_workflow_exporter::web::{Limits, Web, WebConfigHandle};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{http_request, wait_until, Harness, HttpResponse};
+use common::{free_port, http_request, wait_until, Harness, HttpResponse, KillOnDrop};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -451,27 +451,6 @@ fn a_broken_web_config_at_start_is_a_clear_error_and_exit_code() {
     );
 }
 
-/// Debian's Prometheus on a free loopback port; killed on drop.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The value of `metric{job="<job>"}` in Prometheus, if it answers and has one yet.
 async fn query(prom: SocketAddr, metric: &str, job: &str) -> Option<String> {
     let stream = TcpStream::connect(prom).await.ok()?;
@@ -521,18 +500,18 @@ async fn prometheus_scrapes_over_mutual_tls_with_basic_auth() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start prometheus ({e}); run scripts/setup-tools.sh"));
-    let prom = Prometheus { child, addr };
+    let _prometheus = KillOnDrop(child);
 
     wait_until("Prometheus reports up == 1 over HTTPS", || async {
-        query(prom.addr, "up", "exporter").await.as_deref() == Some("1")
+        query(addr, "up", "exporter").await.as_deref() == Some("1")
     })
     .await;
     wait_until(
         "Prometheus reports up == 0 with a wrong password",
-        || async { query(prom.addr, "up", "wrong-password").await.as_deref() == Some("0") },
+        || async { query(addr, "up", "wrong-password").await.as_deref() == Some("0") },
     )
     .await;
     // What it scraped is the exporter's metrics.
-    let build_info = query(prom.addr, "aws_workflow_exporter_build_info", "exporter").await;
+    let build_info = query(addr, "aws_workflow_exporter_build_info", "exporter").await;
     assert_eq!(build_info.as_deref(), Some("1"));
 }

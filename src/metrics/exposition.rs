@@ -58,6 +58,20 @@ impl MetricsHub {
         self.rebuild();
     }
 
+    /// Drops what a source instance published (it was removed by a reload).
+    pub fn remove(&self, source: &str, target: &str) {
+        let removed = self
+            .published
+            .lock()
+            .expect("hub lock")
+            .remove(&(source.to_owned(), target.to_owned()));
+        // Kinds only the removed instance tracked would keep their last count otherwise.
+        for (kind, _) in removed.map(|s| s.tracked).unwrap_or_default() {
+            self.self_metrics.set_tracked(kind, 0);
+        }
+        self.rebuild();
+    }
+
     /// The exposition as of the last poll; cheap, never blocks on AWS.
     pub fn current(&self) -> Arc<Exposition> {
         self.current.read().expect("exposition lock").clone()

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
 };
 
 use super::{MetricDef, MetricKind};
@@ -60,6 +60,19 @@ pub const TRACKED: MetricDef = MetricDef {
     labels: &["kind"],
 };
 
+pub const CONFIG_RELOAD_SUCCESSFUL: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_config_last_reload_successful",
+    kind: MetricKind::Gauge,
+    help: "1 if the last configuration reload (SIGHUP or POST /-/reload) succeeded, 0 if it was refused; 1 at startup.",
+    labels: &[],
+};
+pub const CONFIG_RELOAD_SUCCESS_TIMESTAMP: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_config_last_reload_success_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time of the last successful configuration load: startup or a reload.",
+    labels: &[],
+};
+
 pub const DEFS: &[&MetricDef] = &[
     &BUILD_INFO,
     &POLL_SUCCESS,
@@ -69,6 +82,8 @@ pub const DEFS: &[&MetricDef] = &[
     &API_DURATION,
     &API_BUDGET_WAIT,
     &TRACKED,
+    &CONFIG_RELOAD_SUCCESSFUL,
+    &CONFIG_RELOAD_SUCCESS_TIMESTAMP,
 ];
 
 /// Live self-metrics, updated by the AWS layer and the scheduler.
@@ -82,6 +97,8 @@ pub struct SelfMetrics {
     api_duration: HistogramVec,
     api_budget_wait: CounterVec,
     tracked: GaugeVec,
+    reload_successful: Gauge,
+    reload_success_timestamp: Gauge,
 }
 
 fn opts(def: &MetricDef) -> Opts {
@@ -115,6 +132,10 @@ impl SelfMetrics {
         let api_budget_wait =
             CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
         let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
+        let reload_successful =
+            Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESSFUL)).expect("valid metric");
+        let reload_success_timestamp =
+            Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESS_TIMESTAMP)).expect("valid metric");
         // Counters start at 0 for every known call, so the first throttle shows up in increase().
         for op in Operation::ALL {
             for outcome in Outcome::ALL {
@@ -130,6 +151,8 @@ impl SelfMetrics {
             Box::new(api_duration.clone()),
             Box::new(api_budget_wait.clone()),
             Box::new(tracked.clone()),
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_timestamp.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -139,7 +162,7 @@ impl SelfMetrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process collector");
-        Self {
+        let this = Self {
             registry,
             poll_success,
             poll_duration,
@@ -148,6 +171,19 @@ impl SelfMetrics {
             api_duration,
             api_budget_wait,
             tracked,
+            reload_successful,
+            reload_success_timestamp,
+        };
+        // The configuration in use was loaded at startup.
+        this.record_reload(true, crate::sources::unix_now());
+        this
+    }
+
+    /// Records the outcome of a configuration load; `at` is Unix seconds.
+    pub fn record_reload(&self, success: bool, at: f64) {
+        self.reload_successful.set(if success { 1.0 } else { 0.0 });
+        if success {
+            self.reload_success_timestamp.set(at);
         }
     }
 

@@ -65,6 +65,17 @@ pub fn build(config: &Config, targets: &[Arc<Target>], started_at: f64) -> Vec<B
     out
 }
 
+/// The settings of `source`'s section, to tell whether a reload changed them (Debug text: the
+/// sections hold regular expressions, which have no equality).
+pub fn settings(config: &Config, source: &str) -> String {
+    match source {
+        "sfn_map_runs" => format!("{:?}", config.sfn_map_runs),
+        "transfer_workflows" => format!("{:?}", config.transfer_workflows),
+        "appflow_flows" => format!("{:?}", config.appflow_flows),
+        _ => String::new(),
+    }
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
