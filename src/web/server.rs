@@ -136,7 +136,8 @@ async fn serve_io<S>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_head_bytes)
+        // hyper refuses (panics on) buffers under 8 KiB.
+        .max_buf_size(limits.max_head_bytes.max(8192))
         .max_headers(limits.max_headers)
         .serve_connection(
             TokioIo::new(Tracked {
