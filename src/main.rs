@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing_subscriber::EnvFilter;
@@ -12,7 +11,7 @@ use aws_workflow_exporter::app::Exporter;
 use aws_workflow_exporter::cli::{Cli, Command, LogFormat};
 use aws_workflow_exporter::config::Config;
 use aws_workflow_exporter::simulator;
-use aws_workflow_exporter::web::{Lifecycle, Limits, ReloadReply, Web, WebConfigHandle};
+use aws_workflow_exporter::web::{self, Lifecycle, Limits, ReloadReply, Web, WebConfigHandle};
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log_level)
@@ -85,7 +84,7 @@ async fn serve(exporter: Exporter, cli: &Cli) -> anyhow::Result<()> {
     });
     let mut listeners = Vec::new();
     for address in &cli.listen_addresses {
-        let listener = TcpListener::bind(address)
+        let listener = web::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
         let tls = web.config.current().tls.is_some();

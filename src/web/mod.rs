@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{WebConfig, WebConfigError, WebConfigHandle};
 pub use routes::HttpState;
-pub use server::{serve, Limits};
+pub use server::{bind, serve, Limits};
 
 /// Where a reload's outcome goes: `Err` carries the validation message.
 pub type ReloadReply = oneshot::Sender<Result<(), String>>;

@@ -13,7 +13,7 @@ use aws_workflow_exporter::config::Config;
 use aws_workflow_exporter::simulator::{demo, Simulator, World};
 use aws_workflow_exporter::web::{self, Web};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 pub fn credentials() -> Option<StaticCredentials> {
@@ -58,7 +58,7 @@ impl Harness {
         let mut config = config_for(&sim.endpoint, sources);
         adjust(&mut config);
         let exporter = Exporter::new(&config, credentials());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = web::bind("127.0.0.1:0").await.expect("bind");
         let http_addr = listener.local_addr().expect("addr");
         let (tx, rx) = watch::channel(false);
         tokio::spawn(web::serve(
