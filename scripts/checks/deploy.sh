@@ -8,8 +8,8 @@
 #   3. scripts/checks/deploy_lint.py: the Prometheus Operator objects (no
 #      schema for them), cross-references (ports, labels, probes, ConfigMaps,
 #      security settings, Dockerfile EXPOSE/ENTRYPOINT vs the crate), IAM JSON;
-#   4. the PrometheusRule is what scripts/gen-prometheusrule.py generates from
-#      monitoring/*.yml, and promtool accepts its rules;
+#   4. promtool accepts the PrometheusRule's rules (scripts/checks/monitoring.sh checks that
+#      it is what scripts/gen-mixin.py generates);
 #   5. the Dockerfile's `RUN cargo build ...` line, run as-is in the repository
 #      (it reuses ./target), then the release binary's check-config on the
 #      ConfigMaps' configurations.
@@ -64,8 +64,7 @@ fi
 echo "-- deploy_lint.py"
 python3 scripts/checks/deploy_lint.py --extract-configs "$tmp" --extract-rules "$tmp/prometheusrule-groups.yml"
 
-echo "-- PrometheusRule is generated from monitoring/"
-python3 scripts/gen-prometheusrule.py --check
+echo "-- PrometheusRule rules"
 if command -v promtool >/dev/null 2>&1; then
   promtool check rules "$tmp/prometheusrule-groups.yml"
 else

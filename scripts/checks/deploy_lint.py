@@ -407,7 +407,7 @@ def check_servicemonitor(services):
 def check_prometheusrule(extract_rules):
     docs = load_docs(PROMETHEUSRULE)
     if len(docs) != 1:
-        error(f"{PROMETHEUSRULE}: expected one document (generate it: scripts/gen-prometheusrule.py)")
+        error(f"{PROMETHEUSRULE}: expected one document (generate it: scripts/gen-mixin.py)")
         return
     pr = docs[0]
     if pr.get("apiVersion") != "monitoring.coreos.com/v1" or pr.get("kind") != "PrometheusRule":

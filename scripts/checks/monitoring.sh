@@ -3,6 +3,8 @@
 # Prometheus configuration of the demo, the Grafana dashboards and provisioning files, and
 # docker-compose.yml.
 #
+#   0. the files generated from monitoring/mixin.yaml (alerts.yml, the PrometheusRule, the
+#      Grafana alert rules) are up to date: scripts/gen-mixin.py --check;
 #   1. promtool check rules on monitoring/alerts.yml and recording.yml;
 #   2. promtool test rules monitoring/tests/*.yml (every alert firing and not firing);
 #   3. promtool check config monitoring/prometheus.yml (offline; rule_files are relative);
@@ -26,6 +28,9 @@ fail() {
 command -v promtool >/dev/null 2>&1 || fail "promtool not found: run scripts/setup-tools.sh"
 python3 -c 'import yaml' 2>/dev/null || fail "PyYAML is missing for $(command -v python3)"
 metrics_doc=${METRICS_DOC:-docs/metrics.md}
+
+echo "-- generated from monitoring/mixin.yaml"
+python3 scripts/gen-mixin.py --check
 
 echo "-- promtool check rules"
 promtool check rules monitoring/alerts.yml monitoring/recording.yml
