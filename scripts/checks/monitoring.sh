@@ -11,7 +11,9 @@
 #   4. scripts/checks/check_rules.py: naming, severity, annotations, runbook anchors, test
 #      coverage of every alert and recording rule, metric names;
 #   5. scripts/checks/check_dashboards.py: dashboard structure, ${datasource} everywhere,
-#      variables, and that every metric queried is one the exporter emits (docs/metrics.md);
+#      variables, grafana/dashboard-linter's rules (job/instance variables and matchers,
+#      $__rate_interval, units, descriptions, counters in rate/increase, not editable), and
+#      that every metric queried is one the exporter emits (docs/metrics.md);
 #   6. scripts/checks/check_compose.py: docker-compose.yml parses and everything it mounts
 #      or builds from exists.
 #
