@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 
 use crate::aws::{StaticCredentials, Target};
 use crate::config::Config;
-use crate::metrics::MetricsHub;
+use crate::exposition::hub::MetricsHub;
 use crate::scheduler::{self, Readiness};
-use crate::sources::{self, unix_now, Source};
+use crate::services;
+use crate::services::source::{unix_now, Source};
 use crate::web::WebConfigHandle;
 
 /// How long a stopped source may take to finish; then its task is aborted.
@@ -87,7 +88,7 @@ impl Supervisor {
         let key = (source.name().to_owned(), source.target().key());
         let (stop, stopped) = watch::channel(false);
         let running = Running {
-            settings: sources::settings(&self.config, source.name()),
+            settings: self.config.sources.settings(source.name()),
             target: source.target().clone(),
             stop,
             task: tokio::spawn(scheduler::run_source(
@@ -134,11 +135,11 @@ impl Supervisor {
             .collect();
         let mut summary = ReloadSummary::default();
         let mut old = std::mem::take(&mut self.running);
-        let built = sources::build(&new, &targets, unix_now());
+        let built = services::build(&new.sources, &targets, unix_now());
         self.config = new;
         for source in built {
             let key = (source.name().to_owned(), source.target().key());
-            let settings = sources::settings(&self.config, source.name());
+            let settings = self.config.sources.settings(source.name());
             match old.remove(&key) {
                 Some(r) if r.settings == settings && Arc::ptr_eq(&r.target, source.target()) => {
                     self.running.insert(key, r);

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::simulator::sfn::MapRunSpec;
 use aws_workflow_exporter::simulator::Simulator;
-use aws_workflow_exporter::sources::unix_now;
 use common::{free_port, http_request, wait_until, KillOnDrop, Scrape};
 use tokio::net::TcpStream;
 

@@ -14,7 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
 use super::Web;
-use crate::metrics::MetricsHub;
+use crate::exposition::hub::MetricsHub;
 use crate::scheduler::Readiness;
 
 const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
