@@ -430,6 +430,30 @@ fn invalid_web_configs_name_the_field_and_the_reason() {
         .is_none());
 }
 
+#[tokio::test]
+async fn the_readme_example_web_config_is_valid() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("## TLS and basic auth")
+        .expect("the README section")..];
+    let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").expect("block end")];
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki("test CA");
+    write(dir.path(), "server.crt", &pki.server.0);
+    write(dir.path(), "server.key", &pki.server.1);
+    write(dir.path(), "ca.crt", &pki.ca_pem);
+    let file = write(dir.path(), "web.yml", example);
+    let handle = WebConfigHandle::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let config = handle.current();
+    assert!(config.tls.is_some() && config.headers.len() == 2);
+    // The hash is of the password its comment gives.
+    let auth = config.auth.as_ref().expect("basic_auth_users");
+    let header = |pw: &str| hyper::header::HeaderValue::from_str(&basic("prometheus", pw)).unwrap();
+    assert!(auth.check(Some(&header("change-me"))).await);
+    assert!(!auth.check(Some(&header("changeme"))).await);
+}
+
 #[test]
 fn a_broken_web_config_at_start_is_a_clear_error_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();
