@@ -21,6 +21,8 @@ pub struct Config {
     pub sfn_map_runs: SfnMapRunsConfig,
     pub transfer_workflows: TransferWorkflowsConfig,
     pub appflow_flows: AppflowFlowsConfig,
+    /// OTLP push; `None` when no endpoint is configured (file or `OTEL_*` environment).
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,15 +133,28 @@ impl Config {
                 message: e.to_string(),
             })?
         };
-        raw.validate().map_err(|errors| ConfigError::Invalid {
-            file: file.to_owned(),
-            errors,
-        })
+        raw.validate(&crate::otlp::config::process_env)
+            .map_err(|errors| ConfigError::Invalid {
+                file: file.to_owned(),
+                errors,
+            })
+    }
+
+    /// No file: the defaults, plus OTLP push if the `OTEL_*` environment configures it.
+    pub fn from_environment() -> Result<Self, ConfigError> {
+        raw::Root::default()
+            .validate(&crate::otlp::config::process_env)
+            .map_err(|errors| ConfigError::Invalid {
+                file: PathBuf::from("<environment>"),
+                errors,
+            })
     }
 
     /// The configuration used when no file is given: everything enabled, default credentials and region.
     pub fn defaults() -> Self {
-        raw::Root::default().validate().expect("defaults are valid")
+        raw::Root::default()
+            .validate(&|_| None)
+            .expect("defaults are valid")
     }
 
     /// Sources that are enabled, by their metric label name.
@@ -204,6 +219,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+pub(crate) use raw::DurationText;
+
 /// The file as written. `deny_unknown_fields` everywhere: a typo is an error, not a silent default.
 mod raw {
     use super::*;
@@ -217,6 +234,8 @@ mod raw {
         pub targets: Option<Vec<Target>>,
         #[serde(default)]
         pub sources: Sources,
+        #[serde(default)]
+        pub otlp: crate::otlp::config::raw::Otlp,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -376,8 +395,12 @@ mod raw {
     }
 
     impl Root {
-        pub fn validate(self) -> Result<Config, Vec<FieldError>> {
+        pub fn validate(self, env: crate::otlp::config::Env) -> Result<Config, Vec<FieldError>> {
             let mut c = Check { errors: Vec::new() };
+            let otlp = crate::otlp::config::validate(&self.otlp, env).unwrap_or_else(|errors| {
+                c.errors.extend(errors);
+                None
+            });
             let one_second = Duration::from_secs(1);
             let poll_interval = c.duration(
                 "poll_interval",
@@ -518,6 +541,7 @@ mod raw {
                     sfn_map_runs,
                     transfer_workflows,
                     appflow_flows,
+                    otlp,
                 })
             } else {
                 Err(c.errors)

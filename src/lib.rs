@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 pub mod scheduler;
 pub mod simulator;
 pub mod sources;

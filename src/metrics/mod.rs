@@ -26,7 +26,7 @@ use prometheus::proto::{
 };
 
 pub use exposition::{Exposition, MetricsHub, Snapshot};
-pub use self_metrics::SelfMetrics;
+pub use self_metrics::{SelfMetrics, POLL_SUCCESS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -70,6 +70,10 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static MetricDef])> {
         ),
         ("AppFlow flows (source `appflow_flows`)", appflow::DEFS),
         ("The exporter itself", self_metrics::DEFS),
+        (
+            "OTLP push (only when an OTLP endpoint is configured)",
+            crate::otlp::push::DEFS,
+        ),
     ]
 }
 
