@@ -19,6 +19,7 @@ pub struct Exporter {
     hub: Arc<MetricsHub>,
     readiness: Arc<Readiness>,
     sources: Vec<Box<dyn Source>>,
+    otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 impl Exporter {
@@ -43,6 +44,7 @@ impl Exporter {
             hub: Arc::new(MetricsHub::new(self_metrics)),
             readiness: Arc::new(Readiness::new(&sources)),
             sources,
+            otlp: config.otlp.clone(),
         }
     }
 
@@ -69,6 +71,13 @@ impl Exporter {
                 source,
                 self.hub.clone(),
                 self.readiness.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(otlp) = self.otlp {
+            tasks.push(tokio::spawn(crate::otlp::run(
+                otlp,
+                self.hub.clone(),
                 shutdown.clone(),
             )));
         }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exposition;
 pub mod histogram;
 pub mod http;
+pub mod otlp;
 pub mod scheduler;
 pub mod services;
 pub mod simulator;
