@@ -85,6 +85,11 @@ impl Exporter {
         shutdown: watch::Receiver<bool>,
     ) {
         let state = self.http_state();
+        // OTLP push settings are read at startup only; a reload says so if they changed.
+        let otlp =
+            self.config.otlp.clone().map(|otlp| {
+                tokio::spawn(crate::otlp::run(otlp, self.hub.clone(), shutdown.clone()))
+            });
         let supervisor = Supervisor::start(
             self.config,
             self.static_credentials,
@@ -104,6 +109,9 @@ impl Exporter {
         web::serve(listeners, web, state, shutdown).await;
         let _ = watcher.await;
         let _ = reloader.await;
+        if let Some(otlp) = otlp {
+            let _ = otlp.await;
+        }
     }
 }
 

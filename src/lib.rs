@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod exposition;
 pub mod histogram;
+pub mod otlp;
 pub mod reload;
 pub mod scheduler;
 pub mod services;

@@ -125,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             let config = match &cli.config_file {
                 Some(path) => Config::load(path)?,
-                None => Config::defaults(),
+                None => Config::from_environment()?,
             };
             tracing::info!(targets = config.targets.len(), sources = ?config.enabled_sources(), "starting");
             let mut exporter = Exporter::new(&config, None);

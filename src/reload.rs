@@ -115,6 +115,9 @@ impl Supervisor {
 
     /// Applies `new`, which is already validated; see the module doc for what is kept.
     pub async fn apply(&mut self, new: Config) -> ReloadSummary {
+        if new.otlp != self.config.otlp {
+            tracing::warn!("the otlp settings changed: they take effect at the next restart");
+        }
         let same_api = new.aws_api == self.config.aws_api;
         let metrics = self.hub.self_metrics().clone();
         let targets: Vec<Arc<Target>> = new

@@ -15,6 +15,8 @@ use crate::exposition::self_metrics::SelfMetrics;
 pub struct Exposition {
     pub plain: Bytes,
     pub gzip: Bytes,
+    /// The families encoded above, for the OTLP push (same data as /metrics).
+    pub families: Arc<Vec<MetricFamily>>,
 }
 
 /// What one source instance publishes after a poll.
@@ -119,6 +121,7 @@ impl MetricsHub {
         *self.current.write().expect("exposition lock") = Arc::new(Exposition {
             plain: Bytes::from(plain),
             gzip: Bytes::from(gzip),
+            families: Arc::new(families),
         });
     }
 }

@@ -241,6 +241,11 @@ impl SelfMetrics {
         self.tracked.with_label_values(&[kind]).set(count as f64);
     }
 
+    /// Adds metrics owned by another part of the exporter (the OTLP push) to this registry.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     pub fn gather(&self) -> Vec<MetricFamily> {
         self.registry.gather()
     }
