@@ -103,35 +103,48 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 GET, so tests see exactly what a scraper sees.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    try_http_get(addr, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// [`http_get`] that reports a failed connection or a malformed answer instead of panicking.
+pub async fn try_http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr).await?;
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("write");
+    stream.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
+    stream.read_to_end(&mut raw).await?;
+    let malformed =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+        .ok_or_else(|| malformed("no end of headers"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .expect("status line");
+        .ok_or_else(|| malformed("no status line"))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
-    }
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
