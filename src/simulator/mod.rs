@@ -1,7 +1,8 @@
 //! An AWS endpoint on loopback that speaks the wire protocols the exporter uses (Step Functions
-//! awsJson1_0, Transfer Family awsJson1_1, AppFlow restJson1, STS query for GetCallerIdentity), answering from an
-//! in-memory world that tests and the demo script. It records every request and can inject the
-//! faults a real endpoint shows (see [`FaultKind`]), per service and operation.
+//! awsJson1_0, Transfer Family awsJson1_1, AppFlow restJson1, STS query for GetCallerIdentity
+//! and AssumeRole), answering from an in-memory world that tests and the demo script. It records
+//! every request and can inject the faults a real endpoint shows (see [`FaultKind`]), per service
+//! and operation.
 
 pub mod appflow;
 pub mod demo;
@@ -211,8 +212,10 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
     if let Some(op) = appflow {
         return Some(("appflow", op.to_owned()));
     }
-    if body.contains("Action=GetCallerIdentity") {
-        return Some(("sts", "GetCallerIdentity".to_owned()));
+    for op in ["GetCallerIdentity", "AssumeRole"] {
+        if body.contains(&format!("Action={op}&")) || body.ends_with(&format!("Action={op}")) {
+            return Some(("sts", op.to_owned()));
+        }
     }
     None
 }
@@ -262,6 +265,24 @@ fn caller_identity() -> Response<Full<Bytes>> {
         "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
          <Arn>arn:aws:iam::{ACCOUNT_ID}:user/simulator</Arn><UserId>AIDASIMULATOR</UserId><Account>{ACCOUNT_ID}</Account>\
          </GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(xml)))
+        .expect("valid response")
+}
+
+/// Credentials for any role asked for; the simulator accepts every signature.
+fn assumed_role() -> Response<Full<Bytes>> {
+    let expires = "2100-01-01T00:00:00Z";
+    let xml = format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+         <Credentials><AccessKeyId>ASIASIMULATOR</AccessKeyId><SecretAccessKey>simulator</SecretAccessKey>\
+         <SessionToken>simulator</SessionToken><Expiration>{expires}</Expiration></Credentials>\
+         <AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/simulator/session</Arn>\
+         <AssumedRoleId>AROASIMULATOR:session</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
+         <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleResponse>"
     );
     Response::builder()
         .status(StatusCode::OK)
@@ -340,7 +361,7 @@ fn fault_response(
         FaultKind::AccessDenied if service == "sts" => error(
             403,
             "AccessDenied",
-            "User is not authorized to perform: sts:GetCallerIdentity with an explicit deny in a service control policy",
+            &format!("User is not authorized to perform: sts:{operation} with an explicit deny in a service control policy"),
         ),
         FaultKind::AccessDenied => error(
             400,
@@ -448,7 +469,11 @@ fn answer(
     input: Result<Value, String>,
 ) -> Response<Full<Bytes>> {
     if service == "sts" {
-        return caller_identity();
+        return if operation == "AssumeRole" {
+            assumed_role()
+        } else {
+            caller_identity()
+        };
     }
     let input = match input {
         Ok(v) => v,
