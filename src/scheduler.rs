@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::metrics::MetricsHub;
-use crate::sources::{unix_now, PollOutcome, Source};
+use crate::exposition::hub::MetricsHub;
+use crate::services::source::{unix_now, PollOutcome, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod instrument;
+pub mod operation;
 
 use std::sync::Arc;
 
@@ -14,11 +15,12 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::OnceCell;
 
-use crate::config::{AwsApiConfig, TargetConfig};
+use crate::aws::budget::ApiBudget;
+use crate::aws::instrument::ApiInstrumentation;
+use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
+use crate::config::targets::{AwsApiConfig, TargetConfig};
 use crate::error::AwsError;
-use crate::metrics::SelfMetrics;
-use budget::{ApiBudget, Operation};
-use instrument::ApiInstrumentation;
+use crate::exposition::self_metrics::SelfMetrics;
 
 /// Static credentials, for the built-in simulator only (the demo and tests); never read from YAML.
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ impl Connection {
         R: std::fmt::Debug,
     {
         self.budget.acquire(op).await;
-        request.await.map_err(|e| AwsError::from_sdk(op.name(), e))
+        request.await.map_err(|e| AwsError::from_sdk(op.name, e))
     }
 
     /// Follows a paginated call, one budget token per page: `fetch` sends the page for a token,
@@ -135,7 +137,7 @@ impl Target {
     }
 
     async fn establish(&self) -> Result<Arc<Connection>, AwsError> {
-        let op = Operation::StsGetCallerIdentity;
+        let op = GET_CALLER_IDENTITY;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(self.api.max_attempts))
             .timeout_config(
@@ -164,7 +166,7 @@ impl Target {
             .region()
             .map(|r| r.to_string())
             .ok_or_else(|| AwsError::Other {
-                operation: op.name(),
+                operation: op.name,
                 message: "no AWS region: set AWS_REGION, a profile region, or targets[].regions"
                     .into(),
             })?;
@@ -192,7 +194,7 @@ impl Target {
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(op.name(), e))?;
+            .map_err(|e| AwsError::from_sdk(op.name, e))?;
         let account_id = identity.account().unwrap_or("unknown").to_owned();
         tracing::info!(target_name = %self.config.name, %region, %account_id, "connected to AWS target");
         Ok(Arc::new(Connection {

@@ -6,8 +6,9 @@
 
 use prometheus::proto::MetricFamily;
 
-use super::{FamilyBuilder, MetricDef};
-use crate::state::transfer::{ExecStatus, TransferTracker};
+use crate::exposition::family::FamilyBuilder;
+use crate::exposition::metric::{def, MetricDef};
+use crate::services::transfer_workflows::state::{ExecStatus, TransferTracker};
 
 const WF: &[&str] = &["account_id", "region", "workflow_id"];
 const WF_STATUS: &[&str] = &["account_id", "region", "workflow_id", "status"];

@@ -5,7 +5,7 @@ use aws_sdk_transfer::types::{
     ExecutionStatus, ExecutionStepResult, ListedExecution, ListedWorkflow,
 };
 
-use crate::state::transfer::{
+use crate::services::transfer_workflows::state::{
     DescribeObs, ExecStatus, ListedExec, StepErrorObs, StepList, WorkflowObs,
 };
 

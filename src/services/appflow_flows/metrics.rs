@@ -2,8 +2,9 @@
 
 use prometheus::proto::MetricFamily;
 
-use super::{FamilyBuilder, MetricDef};
-use crate::state::appflow::{AppflowTracker, RunStatus};
+use crate::exposition::family::FamilyBuilder;
+use crate::exposition::metric::{def, MetricDef};
+use crate::services::appflow_flows::state::{AppflowTracker, RunStatus};
 
 const FLOW: &[&str] = &["account_id", "region", "flow"];
 const FLOW_STATUS: &[&str] = &["account_id", "region", "flow", "status"];

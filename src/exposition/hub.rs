@@ -8,7 +8,7 @@ use bytes::Bytes;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
 
-use super::SelfMetrics;
+use crate::exposition::self_metrics::SelfMetrics;
 
 /// The exposition text and its gzip encoding, shared by all scrapes until the next poll.
 #[derive(Debug, Clone, Default)]

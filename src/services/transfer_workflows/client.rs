@@ -5,11 +5,26 @@ use std::sync::Arc;
 use aws_sdk_transfer::operation::list_executions::ListExecutionsOutput;
 use aws_sdk_transfer::operation::list_workflows::ListWorkflowsOutput;
 
-use super::convert;
-use crate::aws::budget::Operation;
+use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::Connection;
 use crate::error::AwsError;
-use crate::state::transfer::{DescribeObs, ListedExec, WorkflowObs};
+use crate::services::transfer_workflows::convert;
+use crate::services::transfer_workflows::state::{DescribeObs, ListedExec, WorkflowObs};
+
+/// The Transfer Family operations this source calls. AWS publishes no rate quota for them, so the
+/// buckets are conservative guesses and ThrottlingException stays the real signal.
+pub const OPERATIONS: &[Operation] = &[LIST_WORKFLOWS, LIST_EXECUTIONS, DESCRIBE_EXECUTION];
+const fn op(name: &'static str, iam_action: &'static str) -> Operation {
+    Operation {
+        service: "transfer",
+        name,
+        iam_action: Some(iam_action),
+        bucket: AwsBucket::flat(20.0, 5.0),
+    }
+}
+pub const LIST_WORKFLOWS: Operation = op("ListWorkflows", "transfer:ListWorkflows");
+pub const LIST_EXECUTIONS: Operation = op("ListExecutions", "transfer:ListExecutions");
+pub const DESCRIBE_EXECUTION: Operation = op("DescribeExecution", "transfer:DescribeExecution");
 
 pub struct TransferClient {
     sdk: aws_sdk_transfer::Client,
@@ -38,9 +53,7 @@ impl TransferClient {
             out.extend(page.workflows().iter().filter_map(convert::workflow));
             page.next_token
         };
-        self.conn
-            .pages(Operation::TransferListWorkflows, fetch, take)
-            .await
+        self.conn.pages(LIST_WORKFLOWS, fetch, take).await
     }
 
     /// Every in-progress execution of the workflow (all pages), or an error: a partial listing is
@@ -62,9 +75,7 @@ impl TransferClient {
             );
             page.next_token
         };
-        self.conn
-            .pages(Operation::TransferListExecutions, fetch, take)
-            .await
+        self.conn.pages(LIST_EXECUTIONS, fetch, take).await
     }
 
     pub async fn describe_execution(
@@ -72,7 +83,7 @@ impl TransferClient {
         workflow_id: &str,
         execution_id: &str,
     ) -> Result<DescribeObs, AwsError> {
-        let op = Operation::TransferDescribeExecution;
+        let op = DESCRIBE_EXECUTION;
         let request = self
             .sdk
             .describe_execution()
@@ -81,7 +92,7 @@ impl TransferClient {
             .send();
         let out = self.conn.call(op, request).await?;
         convert::describe(&out).ok_or_else(|| AwsError::Other {
-            operation: op.name(),
+            operation: op.name,
             message: format!("no execution in the answer for {execution_id}"),
         })
     }

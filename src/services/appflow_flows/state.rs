@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::metrics::HistogramData;
+use crate::histogram::HistogramData;
 
 /// Pages of 100 runs a flow's poll reads at most.
 pub const MAX_PAGES_PER_POLL: usize = 10;

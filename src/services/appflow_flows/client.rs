@@ -5,11 +5,28 @@ use std::sync::Arc;
 use aws_sdk_appflow::operation::list_flows::ListFlowsOutput;
 use aws_sdk_appflow::types::FlowStatus;
 
-use super::convert;
-use crate::aws::budget::Operation;
+use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::Connection;
 use crate::error::AwsError;
-use crate::state::appflow::RunObs;
+use crate::services::appflow_flows::convert;
+use crate::services::appflow_flows::state::RunObs;
+
+/// The AppFlow operations this source calls. AWS publishes no rate quota for them, so the
+/// buckets are conservative guesses and ThrottlingException stays the real signal.
+pub const OPERATIONS: &[Operation] = &[LIST_FLOWS, DESCRIBE_FLOW_EXECUTION_RECORDS];
+const fn op(name: &'static str, iam_action: &'static str) -> Operation {
+    Operation {
+        service: "appflow",
+        name,
+        iam_action: Some(iam_action),
+        bucket: AwsBucket::flat(20.0, 5.0),
+    }
+}
+pub const LIST_FLOWS: Operation = op("ListFlows", "appflow:ListFlows");
+pub const DESCRIBE_FLOW_EXECUTION_RECORDS: Operation = op(
+    "DescribeFlowExecutionRecords",
+    "appflow:DescribeFlowExecutionRecords",
+);
 
 /// Records per DescribeFlowExecutionRecords page (the API's maximum).
 pub const PAGE_SIZE: i32 = 100;
@@ -57,9 +74,7 @@ impl AppflowClient {
             }));
             page.next_token
         };
-        self.conn
-            .pages(Operation::AppflowListFlows, fetch, take)
-            .await
+        self.conn.pages(LIST_FLOWS, fetch, take).await
     }
 
     /// One page of a flow's runs, newest first, and the token of the next page.
@@ -77,7 +92,7 @@ impl AppflowClient {
             .send();
         let page = self
             .conn
-            .call(Operation::AppflowDescribeFlowExecutionRecords, request)
+            .call(DESCRIBE_FLOW_EXECUTION_RECORDS, request)
             .await?;
         let runs = page
             .flow_executions()

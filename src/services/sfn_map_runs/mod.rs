@@ -1,29 +1,36 @@
 //! Step Functions Distributed Map Runs: ListStateMachines -> ListExecutions -> ListMapRuns -> DescribeMapRun.
 
-mod client;
-mod convert;
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod metrics;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use client::SfnClient;
-
-use super::{unix_now, BoxFuture, Source};
 use crate::aws::Target;
-use crate::config::SfnMapRunsConfig;
 use crate::error::AwsError;
-use crate::metrics::{self, Snapshot};
-use crate::state::map_runs::MapRunTracker;
+use crate::exposition::hub::Snapshot;
+use crate::services::sfn_map_runs::client::SfnClient;
+use crate::services::sfn_map_runs::config::Config;
+use crate::services::sfn_map_runs::state::MapRunTracker;
+use crate::services::source::{unix_now, BoxFuture, Source};
+
+/// The source for one target.
+pub fn build(target: Arc<Target>, config: &Config, started_at: f64) -> Box<dyn Source> {
+    Box::new(SfnMapRuns::new(target, config.clone(), started_at))
+}
 
 pub struct SfnMapRuns {
     target: Arc<Target>,
-    config: SfnMapRunsConfig,
+    config: Config,
     client: Option<SfnClient>,
     tracker: MapRunTracker,
 }
 
 impl SfnMapRuns {
-    pub fn new(target: Arc<Target>, config: SfnMapRunsConfig, started_at: f64) -> Self {
+    pub fn new(target: Arc<Target>, config: Config, started_at: f64) -> Self {
         let tracker = MapRunTracker::new(started_at, config.retention.as_secs_f64());
         Self {
             target,
@@ -121,7 +128,7 @@ impl Source for SfnMapRuns {
     fn snapshot(&self, now: f64) -> Snapshot {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::sfn::render(&self.tracker, &account_id, &region, now, &mut families);
+        metrics::render(&self.tracker, &account_id, &region, now, &mut families);
         Snapshot {
             families,
             tracked: vec![

@@ -1,41 +1,37 @@
 //! AppFlow flow runs: ListFlows -> DescribeFlowExecutionRecords per selected flow, newest first,
-//! reading only as many pages as the state store asks for (see [`crate::state::appflow`]).
+//! reading only as many pages as the state store asks for (see [`state`]).
 
-mod client;
-mod convert;
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod metrics;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use client::AppflowClient;
-
-use super::{unix_now, BoxFuture, Source};
 use crate::aws::Target;
-use crate::config::{AppflowFlowsConfig, Config};
 use crate::error::AwsError;
-use crate::metrics::{self, Snapshot};
-use crate::state::appflow::AppflowTracker;
+use crate::exposition::hub::Snapshot;
+use crate::services::appflow_flows::client::AppflowClient;
+use crate::services::appflow_flows::config::Config;
+use crate::services::appflow_flows::state::AppflowTracker;
+use crate::services::source::{unix_now, BoxFuture, Source};
 
-/// The source for `target` if it is enabled.
-pub fn build(config: &Config, target: &Arc<Target>, started_at: f64) -> Option<Box<dyn Source>> {
-    config.appflow_flows.enabled.then(|| {
-        Box::new(AppflowFlows::new(
-            target.clone(),
-            config.appflow_flows.clone(),
-            started_at,
-        )) as Box<dyn Source>
-    })
+/// The source for one target.
+pub fn build(target: Arc<Target>, config: &Config, started_at: f64) -> Box<dyn Source> {
+    Box::new(AppflowFlows::new(target, config.clone(), started_at))
 }
 
 pub struct AppflowFlows {
     target: Arc<Target>,
-    config: AppflowFlowsConfig,
+    config: Config,
     client: Option<AppflowClient>,
     tracker: AppflowTracker,
 }
 
 impl AppflowFlows {
-    pub fn new(target: Arc<Target>, config: AppflowFlowsConfig, started_at: f64) -> Self {
+    pub fn new(target: Arc<Target>, config: Config, started_at: f64) -> Self {
         let tracker = AppflowTracker::new(started_at, config.retention.as_secs_f64());
         Self {
             target,
@@ -123,7 +119,7 @@ impl Source for AppflowFlows {
     fn snapshot(&self, _now: f64) -> Snapshot {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::appflow::render(&self.tracker, &account_id, &region, &mut families);
+        metrics::render(&self.tracker, &account_id, &region, &mut families);
         Snapshot {
             families,
             tracked: vec![

@@ -3,7 +3,7 @@
 use aws_sdk_appflow::types::{ExecutionRecord, ExecutionStatus};
 use aws_smithy_types::DateTime;
 
-use crate::state::appflow::{RunObs, RunStatus};
+use crate::services::appflow_flows::state::{RunObs, RunStatus};
 
 fn secs(t: Option<&DateTime>) -> Option<f64> {
     t.map(DateTime::as_secs_f64)

@@ -1,17 +1,12 @@
-//! Sources: one module per AWS service behind the [`Source`] trait, and the registry of enabled ones.
-
-pub mod appflow_flows;
-pub mod sfn_map_runs;
-pub mod transfer_workflows;
+//! The [`Source`] trait every service implements, and what a poll reports to the scheduler.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::aws::Target;
-use crate::config::Config;
 use crate::error::AwsError;
-use crate::metrics::Snapshot;
+use crate::exposition::hub::Snapshot;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -41,28 +36,6 @@ pub trait Source: Send {
         -> BoxFuture<'a, Result<(), AwsError>>;
     /// The source's metric families and tracked resource counts, from its state, at `now` (Unix seconds).
     fn snapshot(&self, now: f64) -> Snapshot;
-}
-
-/// Builds one instance of every enabled source for every target.
-pub fn build(config: &Config, targets: &[Arc<Target>], started_at: f64) -> Vec<Box<dyn Source>> {
-    let mut out: Vec<Box<dyn Source>> = Vec::new();
-    for target in targets {
-        if config.sfn_map_runs.enabled {
-            out.push(Box::new(sfn_map_runs::SfnMapRuns::new(
-                target.clone(),
-                config.sfn_map_runs.clone(),
-                started_at,
-            )));
-        }
-        if config.transfer_workflows.enabled {
-            out.push(Box::new(transfer_workflows::TransferWorkflows::new(
-                target.clone(),
-                config.transfer_workflows.clone(),
-            )));
-        }
-        out.extend(appflow_flows::build(config, target, started_at));
-    }
-    out
 }
 
 /// Unix seconds now.

@@ -2,8 +2,11 @@
 
 use prometheus::proto::MetricFamily;
 
-use super::{FamilyBuilder, MetricDef};
-use crate::state::map_runs::{Counts, MapRunStatus, MapRunTracker, FINISHED_ITEM_STATUSES};
+use crate::exposition::family::FamilyBuilder;
+use crate::exposition::metric::{def, MetricDef};
+use crate::services::sfn_map_runs::state::{
+    Counts, MapRunStatus, MapRunTracker, FINISHED_ITEM_STATUSES,
+};
 
 const RUN: &[&str] = &[
     "account_id",

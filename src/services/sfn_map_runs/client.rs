@@ -7,11 +7,51 @@ use aws_sdk_sfn::operation::list_map_runs::ListMapRunsOutput;
 use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
 use aws_sdk_sfn::types::{ExecutionStatus, StateMachineType};
 
-use super::convert;
-use crate::aws::budget::Operation;
+use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::Connection;
 use crate::error::AwsError;
-use crate::state::map_runs::{ExecutionObs, MapRunObs};
+use crate::services::sfn_map_runs::convert;
+use crate::services::sfn_map_runs::state::{ExecutionObs, MapRunObs};
+
+/// The Step Functions operations this source calls; buckets from AWS service quotas.
+pub const OPERATIONS: &[Operation] = &[
+    LIST_STATE_MACHINES,
+    LIST_EXECUTIONS,
+    LIST_MAP_RUNS,
+    DESCRIBE_MAP_RUN,
+];
+const fn op(name: &'static str, iam_action: &'static str, bucket: AwsBucket) -> Operation {
+    Operation {
+        service: "sfn",
+        name,
+        iam_action: Some(iam_action),
+        bucket,
+    }
+}
+pub const LIST_STATE_MACHINES: Operation = op(
+    "ListStateMachines",
+    "states:ListStateMachines",
+    AwsBucket::flat(100.0, 5.0),
+);
+pub const LIST_EXECUTIONS: Operation = op(
+    "ListExecutions",
+    "states:ListExecutions",
+    AwsBucket {
+        size: 100.0,
+        refill_per_sec: 2.0,
+        big_regions: Some((200.0, 5.0)),
+    },
+);
+pub const LIST_MAP_RUNS: Operation = op(
+    "ListMapRuns",
+    "states:ListMapRuns",
+    AwsBucket::flat(100.0, 1.0),
+);
+pub const DESCRIBE_MAP_RUN: Operation = op(
+    "DescribeMapRun",
+    "states:DescribeMapRun",
+    AwsBucket::flat(200.0, 1.0),
+);
 
 #[derive(Debug, Clone)]
 pub struct StateMachine {
@@ -52,9 +92,7 @@ impl SfnClient {
             }));
             page.next_token
         };
-        self.conn
-            .pages(Operation::SfnListStateMachines, fetch, take)
-            .await
+        self.conn.pages(LIST_STATE_MACHINES, fetch, take).await
     }
 
     /// RUNNING executions when `running_only`; otherwise all executions, newest first, stopping
@@ -85,9 +123,7 @@ impl SfnClient {
             }
             page.next_token.filter(|_| !past_window)
         };
-        self.conn
-            .pages(Operation::SfnListExecutions, fetch, take)
-            .await
+        self.conn.pages(LIST_EXECUTIONS, fetch, take).await
     }
 
     pub async fn list_map_runs(&self, execution_arn: &str) -> Result<Vec<String>, AwsError> {
@@ -103,17 +139,12 @@ impl SfnClient {
             out.extend(page.map_runs().iter().map(|r| r.map_run_arn().to_owned()));
             page.next_token
         };
-        self.conn
-            .pages(Operation::SfnListMapRuns, fetch, take)
-            .await
+        self.conn.pages(LIST_MAP_RUNS, fetch, take).await
     }
 
     pub async fn describe_map_run(&self, map_run_arn: &str) -> Result<MapRunObs, AwsError> {
         let request = self.sdk.describe_map_run().map_run_arn(map_run_arn).send();
-        let out = self
-            .conn
-            .call(Operation::SfnDescribeMapRun, request)
-            .await?;
+        let out = self.conn.call(DESCRIBE_MAP_RUN, request).await?;
         Ok(convert::map_run(&out))
     }
 }

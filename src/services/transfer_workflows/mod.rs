@@ -1,31 +1,38 @@
 //! Transfer Family workflow executions: ListWorkflows -> ListExecutions (in progress only) ->
 //! DescribeExecution. Executions are seen while they run; one that leaves the in-progress
 //! listing has finished. Which executions are described, and what is counted, is decided in
-//! [`crate::state::transfer`].
+//! [`state`].
 
-mod client;
-mod convert;
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod metrics;
+pub mod state;
 
 use std::sync::Arc;
 
-use client::TransferClient;
-
-use super::{unix_now, BoxFuture, Source};
 use crate::aws::Target;
-use crate::config::TransferWorkflowsConfig;
 use crate::error::AwsError;
-use crate::metrics::{self, Snapshot};
-use crate::state::transfer::TransferTracker;
+use crate::exposition::hub::Snapshot;
+use crate::services::source::{unix_now, BoxFuture, Source};
+use crate::services::transfer_workflows::client::TransferClient;
+use crate::services::transfer_workflows::config::Config;
+use crate::services::transfer_workflows::state::TransferTracker;
+
+/// The source for one target.
+pub fn build(target: Arc<Target>, config: &Config, _started_at: f64) -> Box<dyn Source> {
+    Box::new(TransferWorkflows::new(target, config.clone()))
+}
 
 pub struct TransferWorkflows {
     target: Arc<Target>,
-    config: TransferWorkflowsConfig,
+    config: Config,
     client: Option<TransferClient>,
     tracker: TransferTracker,
 }
 
 impl TransferWorkflows {
-    pub fn new(target: Arc<Target>, config: TransferWorkflowsConfig) -> Self {
+    pub fn new(target: Arc<Target>, config: Config) -> Self {
         Self {
             target,
             config,
@@ -107,7 +114,7 @@ impl Source for TransferWorkflows {
     fn snapshot(&self, _now: f64) -> Snapshot {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::transfer::render(&self.tracker, &account_id, &region, &mut families);
+        metrics::render(&self.tracker, &account_id, &region, &mut families);
         Snapshot {
             families,
             tracked: vec![

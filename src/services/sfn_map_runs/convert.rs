@@ -7,7 +7,7 @@ use aws_sdk_sfn::types::{
 };
 use aws_smithy_types::DateTime;
 
-use crate::state::map_runs::{Counts, ExecutionObs, MapRunObs, MapRunStatus};
+use crate::services::sfn_map_runs::state::{Counts, ExecutionObs, MapRunObs, MapRunStatus};
 
 pub fn secs(t: &DateTime) -> f64 {
     t.as_secs_f64()

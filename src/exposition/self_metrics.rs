@@ -7,9 +7,7 @@ use prometheus::{
     CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
 };
 
-use super::{MetricDef, MetricKind};
-use crate::aws::budget::Operation;
-use crate::aws::instrument::Outcome;
+use crate::exposition::metric::{MetricDef, MetricKind};
 
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: "aws_workflow_exporter_build_info",
@@ -115,12 +113,6 @@ impl SelfMetrics {
         let api_budget_wait =
             CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
         let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
-        // Counters start at 0 for every known call, so the first throttle shows up in increase().
-        for op in Operation::ALL {
-            for outcome in Outcome::ALL {
-                api_requests.with_label_values(&[op.service(), op.name(), outcome.as_str()]);
-            }
-        }
         for c in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(poll_success.clone()),
@@ -151,15 +143,21 @@ impl SelfMetrics {
         }
     }
 
+    /// Starts a call's counter at 0, so the first throttle shows up in increase().
+    pub fn declare_api_call(&self, service: &str, operation: &str, outcome: &str) {
+        self.api_requests
+            .with_label_values(&[service, operation, outcome]);
+    }
+
     pub fn record_api_call(
         &self,
         service: &str,
         operation: &str,
-        outcome: Outcome,
+        outcome: &str,
         elapsed: Option<Duration>,
     ) {
         self.api_requests
-            .with_label_values(&[service, operation, outcome.as_str()])
+            .with_label_values(&[service, operation, outcome])
             .inc();
         if let Some(d) = elapsed {
             self.api_duration
@@ -168,9 +166,9 @@ impl SelfMetrics {
         }
     }
 
-    pub fn record_budget_wait(&self, op: Operation, waited: Duration) {
+    pub fn record_budget_wait(&self, service: &str, operation: &str, waited: Duration) {
         self.api_budget_wait
-            .with_label_values(&[op.service(), op.name()])
+            .with_label_values(&[service, operation])
             .inc_by(waited.as_secs_f64());
     }
 
