@@ -35,7 +35,11 @@ fn main() {
         }
     }
     let revision = revision
-        .or_else(|| std::env::var("GIT_REVISION").ok().filter(|r| !r.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("GIT_REVISION")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=GIT_REVISION={revision}");
 }

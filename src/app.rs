@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::aws::instrument::ApiInstrumentation;
-use crate::aws::{StaticCredentials, Target};
+use crate::aws::{AccountRegistry, StaticCredentials, Target};
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::exposition::self_metrics::SelfMetrics;
@@ -26,6 +26,7 @@ impl Exporter {
     pub fn new(config: &Config, static_credentials: Option<StaticCredentials>) -> Self {
         let self_metrics = Arc::new(SelfMetrics::new());
         ApiInstrumentation::declare(&self_metrics, &services::operations());
+        let registry = Arc::new(AccountRegistry::default());
         let targets: Vec<Arc<Target>> = config
             .targets
             .iter()
@@ -35,6 +36,7 @@ impl Exporter {
                     config.aws_api.clone(),
                     static_credentials.clone(),
                     self_metrics.clone(),
+                    registry.clone(),
                 ))
             })
             .collect();
@@ -56,7 +58,9 @@ impl Exporter {
     /// Polls every source once, in order, and publishes the result (tests and `check` use this).
     pub async fn poll_once(&mut self) {
         for source in &mut self.sources {
-            scheduler::poll_and_publish(source.as_mut(), &self.hub, &self.readiness).await;
+            let deadline = scheduler::poll_deadline(source.interval());
+            scheduler::poll_and_publish(source.as_mut(), &self.hub, &self.readiness, deadline)
+                .await;
         }
     }
 
@@ -65,11 +69,13 @@ impl Exporter {
         let state = self.http_state();
         let mut tasks = Vec::new();
         for source in self.sources {
+            let deadline = scheduler::poll_deadline(source.interval());
             tasks.push(tokio::spawn(scheduler::run_source(
                 source,
                 self.hub.clone(),
                 self.readiness.clone(),
                 shutdown.clone(),
+                deadline,
             )));
         }
         http::serve(listener, state, shutdown).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::config::Credentials;
 use aws_sdk_sfn::types::{ExecutionStatus, MapRunStatus};
 use aws_workflow_exporter::app::Exporter;
-use aws_workflow_exporter::config::RoleConfig;
+use aws_workflow_exporter::config::targets::RoleConfig;
 use aws_workflow_exporter::http;
 use common::{assert_promtool_clean, config_for, credentials, http_get, Scrape};
 use tokio::net::TcpListener;
