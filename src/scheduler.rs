@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::check::MAX_DURATION;
 use crate::config::format_duration;
 use crate::error::AwsError;
-use crate::exposition::hub::MetricsHub;
+use crate::exposition::hub::{MetricsHub, Snapshot};
 use crate::services::source::{unix_now, PollOutcome, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
@@ -83,29 +83,31 @@ pub async fn poll_and_publish(
     readiness: &Readiness,
     deadline: Duration,
 ) -> Option<Restart> {
+    if skip_duplicate(source, hub, readiness) {
+        return None;
+    }
     let started = Instant::now();
     let before = source.target().labels();
     let mut errors = Vec::new();
     let mut restart = None;
-    if let Err(e) = source.target().refused() {
-        errors.push(e);
-    } else {
-        let ended = tokio::time::timeout(deadline, CatchUnwind(source.poll(&mut errors))).await;
-        let failure = match ended {
-            Ok(Ok(result)) => result.err(),
-            Ok(Err(panic)) => {
-                restart = Some(Restart::Panic);
-                Some(supervisor_error(format!("the poll panicked: {panic}")))
-            }
-            Err(_) => {
-                restart = Some(Restart::Deadline);
-                Some(supervisor_error(format!(
-                    "the poll ran past its deadline of {} and was ended",
-                    format_duration(deadline)
-                )))
-            }
-        };
-        errors.extend(failure);
+    let ended = tokio::time::timeout(deadline, CatchUnwind(source.poll(&mut errors))).await;
+    let failure = match ended {
+        Ok(Ok(result)) => result.err(),
+        Ok(Err(panic)) => {
+            restart = Some(Restart::Panic);
+            Some(supervisor_error(format!("the poll panicked: {panic}")))
+        }
+        Err(_) => {
+            restart = Some(Restart::Deadline);
+            Some(supervisor_error(format!(
+                "the poll ran past its deadline of {} and was ended",
+                format_duration(deadline)
+            )))
+        }
+    };
+    errors.extend(failure);
+    if skip_duplicate(source, hub, readiness) {
+        return restart;
     }
     let outcome = PollOutcome { errors };
     let elapsed = started.elapsed();
@@ -155,6 +157,19 @@ pub async fn poll_and_publish(
     restart
 }
 
+/// True (and nothing exported) when another target polls this source's account and region:
+/// its series and self-metrics would carry the same labels. The refusal was logged as an error.
+fn skip_duplicate(source: &dyn Source, hub: &MetricsHub, readiness: &Readiness) -> bool {
+    let Err(e) = source.target().refused() else {
+        return false;
+    };
+    let target_key = source.target().key();
+    tracing::debug!(source = source.name(), target_key = %target_key, error = %e, "not polling a duplicate target");
+    hub.publish(source.name(), &target_key, Snapshot::default());
+    readiness.mark(source.name(), &target_key);
+    true
+}
+
 fn supervisor_error(message: String) -> AwsError {
     AwsError::Other {
         operation: "poll",
@@ -184,15 +199,20 @@ pub async fn run_source(
             Some(_) => restarts.saturating_add(1),
             None => 0,
         };
-        let wait = interval.saturating_mul(1 << restarts.min(3));
-        if let Some(r) = restart {
-            tracing::warn!(source = source.name(), target_key = %source.target().key(), reason = r.as_str(), backoff_ms = wait.as_millis() as u64, "restarting the source after a backoff");
-        }
+        // A normal poll's interval counts from its start; a restart's backoff from its end.
+        let (from, wait) = match restart {
+            None => (started, interval),
+            Some(r) => {
+                let backoff = interval.saturating_mul(1 << restarts.min(3));
+                tracing::warn!(source = source.name(), target_key = %source.target().key(), reason = r.as_str(), backoff_ms = backoff.as_millis() as u64, "restarting the source after a backoff");
+                (tokio::time::Instant::now(), backoff)
+            }
+        };
         let jitter = interval.mul_f64(fastrand::f64() * 0.1);
         // Durations are bounded by the configuration; the fallback only guards the arithmetic.
-        let next = started
+        let next = from
             .checked_add(wait.saturating_add(jitter))
-            .unwrap_or_else(|| started + MAX_DURATION);
+            .unwrap_or_else(|| from + MAX_DURATION);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.changed() => return,

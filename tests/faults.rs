@@ -51,6 +51,12 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(endpoint: &str) -> Self {
+        Self::start_with(&format!("endpoint_url: {endpoint}"))
+    }
+
+    /// The daemon with one target in us-east-1; `target` adds keys to it (YAML, one per line).
+    fn start_with(target: &str) -> Self {
+        let target = target.replace('\n', "\n    ");
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config.yaml");
         std::fs::write(
@@ -60,7 +66,7 @@ impl Daemon {
                 // test machine does not hit by accident.
                 "poll_interval: 1s\n\
                  aws_api:\n  max_attempts: 2\n  connect_timeout: 1s\n  operation_timeout: 3s\n  quota_share: 1\n\
-                 targets:\n  - name: sim\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n"
+                 targets:\n  - name: sim\n    regions: [us-east-1]\n    {target}\n"
             ),
         )
         .expect("write config");
@@ -136,6 +142,15 @@ impl Daemon {
                 })
             })
             .collect()
+    }
+
+    /// Whether any log line's message starts with `message`.
+    fn logged(&self, message: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|(_, v)| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
     }
 
     fn alive(&mut self) -> bool {
@@ -754,4 +769,184 @@ async fn resource_deleted_between_list_and_describe() {
         },
     })
     .await;
+}
+
+/// Waits until every source polled successfully with series labelled `account_id`.
+async fn all_sources_ok(watch: &Watcher, account_id: &str) {
+    until("every source polls successfully", || {
+        let s = watch.latest()?;
+        SOURCES
+            .iter()
+            .all(|src| {
+                let labels = [("source", *src), ("account_id", account_id)];
+                s.value("aws_workflow_exporter_poll_success", &labels) == Some(1.0)
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_down() {
+    let sim = Simulator::start().await.expect("simulator starts");
+    {
+        let mut w = sim.world();
+        seed(&mut w);
+        w.faults.push(Fault {
+            service: "sts",
+            operation: ANY_OPERATION,
+            body_contains: None,
+            kind: FaultKind::Reset,
+            remaining: None,
+        });
+    }
+    // STS asked for explicitly, and down from the start: the sources poll anyway, and the
+    // account id comes from the resources' ARNs.
+    let mut daemon = Daemon::start_with(&format!(
+        "endpoint_url: {0}\nsts_endpoint_url: {0}",
+        sim.endpoint
+    ));
+    let watch = Watcher::start(daemon.addr);
+    let started = Instant::now();
+    all_sources_ok(&watch, aws_workflow_exporter::simulator::ACCOUNT_ID).await;
+    let recovery = started.elapsed();
+    *watch.healthy.lock().unwrap() = SOURCES.to_vec();
+    assert!(
+        sim.world().count("sts", "GetCallerIdentity") >= 1,
+        "STS was tried"
+    );
+    until("the STS failure is logged", || {
+        daemon.logged("STS is not reachable").then_some(())
+    })
+    .await;
+
+    // Work finishes while STS is down, then STS comes back: nothing changes, nothing is
+    // counted twice.
+    finish_work(&mut sim.world());
+    let back = SystemTime::now();
+    sim.world().faults.clear();
+    for source in SOURCES {
+        until("two more polls", || {
+            (daemon.polls(source, back).len() >= 2).then_some(())
+        })
+        .await;
+    }
+    let settled = SystemTime::now() + Duration::from_millis(200);
+    until("a scrape after the polls", || {
+        (SystemTime::now() > settled).then_some(())
+    })
+    .await;
+    let last = watch.latest().expect("a scrape");
+    for (name, labels, want) in FINISHED {
+        assert_eq!(last.sum(name, labels), *want, "{name}{labels:?}");
+    }
+    assert_eq!(
+        last.count(
+            "aws_workflow_exporter_poll_success",
+            &[("account_id", "unknown")]
+        ),
+        0
+    );
+    assert!(daemon.alive());
+    let violations = watch.violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "{violations:#?}");
+    println!(
+        "fault {:<22} service sts      all sources polling {:>5} ms after start; slowest /metrics {:>3} ms",
+        "sts_down",
+        recovery.as_millis(),
+        watch.slowest.lock().unwrap().as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_denied_names_the_role() {
+    let role = "arn:aws:iam::111111111111:role/exporter";
+    let sim = Simulator::start().await.expect("simulator starts");
+    {
+        let mut w = sim.world();
+        seed(&mut w);
+        // Denied only when the request carries the configured external id: the test also
+        // shows the exporter sends it.
+        w.faults.push(Fault {
+            service: "sts",
+            operation: "AssumeRole",
+            body_contains: Some("ExternalId=exporter-external-id".into()),
+            kind: FaultKind::AccessDenied,
+            remaining: None,
+        });
+    }
+    let mut daemon = Daemon::start_with(&format!(
+        "endpoint_url: {}\nrole_arn: {role}\nexternal_id: exporter-external-id",
+        sim.endpoint
+    ));
+    let watch = Watcher::start(daemon.addr);
+    let since = SystemTime::UNIX_EPOCH;
+    for source in SOURCES {
+        let polls = until("two failed polls", || {
+            let polls = daemon.polls(source, since);
+            (polls.len() >= 2).then_some(polls)
+        })
+        .await;
+        for p in &polls {
+            assert!(!p.ok, "{source} polled without its role");
+            assert!(
+                p.error.contains(&format!("assuming role {role} failed"))
+                    && p.error.contains("AccessDenied"),
+                "{source}: {}",
+                p.error
+            );
+        }
+    }
+    let allowed = Instant::now();
+    sim.world().faults.clear();
+    // The role's account, from the role ARN.
+    all_sources_ok(&watch, "111111111111").await;
+    println!(
+        "fault {:<22} service sts      recovery {:>5} ms after AssumeRole is allowed",
+        "assume_role_denied",
+        allowed.elapsed().as_millis()
+    );
+    assert!(daemon.alive());
+    let violations = watch.violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test]
+async fn a_second_target_reaching_the_same_account_and_region_is_refused() {
+    // The same simulator under another host name: the file cannot tell, the ARNs can.
+    let mut h = common::Harness::start(&["transfer_workflows"], |c| {
+        let mut copy = c.targets[0].clone();
+        copy.name = "copy".into();
+        copy.endpoint_url = copy
+            .endpoint_url
+            .map(|u| u.replace("127.0.0.1", "localhost"));
+        c.targets.push(copy);
+    })
+    .await;
+    {
+        let mut w = h.world();
+        w.transfer.add_workflow("w-a", Some("a"));
+        w.transfer.start_execution("w-a", "x-1", "s-1");
+    }
+    h.poll().await;
+    h.poll().await;
+    let s = h.scrape().await;
+    common::assert_promtool_clean(&s.text);
+    assert_eq!(
+        s.count(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "transfer_workflows")]
+        ),
+        1,
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        s.sum(
+            "aws_transfer_workflow_executions",
+            &[("workflow_id", "w-a")]
+        ),
+        1.0,
+        "one target's series, not two"
+    );
 }
