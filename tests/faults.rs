@@ -658,7 +658,7 @@ async fn non_json_body_with_200() {
     run(Case::on_every_operation(
         "non_json_200",
         FaultKind::NonJsonBody,
-        "",
+        "unreadable answer (HTTP 200, text/html)",
     ))
     .await;
 }
