@@ -56,6 +56,11 @@ impl Daemon {
 
     /// The daemon with one target in us-east-1; `target` adds keys to it (YAML, one per line).
     fn start_with(target: &str) -> Self {
+        Self::start_with_env(target, &[])
+    }
+
+    /// [`Daemon::start_with`], with extra environment variables.
+    fn start_with_env(target: &str, env: &[(&str, &str)]) -> Self {
         let target = target.replace('\n', "\n    ");
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config.yaml");
@@ -88,6 +93,7 @@ impl Daemon {
             .env("AWS_CONFIG_FILE", dir.path().join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -949,4 +955,33 @@ async fn a_second_target_reaching_the_same_account_and_region_is_refused() {
         1.0,
         "one target's series, not two"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_goes_to_an_emulator_only_when_asked() {
+    let sim = Simulator::start().await.expect("simulator starts");
+    seed(&mut sim.world());
+    let sts_calls = || sim.world().count("sts", "GetCallerIdentity");
+
+    // endpoint_url alone: the emulator may lack STS, so none is sent there.
+    let plain = Daemon::start(&sim.endpoint);
+    all_sources_ok(
+        &Watcher::start(plain.addr),
+        aws_workflow_exporter::simulator::ACCOUNT_ID,
+    )
+    .await;
+    assert_eq!(sts_calls(), 0);
+    drop(plain);
+
+    // AWS_ENDPOINT_URL_STS asks for it, as the SDK defines per-service endpoints.
+    let asked = Daemon::start_with_env(
+        &format!("endpoint_url: {}", sim.endpoint),
+        &[("AWS_ENDPOINT_URL_STS", &sim.endpoint)],
+    );
+    all_sources_ok(
+        &Watcher::start(asked.addr),
+        aws_workflow_exporter::simulator::ACCOUNT_ID,
+    )
+    .await;
+    until("the asked-for STS call", || (sts_calls() == 1).then_some(())).await;
 }
