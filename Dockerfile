@@ -35,6 +35,10 @@ RUN mkdir src \
  && rm -rf src
 
 COPY . .
+# build_info{revision}: build.rs reads git, but the build context leaves .git out, so the
+# revision comes in as a build argument.
+ARG REVISION=unknown
+ENV GIT_REVISION=${REVISION}
 RUN cargo build --release --locked
 
 ############################

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::aws::instrument::ApiInstrumentation;
-use crate::aws::{StaticCredentials, Target};
+use crate::aws::{AccountRegistry, StaticCredentials, Target};
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::exposition::self_metrics::SelfMetrics;
@@ -24,6 +24,8 @@ pub struct Exporter {
     config: Config,
     config_file: Option<PathBuf>,
     static_credentials: Option<StaticCredentials>,
+    /// Which target polls each (account, region); shared with targets a reload creates.
+    registry: Arc<AccountRegistry>,
 }
 
 impl Exporter {
@@ -33,6 +35,7 @@ impl Exporter {
         ApiInstrumentation::declare(&self_metrics, &services::operations());
         // The configuration in use was loaded at startup.
         self_metrics.record_reload(true, unix_now());
+        let registry = Arc::new(AccountRegistry::default());
         let targets: Vec<Arc<Target>> = config
             .targets
             .iter()
@@ -42,6 +45,7 @@ impl Exporter {
                     config.aws_api.clone(),
                     static_credentials.clone(),
                     self_metrics.clone(),
+                    registry.clone(),
                 ))
             })
             .collect();
@@ -53,6 +57,7 @@ impl Exporter {
             config: config.clone(),
             config_file: None,
             static_credentials,
+            registry,
         }
     }
 
@@ -72,7 +77,9 @@ impl Exporter {
     /// Polls every source once, in order, and publishes the result (tests and `check` use this).
     pub async fn poll_once(&mut self) {
         for source in &mut self.sources {
-            scheduler::poll_and_publish(source.as_mut(), &self.hub, &self.readiness).await;
+            let deadline = scheduler::poll_deadline(source.interval());
+            scheduler::poll_and_publish(source.as_mut(), &self.hub, &self.readiness, deadline)
+                .await;
         }
     }
 
@@ -93,6 +100,7 @@ impl Exporter {
         let supervisor = Supervisor::start(
             self.config,
             self.static_credentials,
+            self.registry,
             self.hub.clone(),
             self.readiness.clone(),
             self.sources,

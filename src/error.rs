@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+
 /// A configuration problem, naming the file and the path of the field inside it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,21 +59,19 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    /// Builds an error from any SDK error, keeping the AWS error code in the message.
-    pub fn from_sdk<E, R>(
-        operation: &'static str,
-        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-    ) -> Self
+    /// Builds an error from any SDK error, keeping the AWS error code in the message. Errors
+    /// without a code say what happened in one line (timeout, transport failure, an answer
+    /// that is not the protocol's), never dumping the raw response.
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         use aws_smithy_types::error::metadata::ProvideErrorMetadata;
         let code = err.code().map(str::to_owned);
         let message = match (&code, err.message()) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c.clone(),
-            _ => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            _ => describe(&err),
         };
         match code.as_deref() {
             Some(c) if is_throttling_code(c) => Self::Throttled { operation, message },
@@ -92,6 +93,49 @@ impl AwsError {
             Self::Other { .. } => "error",
         }
     }
+}
+
+/// One line for an SDK error that carries no AWS error code.
+fn describe<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
+    let answer = |raw: &HttpResponse| {
+        let content_type = raw
+            .headers()
+            .get("content-type")
+            .unwrap_or("no content-type");
+        format!("HTTP {}, {content_type}", raw.status().as_u16())
+    };
+    match err {
+        SdkError::TimeoutError(_) => "timed out (aws_api.operation_timeout)".into(),
+        SdkError::ResponseError(e) => {
+            format!(
+                "unreadable answer ({}): {}",
+                answer(e.raw()),
+                error_chain(err)
+            )
+        }
+        SdkError::ServiceError(e) => {
+            format!(
+                "unreadable answer ({}): {}",
+                answer(e.raw()),
+                error_chain(e.err())
+            )
+        }
+        _ => error_chain(err),
+    }
+}
+
+/// An error and its sources in one line, `outer: inner: ...`, without repeating a message.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// AWS error codes that mean "slow down", across the JSON and query protocols.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aws::{StaticCredentials, Target};
+use crate::aws::{AccountRegistry, StaticCredentials, Target};
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::scheduler::{self, Readiness};
@@ -54,6 +54,7 @@ pub struct ReloadSummary {
 pub struct Supervisor {
     config: Config,
     static_credentials: Option<StaticCredentials>,
+    registry: Arc<AccountRegistry>,
     hub: Arc<MetricsHub>,
     readiness: Arc<Readiness>,
     targets: BTreeMap<String, Arc<Target>>,
@@ -65,6 +66,7 @@ impl Supervisor {
     pub fn start(
         config: Config,
         static_credentials: Option<StaticCredentials>,
+        registry: Arc<AccountRegistry>,
         hub: Arc<MetricsHub>,
         readiness: Arc<Readiness>,
         sources: Vec<Box<dyn Source>>,
@@ -72,6 +74,7 @@ impl Supervisor {
         let mut this = Self {
             config,
             static_credentials,
+            registry,
             hub,
             readiness,
             targets: BTreeMap::new(),
@@ -87,6 +90,7 @@ impl Supervisor {
     fn spawn(&mut self, source: Box<dyn Source>) {
         let key = (source.name().to_owned(), source.target().key());
         let (stop, stopped) = watch::channel(false);
+        let deadline = scheduler::poll_deadline(source.interval());
         let running = Running {
             settings: self.config.sources.settings(source.name()),
             target: source.target().clone(),
@@ -96,6 +100,7 @@ impl Supervisor {
                 self.hub.clone(),
                 self.readiness.clone(),
                 stopped,
+                deadline,
             )),
         };
         self.running.insert(key, running);
@@ -129,6 +134,7 @@ impl Supervisor {
                     new.aws_api.clone(),
                     self.static_credentials.clone(),
                     metrics.clone(),
+                    self.registry.clone(),
                 );
                 match self.targets.get(&fresh.key()) {
                     Some(old) if same_api && old.config == *t => old.clone(),
@@ -161,7 +167,13 @@ impl Supervisor {
             self.retire(&key, r).await;
             summary.stopped += 1;
         }
-        self.targets = targets.into_iter().map(|t| (t.key(), t)).collect();
+        let targets: BTreeMap<String, Arc<Target>> =
+            targets.into_iter().map(|t| (t.key(), t)).collect();
+        // A target that is gone gives up its (account, region), so a renamed one may take it.
+        for key in self.targets.keys().filter(|k| !targets.contains_key(*k)) {
+            self.registry.release(key);
+        }
+        self.targets = targets;
         summary
     }
 

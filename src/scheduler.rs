@@ -2,12 +2,19 @@
 //! interval delays the next one instead of overlapping it.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::exposition::hub::MetricsHub;
+use crate::config::check::MAX_DURATION;
+use crate::config::format_duration;
+use crate::error::AwsError;
+use crate::exposition::hub::{MetricsHub, Snapshot};
 use crate::services::source::{unix_now, PollOutcome, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
@@ -46,13 +53,62 @@ impl Readiness {
     }
 }
 
-/// Polls a source once, records its self-metrics and publishes its families.
-pub async fn poll_and_publish(source: &mut dyn Source, hub: &MetricsHub, readiness: &Readiness) {
+/// How long one poll may run before the supervisor ends it: 10 poll intervals, and at least
+/// 10 minutes (a large account's poll makes many calls, each bounded by the operation timeout).
+pub fn poll_deadline(interval: Duration) -> Duration {
+    interval.saturating_mul(10).max(Duration::from_secs(600))
+}
+
+/// Why the supervisor ended a poll; the `reason` label of `source_restarts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Panic,
+    Deadline,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Panic => "panic",
+            Self::Deadline => "deadline",
+        }
+    }
+}
+
+/// Polls a source once under supervision, records its self-metrics and publishes its
+/// families. A poll that panics or runs past `deadline` is ended, counted as failed and
+/// reported as a [`Restart`]; the source's last published values stay.
+pub async fn poll_and_publish(
+    source: &mut dyn Source,
+    hub: &MetricsHub,
+    readiness: &Readiness,
+    deadline: Duration,
+) -> Option<Restart> {
+    if skip_duplicate(source, hub, readiness) {
+        return None;
+    }
     let started = Instant::now();
     let before = source.target().labels();
     let mut errors = Vec::new();
-    if let Err(e) = source.poll(&mut errors).await {
-        errors.push(e);
+    let mut restart = None;
+    let ended = tokio::time::timeout(deadline, CatchUnwind(source.poll(&mut errors))).await;
+    let failure = match ended {
+        Ok(Ok(result)) => result.err(),
+        Ok(Err(panic)) => {
+            restart = Some(Restart::Panic);
+            Some(supervisor_error(format!("the poll panicked: {panic}")))
+        }
+        Err(_) => {
+            restart = Some(Restart::Deadline);
+            Some(supervisor_error(format!(
+                "the poll ran past its deadline of {} and was ended",
+                format_duration(deadline)
+            )))
+        }
+    };
+    errors.extend(failure);
+    if skip_duplicate(source, hub, readiness) {
+        return restart;
     }
     let outcome = PollOutcome { errors };
     let elapsed = started.elapsed();
@@ -64,14 +120,25 @@ pub async fn poll_and_publish(source: &mut dyn Source, hub: &MetricsHub, readine
     if before != (account_id.clone(), region.clone()) {
         metrics.forget_poll_labels(name, &before.0, &before.1);
     }
-    metrics.record_poll(name, &account_id, &region, outcome.success(), elapsed, now);
+    metrics.record_poll(
+        name,
+        &account_id,
+        &region,
+        outcome.success(),
+        elapsed,
+        source.interval(),
+        now,
+    );
+    if let Some(r) = restart {
+        metrics.record_restart(name, &account_id, &region, r.as_str());
+    }
     if outcome.success() {
-        tracing::debug!(source = name, target = %target_key, duration_ms = elapsed.as_millis() as u64, "poll finished");
+        tracing::debug!(source = name, target_key = %target_key, duration_ms = elapsed.as_millis() as u64, "poll finished");
     } else {
         let kinds: BTreeSet<&str> = outcome.errors.iter().map(|e| e.kind()).collect();
         tracing::warn!(
             source = name,
-            target = %target_key,
+            target_key = %target_key,
             duration_ms = elapsed.as_millis() as u64,
             errors = outcome.errors.len(),
             kinds = ?kinds,
@@ -79,31 +146,104 @@ pub async fn poll_and_publish(source: &mut dyn Source, hub: &MetricsHub, readine
             "poll finished with errors; affected values keep their last known state"
         );
     }
-    hub.publish(name, &target_key, source.snapshot(now));
+    // A source whose poll panicked may panic again when rendering: keep its last values then.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| source.snapshot(now))) {
+        Ok(snapshot) => hub.publish(name, &target_key, snapshot),
+        Err(panic) => {
+            tracing::error!(source = name, target_key = %target_key, panic = %panic_message(panic.as_ref()), "rendering the source's metrics panicked; keeping its last published values");
+            hub.rebuild();
+        }
+    }
     readiness.mark(name, &target_key);
+    restart
+}
+
+/// True (and nothing exported) when another target polls this source's account and region:
+/// its series and self-metrics would carry the same labels. The refusal was logged as an error.
+fn skip_duplicate(source: &dyn Source, hub: &MetricsHub, readiness: &Readiness) -> bool {
+    let Err(e) = source.target().refused() else {
+        return false;
+    };
+    let target_key = source.target().key();
+    tracing::debug!(source = source.name(), target_key = %target_key, error = %e, "not polling a duplicate target");
+    hub.publish(source.name(), &target_key, Snapshot::default());
+    readiness.mark(source.name(), &target_key);
+    true
+}
+
+fn supervisor_error(message: String) -> AwsError {
+    AwsError::Other {
+        operation: "poll",
+        message,
+    }
 }
 
 /// Polls `source` every interval (with up to 10% jitter so targets spread out) until shutdown.
+/// After a poll the supervisor ended, the source restarts after a backoff: 2, 4, then 8
+/// intervals while that keeps happening, one interval again after a poll that ends on its own.
 pub async fn run_source(
     mut source: Box<dyn Source>,
     hub: Arc<MetricsHub>,
     readiness: Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
+    deadline: Duration,
 ) {
     let interval = source.interval();
+    let mut restarts: u32 = 0;
     loop {
         let started = tokio::time::Instant::now();
-        tokio::select! {
-            _ = poll_and_publish(source.as_mut(), &hub, &readiness) => {}
+        let restart = tokio::select! {
+            r = poll_and_publish(source.as_mut(), &hub, &readiness, deadline) => r,
             _ = shutdown.changed() => return,
-        }
+        };
+        restarts = match restart {
+            Some(_) => restarts.saturating_add(1),
+            None => 0,
+        };
+        // A normal poll's interval counts from its start; a restart's backoff from its end.
+        let (from, wait) = match restart {
+            None => (started, interval),
+            Some(r) => {
+                let backoff = interval.saturating_mul(1 << restarts.min(3));
+                tracing::warn!(source = source.name(), target_key = %source.target().key(), reason = r.as_str(), backoff_ms = backoff.as_millis() as u64, "restarting the source after a backoff");
+                (tokio::time::Instant::now(), backoff)
+            }
+        };
         let jitter = interval.mul_f64(fastrand::f64() * 0.1);
-        let next = started + interval + jitter;
+        // Durations are bounded by the configuration; the fallback only guards the arithmetic.
+        let next = from
+            .checked_add(wait.saturating_add(jitter))
+            .unwrap_or_else(|| from + MAX_DURATION);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// A future whose panic becomes an `Err` with the panic's message, so a bug in one source ends
+/// its poll instead of its task.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic_message(panic.as_ref()))),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The default grace period for in-flight HTTP requests at shutdown.

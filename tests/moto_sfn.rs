@@ -1,13 +1,16 @@
 //! The Map Run source against moto, a real third-party Step Functions emulator that interprets
-//! state machine definitions (executing mode): /metrics must report exactly what DescribeMapRun says.
+//! state machine definitions (executing mode): /metrics must report exactly what DescribeMapRun
+//! says; and a target with a role polls with the credentials moto's STS issues for that role.
 
 mod common;
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 
+use aws_sdk_sfn::config::Credentials;
 use aws_sdk_sfn::types::{ExecutionStatus, MapRunStatus};
 use aws_workflow_exporter::app::Exporter;
+use aws_workflow_exporter::config::targets::RoleConfig;
 use aws_workflow_exporter::web::{self, Web};
 use common::{assert_promtool_clean, config_for, credentials, http_get, wait_until, Scrape};
 use tokio::net::TcpListener;
@@ -102,19 +105,30 @@ fn definition(item_processor_states: &str, start_at: &str, tolerance: &str) -> S
 
 async fn sfn_client(endpoint: &str) -> aws_sdk_sfn::Client {
     let creds = credentials().unwrap();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+    sfn_client_with(
+        endpoint,
+        Credentials::new(
             creds.access_key_id,
             creds.secret_access_key,
             None,
             None,
             "test",
-        ))
+        ),
+    )
+    .await
+}
+
+async fn sfn_client_with(endpoint: &str, credentials: Credentials) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::new(&sdk_config(endpoint, credentials).await)
+}
+
+async fn sdk_config(endpoint: &str, credentials: Credentials) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
         .load()
-        .await;
-    aws_sdk_sfn::Client::new(&conf)
+        .await
 }
 
 async fn create_and_start(
@@ -375,5 +389,110 @@ async fn metrics_match_describe_map_run_in_moto() {
             &[("state_machine", "long-running")]
         ),
         Some(0.25)
+    );
+}
+
+#[tokio::test]
+async fn a_target_with_a_role_polls_with_the_assumed_credentials_in_moto() {
+    let moto = start_moto().await;
+    let role = "arn:aws:iam::111111111111:role/exporter";
+    // moto attributes requests made with credentials it issued for a role to the role's account:
+    // one state machine there, made with such credentials, and one in the base credentials' account.
+    let base = credentials().unwrap();
+    let sts = aws_sdk_sts::Client::new(
+        &sdk_config(
+            &moto.endpoint,
+            Credentials::new(
+                &base.access_key_id,
+                &base.secret_access_key,
+                None,
+                None,
+                "test",
+            ),
+        )
+        .await,
+    );
+    let issued = sts
+        .assume_role()
+        .role_arn(role)
+        .role_session_name("setup")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .expect("credentials");
+    let in_role_account = sfn_client_with(
+        &moto.endpoint,
+        Credentials::new(
+            issued.access_key_id,
+            issued.secret_access_key,
+            Some(issued.session_token),
+            None,
+            "assumed",
+        ),
+    )
+    .await;
+    let in_base_account = sfn_client(&moto.endpoint).await;
+    let succeed = r#"{"Done": {"Type": "Pass", "End": true}}"#;
+    let items = r#"[{"n": 1}, {"n": 2}, {"n": 3}]"#;
+    for (sfn, name) in [
+        (&in_role_account, "in-role-account"),
+        (&in_base_account, "in-base-account"),
+    ] {
+        let exec = create_and_start(sfn, name, definition(succeed, "Done", ""), items).await;
+        wait_until("the execution finishes", || async {
+            execution_status(sfn, &exec).await != ExecutionStatus::Running
+        })
+        .await;
+    }
+
+    let mut config = config_for(&moto.endpoint, &["sfn_map_runs"]);
+    config.targets[0].role = Some(RoleConfig {
+        arn: role.into(),
+        external_id: Some("exporter-external-id".into()),
+        session_name: "aws-workflow-exporter".into(),
+    });
+    let mut exporter = Exporter::new(&config, credentials());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = watch::channel(false);
+    tokio::spawn(web::serve(
+        vec![listener],
+        std::sync::Arc::new(Web::plain()),
+        exporter.http_state(),
+        rx,
+    ));
+    exporter.poll_once().await;
+    let scrape =
+        Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap());
+    assert_eq!(
+        scrape.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs"), ("account_id", "111111111111")]
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.value(
+            "aws_sfn_map_run_items",
+            &[
+                ("account_id", "111111111111"),
+                ("state_machine", "in-role-account"),
+                ("status", "succeeded")
+            ]
+        ),
+        Some(3.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.count(
+            "aws_sfn_map_run_items",
+            &[("state_machine", "in-base-account")]
+        ),
+        0,
+        "the base credentials' account is not polled"
     );
 }

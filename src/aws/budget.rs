@@ -9,7 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::aws::operation::Operation;
+use crate::aws::Identity;
 use crate::exposition::self_metrics::SelfMetrics;
+
+/// A cap on one wait for a token, above what any valid quota share needs (100 s at 0.01 of a
+/// bucket refilling once a second): a near-zero refill rate cannot overflow the wait.
+const MAX_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
 struct Bucket {
@@ -29,9 +34,11 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.refill_per_sec,
-            ))
+            // Bounded even for a refill rate near zero (never negative: tokens < 1 here).
+            let wait = (1.0 - self.tokens) / self.refill_per_sec;
+            Err(Duration::try_from_secs_f64(wait)
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT))
         }
     }
 }
@@ -44,15 +51,22 @@ pub struct ApiBudget {
     /// Keyed by (service, operation name).
     buckets: Mutex<HashMap<(&'static str, &'static str), Bucket>>,
     metrics: Arc<SelfMetrics>,
+    identity: Arc<Identity>,
 }
 
 impl ApiBudget {
-    pub fn new(region: &str, share: f64, metrics: Arc<SelfMetrics>) -> Self {
+    pub fn new(
+        region: &str,
+        share: f64,
+        metrics: Arc<SelfMetrics>,
+        identity: Arc<Identity>,
+    ) -> Self {
         Self {
             region: region.to_owned(),
             share,
             buckets: Mutex::new(HashMap::new()),
             metrics,
+            identity,
         }
     }
 
@@ -81,7 +95,9 @@ impl ApiBudget {
             tokio::time::sleep(wait).await;
         }
         if !waited.is_zero() {
-            self.metrics.record_budget_wait(op.service, op.name, waited);
+            let (account_id, region) = self.identity.labels();
+            self.metrics
+                .record_budget_wait(op.service, op.name, (&account_id, &region), waited);
         }
     }
 }

@@ -14,6 +14,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 use crate::aws::operation::Operation;
+use crate::aws::Identity;
 use crate::error::is_throttling_code;
 use crate::exposition::self_metrics::SelfMetrics;
 
@@ -101,14 +102,17 @@ impl Storable for AttemptStart {
 #[derive(Debug, Clone)]
 pub struct ApiInstrumentation {
     metrics: Arc<SelfMetrics>,
+    /// The target's labels, and where a successful answer's ARNs tell its account id.
+    identity: Arc<Identity>,
 }
 
 impl ApiInstrumentation {
-    pub fn new(metrics: Arc<SelfMetrics>) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Arc<SelfMetrics>, identity: Arc<Identity>) -> Self {
+        Self { metrics, identity }
     }
 
-    /// Starts every outcome counter of every operation at 0, so the first throttle shows up in increase().
+    /// Declares every outcome counter of every operation, which each target starts at 0 once
+    /// its account and region are known, so the first throttle shows up in increase().
     pub fn declare(metrics: &SelfMetrics, operations: &[Operation]) {
         for op in operations {
             for outcome in Outcome::ALL {
@@ -144,6 +148,13 @@ impl Intercept for ApiInstrumentation {
             return Ok(());
         };
         let elapsed = cfg.load::<AttemptStart>().map(|s| s.0.elapsed());
+        if let Some(resp) = context.response() {
+            if resp.status().is_success() {
+                if let Some(body) = resp.body().bytes() {
+                    self.identity.learn_from_body(body);
+                }
+            }
+        }
         let outcome = match context.response() {
             Some(resp) => classify_response(
                 resp.status().as_u16(),
@@ -159,8 +170,14 @@ impl Intercept for ApiInstrumentation {
             },
         };
         let service = meta.service().to_ascii_lowercase();
-        self.metrics
-            .record_api_call(&service, meta.name(), outcome.as_str(), elapsed);
+        let (account_id, region) = self.identity.labels();
+        self.metrics.record_api_call(
+            &service,
+            meta.name(),
+            outcome.as_str(),
+            (&account_id, &region),
+            elapsed,
+        );
         Ok(())
     }
 }

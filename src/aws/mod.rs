@@ -5,14 +5,20 @@ pub mod budget;
 pub mod instrument;
 pub mod operation;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::service_config::ServiceConfigKey;
+use regex::Regex;
 use tokio::sync::OnceCell;
 
 use crate::aws::budget::ApiBudget;
@@ -29,21 +35,174 @@ pub struct StaticCredentials {
     pub secret_access_key: String,
 }
 
-/// A target before and after it is reached: the account id is learned on first connect.
+/// A target before and after it is reached. Its account id is learned without blocking polls:
+/// from the configuration (`account_id`, or the role ARN's account), else from STS in the
+/// background, else from the first ARN of its region in an answer.
 #[derive(Debug)]
 pub struct Target {
     pub config: TargetConfig,
     api: AwsApiConfig,
     static_credentials: Option<StaticCredentials>,
     metrics: Arc<SelfMetrics>,
+    identity: Arc<Identity>,
     connection: OnceCell<Arc<Connection>>,
+}
+
+/// Which account and region a target reaches, as far as known: the labels of its series.
+#[derive(Debug)]
+pub struct Identity {
+    key: String,
+    region: OnceLock<String>,
+    account: OnceLock<String>,
+    /// Set once both are known and this target holds them in the registry.
+    settled: OnceLock<()>,
+    /// The target that already polls the same account and region, if any.
+    duplicate_of: OnceLock<String>,
+    metrics: Arc<SelfMetrics>,
+    registry: Arc<AccountRegistry>,
+}
+
+/// Which target polls each (account id, region): a second target reaching the same pair is
+/// refused, so series are not exported twice and the API budget is not spent twice.
+#[derive(Debug, Default)]
+pub struct AccountRegistry {
+    claimed: Mutex<BTreeMap<(String, String), String>>,
+}
+
+impl AccountRegistry {
+    /// Claims the pair for `key`; the key of the target that has it already otherwise.
+    fn claim(&self, account: &str, region: &str, key: &str) -> Result<(), String> {
+        let mut claimed = self.claimed.lock().expect("account registry lock");
+        let holder = claimed
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| key.to_owned());
+        if holder == key {
+            Ok(())
+        } else {
+            Err(holder.clone())
+        }
+    }
+
+    /// Gives up every pair `key` holds (its target was removed by a reload).
+    pub fn release(&self, key: &str) {
+        self.claimed
+            .lock()
+            .expect("account registry lock")
+            .retain(|_, holder| holder != key);
+    }
+}
+
+impl Identity {
+    /// (account id, region) for labels; `unknown` where not known yet.
+    pub fn labels(&self) -> (String, String) {
+        let known = |v: &OnceLock<String>| v.get().cloned().unwrap_or_else(|| "unknown".into());
+        (known(&self.account), known(&self.region))
+    }
+
+    /// Records the account id if it was not known; `how` says where it came from, for the log.
+    pub fn learn_account(&self, account: &str, how: &str) {
+        if self.account.set(account.to_owned()).is_ok() {
+            tracing::info!(target_key = %self.key, account_id = %account, how, "learned the target's account id");
+            self.settle();
+        }
+    }
+
+    /// Learns the account id from the first ARN of the target's region in an answer's body
+    /// (every list call returns ARNs), if it is not known yet.
+    pub fn learn_from_body(&self, body: &[u8]) {
+        if self.account.get().is_some() {
+            return;
+        }
+        let Some(region) = self.region.get() else {
+            return;
+        };
+        if let Some(account) = account_in_arns(body, region) {
+            self.learn_account(&account, "resource ARN");
+        }
+    }
+
+    fn set_region(&self, region: &str) {
+        let _ = self.region.set(region.to_owned());
+        self.settle();
+    }
+
+    /// Once account and region are known: claim them, and start the call counters at 0.
+    fn settle(&self) {
+        let (Some(account), Some(region)) = (self.account.get(), self.region.get()) else {
+            return;
+        };
+        if self.settled.set(()).is_err() {
+            return;
+        }
+        match self.registry.claim(account, region, &self.key) {
+            Ok(()) => self.metrics.start_api_calls(account, region),
+            Err(other) => {
+                tracing::error!(target_key = %self.key, account_id = %account, %region, polled_by = %other, "two targets reach the same account and region; this one is not polled");
+                let _ = self.duplicate_of.set(other);
+            }
+        }
+    }
+
+    /// An error if another target already polls this target's account and region.
+    pub fn refused(&self) -> Result<(), AwsError> {
+        match self.duplicate_of.get() {
+            None => Ok(()),
+            Some(other) => {
+                let (account, region) = self.labels();
+                Err(AwsError::Other {
+                    operation: "connect",
+                    message: format!(
+                        "target {} reaches account {account} in {region}, which target {other} already polls: not polling it twice (remove one of them from the configuration)",
+                        self.key
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// The account id of the first ARN in `body` of a regional resource in `region`
+/// (`arn:PARTITION:SERVICE:REGION:ACCOUNT:...`); roles and other global ARNs are skipped.
+fn account_in_arns(body: &[u8], region: &str) -> Option<String> {
+    static ARN: OnceLock<Regex> = OnceLock::new();
+    let arn = ARN.get_or_init(|| {
+        Regex::new(r"arn:aws[a-z-]*:[a-z0-9-]+:([a-z0-9-]+):([0-9]{12}):").expect("valid regex")
+    });
+    let text = std::str::from_utf8(body).ok()?;
+    arn.captures_iter(text)
+        .find(|c| &c[1] == region)
+        .map(|c| c[2].to_owned())
+}
+
+/// Credentials of an assumed role whose failures name the role.
+#[derive(Debug)]
+struct RoleCredentials {
+    arn: String,
+    inner: aws_config::sts::AssumeRoleProvider,
+}
+
+impl ProvideCredentials for RoleCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            self.inner.provide_credentials().await.map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "assuming role {} failed: {}",
+                    self.arn,
+                    crate::error::error_chain(&e)
+                ))
+            })
+        })
+    }
 }
 
 /// A reached target: what sources need to build clients and label series.
 #[derive(Debug)]
 pub struct Connection {
-    pub account_id: String,
     pub region: String,
+    pub identity: Arc<Identity>,
     pub sdk_config: SdkConfig,
     pub budget: ApiBudget,
     pub instrumentation: ApiInstrumentation,
@@ -51,14 +210,13 @@ pub struct Connection {
 
 impl Connection {
     /// One AWS call: waits for a token of the operation's budget, then sends it.
-    pub async fn call<T, E, R>(
+    pub async fn call<T, E>(
         &self,
         op: Operation,
-        request: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
+        request: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     ) -> Result<T, AwsError>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         self.budget.acquire(op).await;
         request.await.map_err(|e| AwsError::from_sdk(op.name, e))
@@ -66,16 +224,15 @@ impl Connection {
 
     /// Follows a paginated call, one budget token per page: `fetch` sends the page for a token,
     /// `take` moves its items into the output and returns the token to follow (`None` stops).
-    pub async fn pages<T, P, E, R, Fut>(
+    pub async fn pages<T, P, E, Fut>(
         &self,
         op: Operation,
         mut fetch: impl FnMut(Option<String>) -> Fut,
         mut take: impl FnMut(P, &mut Vec<T>) -> Option<String>,
     ) -> Result<Vec<T>, AwsError>
     where
-        Fut: std::future::Future<Output = Result<P, SdkError<E, R>>>,
+        Fut: std::future::Future<Output = Result<P, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let mut out = Vec::new();
         let mut token = None;
@@ -95,40 +252,54 @@ impl Target {
         api: AwsApiConfig,
         static_credentials: Option<StaticCredentials>,
         metrics: Arc<SelfMetrics>,
+        registry: Arc<AccountRegistry>,
     ) -> Self {
+        let identity = Arc::new(Identity {
+            key: format!(
+                "{}/{}",
+                config.name,
+                config.region.as_deref().unwrap_or("default")
+            ),
+            region: OnceLock::new(),
+            account: OnceLock::new(),
+            settled: OnceLock::new(),
+            duplicate_of: OnceLock::new(),
+            metrics: metrics.clone(),
+            registry,
+        });
+        if let Some(region) = &config.region {
+            identity.set_region(region);
+        }
+        if let Some(account) = config.known_account() {
+            identity.learn_account(account, "configuration");
+        }
         Self {
             config,
             api,
             static_credentials,
             metrics,
+            identity,
             connection: OnceCell::new(),
         }
     }
 
     /// A stable key for this target in logs and the metrics hub.
     pub fn key(&self) -> String {
-        format!(
-            "{}/{}",
-            self.config.name,
-            self.config.region.as_deref().unwrap_or("default")
-        )
+        self.identity.key.clone()
     }
 
-    /// Labels for self-metrics: known once connected, placeholders before.
+    /// Labels for series: (account id, region), `unknown` where not known yet.
     pub fn labels(&self) -> (String, String) {
-        match self.connection.get() {
-            Some(c) => (c.account_id.clone(), c.region.clone()),
-            None => (
-                "unknown".into(),
-                self.config
-                    .region
-                    .clone()
-                    .unwrap_or_else(|| "unknown".into()),
-            ),
-        }
+        self.identity.labels()
     }
 
-    /// Connects once (resolving region, credentials and account id); retried on the next poll if it fails.
+    /// An error if another target already polls this target's account and region.
+    pub fn refused(&self) -> Result<(), AwsError> {
+        self.identity.refused()
+    }
+
+    /// Connects once (resolving region and credentials); retried on the next poll if it fails.
+    /// Never waits for the account id.
     pub async fn connect(&self) -> Result<Arc<Connection>, AwsError> {
         self.connection
             .get_or_try_init(|| self.establish())
@@ -137,7 +308,6 @@ impl Target {
     }
 
     async fn establish(&self) -> Result<Arc<Connection>, AwsError> {
-        let op = GET_CALLER_IDENTITY;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(self.api.max_attempts))
             .timeout_config(
@@ -166,43 +336,88 @@ impl Target {
             .region()
             .map(|r| r.to_string())
             .ok_or_else(|| AwsError::Other {
-                operation: op.name,
+                operation: "connect",
                 message: "no AWS region: set AWS_REGION, a profile region, or targets[].regions"
                     .into(),
             })?;
+        self.identity.set_region(&region);
+
+        // STS follows `sts_endpoint_url`, else AWS_ENDPOINT_URL_STS (or the profile's sts
+        // endpoint_url), as the SDK defines per-service endpoints; else `endpoint_url`, but only
+        // for AssumeRole: an emulator at `endpoint_url` may lack STS, so GetCallerIdentity is
+        // not sent there unless one of the first two asks for it.
+        let sts_endpoint = self
+            .config
+            .sts_endpoint_url
+            .clone()
+            .or_else(|| sts_endpoint_from_environment(&sdk_config));
+        let sts_config = match &sts_endpoint {
+            Some(url) => sdk_config.to_builder().endpoint_url(url).build(),
+            None => sdk_config.clone(),
+        };
         if let Some(role) = &self.config.role {
             let mut builder = aws_config::sts::AssumeRoleProvider::builder(&role.arn)
                 .session_name(&role.session_name);
             if let Some(id) = &role.external_id {
                 builder = builder.external_id(id);
             }
-            let provider = builder.configure(&sdk_config).build().await;
+            let provider = RoleCredentials {
+                arn: role.arn.clone(),
+                inner: builder.configure(&sts_config).build().await,
+            };
             sdk_config = sdk_config
                 .into_builder()
                 .credentials_provider(SharedCredentialsProvider::new(provider))
                 .build();
         }
-        let instrumentation = ApiInstrumentation::new(self.metrics.clone());
-        let budget = ApiBudget::new(&region, self.api.quota_share, self.metrics.clone());
-        budget.acquire(op).await;
-        let sts = aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(&sdk_config)
-                .interceptor(instrumentation.clone())
-                .build(),
+        let instrumentation = ApiInstrumentation::new(self.metrics.clone(), self.identity.clone());
+        let budget = ApiBudget::new(
+            &region,
+            self.api.quota_share,
+            self.metrics.clone(),
+            self.identity.clone(),
         );
-        let identity = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(op.name, e))?;
-        let account_id = identity.account().unwrap_or("unknown").to_owned();
-        tracing::info!(target_name = %self.config.name, %region, %account_id, "connected to AWS target");
+        let sts_reachable = self.config.endpoint_url.is_none() || sts_endpoint.is_some();
+        if self.identity.account.get().is_none() && sts_reachable {
+            let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config);
+            sts.set_endpoint_url(sts_endpoint);
+            let sts =
+                aws_sdk_sts::Client::from_conf(sts.interceptor(instrumentation.clone()).build());
+            tokio::spawn(learn_account_from_sts(sts, self.identity.clone()));
+        }
+        tracing::info!(target_key = %self.identity.key, %region, "connected to AWS target");
         Ok(Arc::new(Connection {
-            account_id,
             region,
+            identity: self.identity.clone(),
             sdk_config,
             budget,
             instrumentation,
         }))
+    }
+}
+
+/// AWS_ENDPOINT_URL_STS, or `endpoint_url` in the profile's `sts` services section.
+fn sts_endpoint_from_environment(sdk_config: &SdkConfig) -> Option<String> {
+    let key = ServiceConfigKey::builder()
+        .service_id("STS")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk_config.service_config()?.load_config(key)
+}
+
+/// Asks STS for the account id; a failure only delays it until an answer's ARNs tell it.
+async fn learn_account_from_sts(sts: aws_sdk_sts::Client, identity: Arc<Identity>) {
+    match sts.get_caller_identity().send().await {
+        Ok(out) => {
+            if let Some(account) = out.account() {
+                identity.learn_account(account, "sts:GetCallerIdentity");
+            }
+        }
+        Err(e) => {
+            let e = AwsError::from_sdk(GET_CALLER_IDENTITY.name, e);
+            tracing::warn!(target_key = %identity.key, error = %e, "STS is not reachable; learning the account id from the resources' ARNs instead");
+        }
     }
 }

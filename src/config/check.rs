@@ -14,6 +14,9 @@ use crate::error::FieldError;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// How long series of finished runs stay exported unless the file says otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+/// The longest duration any field accepts (90 days, as long as AWS keeps execution history):
+/// a bound that keeps every deadline computed from a duration far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(90 * 86400);
 
 /// Which resources a source watches: all when every list is empty, otherwise any match (OR).
 #[derive(Debug, Clone, Default)]
@@ -63,7 +66,7 @@ impl Check {
         });
     }
 
-    /// The duration at `path`, `default` when absent; at least `min`.
+    /// The duration at `path`, `default` when absent; at least `min`, at most [`MAX_DURATION`].
     pub fn duration(
         &mut self,
         path: &str,
@@ -77,6 +80,11 @@ impl Check {
         match parse_duration(text) {
             Ok(d) if d < min => {
                 self.fail(path, format!("must be at least {}", format_duration(min)));
+                default
+            }
+            Ok(d) if d > MAX_DURATION => {
+                let max = format_duration(MAX_DURATION);
+                self.fail(path, format!("must be at most {max}"));
                 default
             }
             Ok(d) => d,
@@ -116,12 +124,14 @@ impl Check {
     }
 }
 
-/// Parses `30s`, `5m`, `1h`, `1d`, `250ms` and sums like `1h30m`.
+/// Parses `30s`, `5m`, `1h`, `1d`, `250ms` and sums like `1h30m`. Never panics: a total
+/// beyond what a [`Duration`] holds is an error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    let too_large = || format!("invalid duration `{text}`: too large");
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
@@ -131,21 +141,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("invalid duration `{text}`: expected a number followed by a unit (ms, s, m, h, d), e.g. 30s or 5m"));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
+        let n: u64 = rest[..digits].parse().map_err(|_| too_large())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
+        let seconds = |per: u64| n.checked_mul(per).map(Duration::from_secs);
         let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => seconds(60),
+            "h" => seconds(3600),
+            "d" => seconds(86400),
             "" => {
                 return Err(format!(
                     "invalid duration `{text}`: missing unit (ms, s, m, h, d)"
@@ -157,7 +166,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ))
             }
         };
-        total += d;
+        total = d.and_then(|d| total.checked_add(d)).ok_or_else(too_large)?;
     }
     Ok(total)
 }
@@ -196,5 +205,23 @@ mod tests {
         assert!(parse_duration("5").unwrap_err().contains("missing unit"));
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn durations_too_large_for_a_duration_are_errors() {
+        for text in [
+            "18446744073709551615s1s",
+            "213503982334602d",
+            "99999999999999999999s",
+            "307445734561825861m",
+        ] {
+            assert!(
+                parse_duration(text).unwrap_err().contains("too large"),
+                "{text}"
+            );
+        }
+        assert!(parse_duration("1...s1s")
+            .unwrap_err()
+            .contains("unknown unit `...s`"));
     }
 }

@@ -23,6 +23,41 @@ pub struct TargetConfig {
     pub region: Option<String>,
     pub role: Option<RoleConfig>,
     pub endpoint_url: Option<String>,
+    /// Where STS goes when it must not follow `endpoint_url` (an emulator without STS).
+    pub sts_endpoint_url: Option<String>,
+    /// The account id, when neither STS nor the resources' ARNs can tell it.
+    pub account_id: Option<String>,
+}
+
+impl TargetConfig {
+    /// A target on the default credentials and region, or `region`.
+    pub fn new(name: &str, region: Option<&str>) -> Self {
+        Self {
+            name: name.into(),
+            region: region.map(str::to_owned),
+            role: None,
+            endpoint_url: None,
+            sts_endpoint_url: None,
+            account_id: None,
+        }
+    }
+
+    /// The account the target polls, when the file says: `account_id`, else the role's account.
+    pub fn known_account(&self) -> Option<&str> {
+        self.account_id
+            .as_deref()
+            .or_else(|| self.role.as_ref().and_then(|r| role_account(&r.arn)))
+    }
+}
+
+/// The account id of an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/NAME`).
+pub fn role_account(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    is_account_id(account).then_some(account)
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +66,10 @@ pub struct RoleConfig {
     pub external_id: Option<String>,
     pub session_name: String,
 }
+
+/// The smallest `quota_share`: 1% of a bucket that refills at one call per second still
+/// allows a call every 100 s.
+pub const MIN_QUOTA_SHARE: f64 = 0.01;
 
 impl Default for AwsApiConfig {
     fn default() -> Self {
@@ -62,6 +101,8 @@ pub struct RawTarget {
     pub external_id: Option<String>,
     pub session_name: Option<String>,
     pub endpoint_url: Option<String>,
+    pub sts_endpoint_url: Option<String>,
+    pub account_id: Option<String>,
 }
 
 impl RawAwsApi {
@@ -73,10 +114,10 @@ impl RawAwsApi {
             c.fail("aws_api.max_attempts", "must be between 1 and 10");
         }
         let quota_share = self.quota_share.unwrap_or(defaults.quota_share);
-        if !(quota_share > 0.0 && quota_share <= 1.0) {
+        if !(MIN_QUOTA_SHARE..=1.0).contains(&quota_share) {
             c.fail(
                 "aws_api.quota_share",
-                "must be a fraction greater than 0 and at most 1",
+                format!("must be a fraction from {MIN_QUOTA_SHARE} to 1 (got {quota_share})"),
             );
         }
         AwsApiConfig {
@@ -101,12 +142,7 @@ impl RawAwsApi {
 /// The `targets` list, one entry per region; `None` (no list) means the default credentials and region.
 pub fn validate_targets(c: &mut Check, list: Option<Vec<RawTarget>>) -> Vec<TargetConfig> {
     match list {
-        None => vec![TargetConfig {
-            name: "default".into(),
-            region: None,
-            role: None,
-            endpoint_url: None,
-        }],
+        None => vec![TargetConfig::new("default", None)],
         Some(list) => validate_list(c, list),
     }
 }
@@ -153,11 +189,24 @@ fn validate_list(c: &mut Check, list: Vec<RawTarget>) -> Vec<TargetConfig> {
                 None
             }
         };
-        if let Some(url) = &t.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+        for (key, url) in [
+            ("endpoint_url", &t.endpoint_url),
+            ("sts_endpoint_url", &t.sts_endpoint_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    c.fail(
+                        format!("{path}.{key}"),
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+            }
+        }
+        if let Some(id) = &t.account_id {
+            if !is_account_id(id) {
                 c.fail(
-                    format!("{path}.endpoint_url"),
-                    format!("`{url}` must start with http:// or https://"),
+                    format!("{path}.account_id"),
+                    format!("`{id}` is not a 12-digit AWS account id"),
                 );
             }
         }
@@ -197,8 +246,46 @@ fn validate_list(c: &mut Check, list: Vec<RawTarget>) -> Vec<TargetConfig> {
                 region,
                 role: role.clone(),
                 endpoint_url: t.endpoint_url.clone(),
+                sts_endpoint_url: t.sts_endpoint_url.clone(),
+                account_id: t.account_id.clone(),
             });
         }
     }
+    refuse_same_account_and_region(c, &out);
     out
+}
+
+/// Two targets that reach the same account and region would export every series twice and
+/// each spend a full API budget there. Refused when the file shows it (the same account, or
+/// the same credentials and endpoint, in the same region); when only the account ids learned
+/// at run time show it, the exporter refuses the later target then (see `aws::Target`).
+fn refuse_same_account_and_region(c: &mut Check, targets: &[TargetConfig]) {
+    // What identifies the account a target reaches, as far as the file tells.
+    let reach = |t: &TargetConfig| match t.known_account() {
+        Some(account) => format!("account {account}"),
+        None => format!(
+            "the default credentials at {}",
+            t.endpoint_url.as_deref().unwrap_or("the AWS endpoints")
+        ),
+    };
+    for (j, later) in targets.iter().enumerate() {
+        let Some(first) = targets[..j]
+            .iter()
+            .find(|t| t.region == later.region && reach(t) == reach(later))
+        else {
+            continue;
+        };
+        if first.name == later.name {
+            continue; // a duplicate region of one target: reported with its index already
+        }
+        let region = later.region.as_deref().unwrap_or("the default region");
+        c.fail(
+            format!("targets (`{}`)", later.name),
+            format!(
+                "polls {} in {region}, as target `{}` does: remove one of them, or give them different regions",
+                reach(later),
+                first.name
+            ),
+        );
+    }
 }

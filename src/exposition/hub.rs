@@ -80,10 +80,14 @@ impl MetricsHub {
     }
 
     /// Merges families of the same name across sources and targets, then encodes once.
+    ///
+    /// The whole rebuild runs under the hub lock: two sources finishing at once must not let the
+    /// one that read the self-metrics first store its exposition last, which would take a
+    /// `poll_success` back and move counters backwards until the next poll.
     pub fn rebuild(&self) {
+        let published = self.published.lock().expect("hub lock");
         let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
         {
-            let published = self.published.lock().expect("hub lock");
             let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
             for snapshot in published.values() {
                 for (kind, n) in &snapshot.tracked {
@@ -123,5 +127,6 @@ impl MetricsHub {
             gzip: Bytes::from(gzip),
             families: Arc::new(families),
         });
+        drop(published);
     }
 }

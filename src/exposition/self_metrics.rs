@@ -1,5 +1,6 @@
 //! The exporter's own metrics, kept in a live registry and encoded with each exposition.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::proto::MetricFamily;
@@ -33,23 +34,35 @@ pub const LAST_POLL_SUCCESS: MetricDef = MetricDef {
     help: "Unix time at which the last successful poll of the source finished.",
     labels: &["source", "account_id", "region"],
 };
+pub const POLL_INTERVAL: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_poll_interval_seconds",
+    kind: MetricKind::Gauge,
+    help: "Configured interval between polls of the source, in seconds.",
+    labels: &["source", "account_id", "region"],
+};
+pub const SOURCE_RESTARTS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_source_restarts_total",
+    kind: MetricKind::Counter,
+    help: "Polls the exporter ended because they panicked or overran their deadline (reason panic or deadline); the source polls again after a backoff.",
+    labels: &["source", "account_id", "region", "reason"],
+};
 pub const API_REQUESTS: MetricDef = MetricDef {
     name: "aws_workflow_exporter_api_requests_total",
     kind: MetricKind::Counter,
-    help: "AWS API call attempts made by the exporter (retries included), by outcome. As of the last completed poll.",
-    labels: &["service", "operation", "outcome"],
+    help: "AWS API call attempts made by the exporter (retries included), by outcome. account_id is unknown for calls made before the target's account id is known. As of the last completed poll.",
+    labels: &["service", "operation", "outcome", "account_id", "region"],
 };
 pub const API_DURATION: MetricDef = MetricDef {
     name: "aws_workflow_exporter_api_request_duration_seconds",
     kind: MetricKind::Histogram,
     help: "Duration of AWS API call attempts, in seconds. As of the last completed poll.",
-    labels: &["service", "operation"],
+    labels: &["service", "operation", "account_id", "region"],
 };
 pub const API_BUDGET_WAIT: MetricDef = MetricDef {
     name: "aws_workflow_exporter_api_budget_wait_seconds_total",
     kind: MetricKind::Counter,
-    help: "Time the exporter waited for its own API budget (its share of the AWS token bucket) before calling, in seconds.",
-    labels: &["service", "operation"],
+    help: "Time the exporter waited for its own API budget (its share of the AWS token bucket of the account and region) before calling, in seconds.",
+    labels: &["service", "operation", "account_id", "region"],
 };
 pub const TRACKED: MetricDef = MetricDef {
     name: "aws_workflow_exporter_tracked_resources",
@@ -76,6 +89,8 @@ pub const DEFS: &[&MetricDef] = &[
     &POLL_SUCCESS,
     &POLL_DURATION,
     &LAST_POLL_SUCCESS,
+    &POLL_INTERVAL,
+    &SOURCE_RESTARTS,
     &API_REQUESTS,
     &API_DURATION,
     &API_BUDGET_WAIT,
@@ -91,12 +106,16 @@ pub struct SelfMetrics {
     poll_success: GaugeVec,
     poll_duration: GaugeVec,
     last_poll_success: GaugeVec,
+    poll_interval: GaugeVec,
+    source_restarts: IntCounterVec,
     api_requests: IntCounterVec,
     api_duration: HistogramVec,
     api_budget_wait: CounterVec,
     tracked: GaugeVec,
     reload_successful: Gauge,
     reload_success_timestamp: Gauge,
+    /// (service, operation, outcome) of every call counter a target starts at 0.
+    declared: Mutex<Vec<(&'static str, &'static str, &'static str)>>,
 }
 
 fn opts(def: &MetricDef) -> Opts {
@@ -119,6 +138,10 @@ impl SelfMetrics {
             GaugeVec::new(opts(&POLL_DURATION), POLL_DURATION.labels).expect("valid metric");
         let last_poll_success = GaugeVec::new(opts(&LAST_POLL_SUCCESS), LAST_POLL_SUCCESS.labels)
             .expect("valid metric");
+        let poll_interval =
+            GaugeVec::new(opts(&POLL_INTERVAL), POLL_INTERVAL.labels).expect("valid metric");
+        let source_restarts = IntCounterVec::new(opts(&SOURCE_RESTARTS), SOURCE_RESTARTS.labels)
+            .expect("valid metric");
         let api_requests =
             IntCounterVec::new(opts(&API_REQUESTS), API_REQUESTS.labels).expect("valid metric");
         let api_duration = HistogramVec::new(
@@ -139,6 +162,8 @@ impl SelfMetrics {
             Box::new(poll_success.clone()),
             Box::new(poll_duration.clone()),
             Box::new(last_poll_success.clone()),
+            Box::new(poll_interval.clone()),
+            Box::new(source_restarts.clone()),
             Box::new(api_requests.clone()),
             Box::new(api_duration.clone()),
             Box::new(api_budget_wait.clone()),
@@ -159,12 +184,15 @@ impl SelfMetrics {
             poll_success,
             poll_duration,
             last_poll_success,
+            poll_interval,
+            source_restarts,
             api_requests,
             api_duration,
             api_budget_wait,
             tracked,
             reload_successful,
             reload_success_timestamp,
+            declared: Mutex::new(Vec::new()),
         }
     }
 
@@ -176,10 +204,28 @@ impl SelfMetrics {
         }
     }
 
-    /// Starts a call's counter at 0, so the first throttle shows up in increase().
-    pub fn declare_api_call(&self, service: &str, operation: &str, outcome: &str) {
-        self.api_requests
-            .with_label_values(&[service, operation, outcome]);
+    /// Remembers a call counter that every target starts at 0 once its labels are known
+    /// ([`Self::start_api_calls`]), so the first throttle shows up in increase().
+    pub fn declare_api_call(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
+    ) {
+        self.declared
+            .lock()
+            .expect("declared calls lock")
+            .push((service, operation, outcome));
+    }
+
+    /// Starts every declared call counter of a target at 0.
+    pub fn start_api_calls(&self, account_id: &str, region: &str) {
+        for (service, operation, outcome) in
+            self.declared.lock().expect("declared calls lock").iter()
+        {
+            self.api_requests
+                .with_label_values(&[service, operation, outcome, account_id, region]);
+        }
     }
 
     pub fn record_api_call(
@@ -187,25 +233,40 @@ impl SelfMetrics {
         service: &str,
         operation: &str,
         outcome: &str,
+        (account_id, region): (&str, &str),
         elapsed: Option<Duration>,
     ) {
         self.api_requests
-            .with_label_values(&[service, operation, outcome])
+            .with_label_values(&[service, operation, outcome, account_id, region])
             .inc();
         if let Some(d) = elapsed {
             self.api_duration
-                .with_label_values(&[service, operation])
+                .with_label_values(&[service, operation, account_id, region])
                 .observe(d.as_secs_f64());
         }
     }
 
-    pub fn record_budget_wait(&self, service: &str, operation: &str, waited: Duration) {
+    pub fn record_budget_wait(
+        &self,
+        service: &str,
+        operation: &str,
+        (account_id, region): (&str, &str),
+        waited: Duration,
+    ) {
         self.api_budget_wait
-            .with_label_values(&[service, operation])
+            .with_label_values(&[service, operation, account_id, region])
             .inc_by(waited.as_secs_f64());
     }
 
+    /// Counts a poll the supervisor ended (`reason`: panic or deadline).
+    pub fn record_restart(&self, source: &str, account_id: &str, region: &str, reason: &str) {
+        self.source_restarts
+            .with_label_values(&[source, account_id, region, reason])
+            .inc();
+    }
+
     /// Records a finished poll. `finished_at` is Unix seconds.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_poll(
         &self,
         source: &str,
@@ -213,9 +274,13 @@ impl SelfMetrics {
         region: &str,
         success: bool,
         duration: Duration,
+        interval: Duration,
         finished_at: f64,
     ) {
         let labels = [source, account_id, region];
+        self.poll_interval
+            .with_label_values(&labels)
+            .set(interval.as_secs_f64());
         self.poll_success
             .with_label_values(&labels)
             .set(if success { 1.0 } else { 0.0 });
@@ -235,6 +300,7 @@ impl SelfMetrics {
         let _ = self.poll_success.remove_label_values(&labels);
         let _ = self.poll_duration.remove_label_values(&labels);
         let _ = self.last_poll_success.remove_label_values(&labels);
+        let _ = self.poll_interval.remove_label_values(&labels);
     }
 
     pub fn set_tracked(&self, kind: &str, count: usize) {

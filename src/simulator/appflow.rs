@@ -66,6 +66,17 @@ impl AppflowWorld {
         self.runs.retain(|_, r| r.flow != name);
     }
 
+    /// Deletes the flow a DescribeFlow or DescribeFlowExecutionRecords names, just before it is answered.
+    pub fn delete_named(&mut self, operation: &str, input: &Value) {
+        if matches!(operation, "DescribeFlow" | "DescribeFlowExecutionRecords") {
+            let name = input
+                .get("flowName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            self.delete_flow(name);
+        }
+    }
+
     /// Starts a run; its data pull window ends where it starts.
     pub fn start_run(&mut self, flow: &str, started_at: f64) -> String {
         assert!(self.flows.contains_key(flow), "unknown flow {flow}");

@@ -469,10 +469,8 @@ pub fn demo_config(endpoint: &str, poll_interval: Duration) -> Config {
     let mut config = Config::defaults();
     config.poll_interval = poll_interval;
     config.targets = vec![TargetConfig {
-        name: "demo".into(),
-        region: Some(REGION.into()),
-        role: None,
         endpoint_url: Some(endpoint.into()),
+        ..TargetConfig::new("demo", Some(REGION))
     }];
     config.sources.set_poll_interval(poll_interval);
     config

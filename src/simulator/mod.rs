@@ -1,6 +1,8 @@
 //! An AWS endpoint on loopback that speaks the wire protocols the exporter uses (Step Functions
-//! awsJson1_0, Transfer Family awsJson1_1, AppFlow restJson1, STS query for GetCallerIdentity), answering from an
-//! in-memory world that tests and the demo script. It records every request and can inject faults (throttling, HTTP 500, delay).
+//! awsJson1_0, Transfer Family awsJson1_1, AppFlow restJson1, STS query for GetCallerIdentity
+//! and AssumeRole), answering from an in-memory world that tests and the demo script. It records
+//! every request and can inject the faults a real endpoint shows (see [`FaultKind`]), per service
+//! and operation.
 
 pub mod appflow;
 pub mod demo;
@@ -8,13 +10,12 @@ pub mod sfn;
 pub mod transfer;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -48,16 +49,33 @@ impl ApiError {
 pub enum FaultKind {
     /// HTTP 400 ThrottlingException.
     Throttle,
-    /// HTTP 500.
+    /// HTTP 500 InternalServerError.
     ServerError,
+    /// HTTP 503 ServiceUnavailable with a `Retry-After` header.
+    Unavailable { retry_after_secs: u32 },
+    /// HTTP 400 AccessDeniedException (HTTP 403 AccessDenied for STS), as an IAM or SCP deny answers.
+    AccessDenied,
+    /// HTTP 400 InvalidToken, as AWS answers a pagination token it no longer accepts.
+    InvalidToken,
+    /// HTTP 200 with an HTML body, as a proxy or captive portal answers.
+    NonJsonBody,
+    /// HTTP 200 whose body stops halfway: the connection closes before Content-Length bytes.
+    TruncatedBody,
+    /// The connection closes without an answer, as an endpoint that is down (or blocked) does.
+    Reset,
+    /// The resource the request names is deleted just before it is answered (the list/describe race).
+    DeleteResource,
     /// Answers normally after this long.
     Delay(Duration),
 }
+/// [`Fault::operation`] matching every operation of the service (a throttle storm, an outage).
+pub const ANY_OPERATION: &str = "*";
 
 /// A fault injected into matching requests.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub service: &'static str,
+    /// An operation name, or [`ANY_OPERATION`] for every operation of the service.
     pub operation: &'static str,
     /// Only requests whose body contains this text (e.g. one map run's ARN); `None` matches all.
     pub body_contains: Option<String>,
@@ -71,6 +89,8 @@ pub struct Fault {
 pub struct Call {
     pub service: &'static str,
     pub operation: String,
+    /// When the request arrived.
+    pub at: std::time::SystemTime,
 }
 
 /// Everything the simulator knows; tests lock it to script scenarios and read the request log.
@@ -106,7 +126,7 @@ impl World {
     fn take_fault(&mut self, service: &str, operation: &str, body: &str) -> Option<FaultKind> {
         let idx = self.faults.iter().position(|f| {
             f.service == service
-                && f.operation == operation
+                && (f.operation == operation || f.operation == ANY_OPERATION)
                 && f.body_contains.as_deref().is_none_or(|s| body.contains(s))
                 && f.remaining != Some(0)
         })?;
@@ -192,8 +212,10 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
     if let Some(op) = appflow {
         return Some(("appflow", op.to_owned()));
     }
-    if body.contains("Action=GetCallerIdentity") {
-        return Some(("sts", "GetCallerIdentity".to_owned()));
+    for op in ["GetCallerIdentity", "AssumeRole"] {
+        if body.contains(&format!("Action={op}&")) || body.ends_with(&format!("Action={op}")) {
+            return Some(("sts", op.to_owned()));
+        }
     }
     None
 }
@@ -207,7 +229,25 @@ fn json_response(status: u16, content_type: &'static str, value: &Value) -> Resp
         .expect("valid response")
 }
 
-fn error_response(content_type: &'static str, e: &ApiError) -> Response<Full<Bytes>> {
+/// An error in the service's protocol: JSON with `__type` for the JSON protocols, the query
+/// protocol's XML `ErrorResponse` for STS.
+fn error_response(
+    service: &str,
+    content_type: &'static str,
+    e: &ApiError,
+) -> Response<Full<Bytes>> {
+    if service == "sts" {
+        let xml = format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+             <Code>{}</Code><Message>{}</Message></Error><RequestId>1</RequestId></ErrorResponse>",
+            e.code, e.message
+        );
+        return Response::builder()
+            .status(e.status)
+            .header("content-type", "text/xml")
+            .body(Full::new(Bytes::from(xml)))
+            .expect("valid response");
+    }
     let mut resp = json_response(
         e.status,
         content_type,
@@ -233,10 +273,143 @@ fn caller_identity() -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
+/// Credentials for any role asked for; the simulator accepts every signature.
+fn assumed_role() -> Response<Full<Bytes>> {
+    let expires = "2100-01-01T00:00:00Z";
+    let xml = format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+         <Credentials><AccessKeyId>ASIASIMULATOR</AccessKeyId><SecretAccessKey>simulator</SecretAccessKey>\
+         <SessionToken>simulator</SessionToken><Expiration>{expires}</Expiration></Credentials>\
+         <AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/simulator/session</Arn>\
+         <AssumedRoleId>AROASIMULATOR:session</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
+         <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleResponse>"
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(xml)))
+        .expect("valid response")
+}
+
+/// A response body that sends its first part, then fails: hyper has already announced the full
+/// length, so it closes the connection mid-body, as a reset or a dying proxy does.
+pub struct TruncatedBody {
+    part: Option<Bytes>,
+    announced: u64,
+}
+
+impl hyper::body::Body for TruncatedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(match self.part.take() {
+            Some(part) => Ok(hyper::body::Frame::data(part)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "injected truncation",
+            )),
+        }))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.announced)
+    }
+}
+
+type SimBody = Either<Full<Bytes>, TruncatedBody>;
+
+/// The faults that replace the answer, or `None` to answer (after a delay or deletion).
+fn fault_response(
+    kind: &FaultKind,
+    service: &str,
+    content_type: &'static str,
+    world: &Mutex<World>,
+    operation: &str,
+    input: &Value,
+) -> Option<Result<Response<SimBody>, std::io::Error>> {
+    let error = |status, code, message: &str| {
+        let e = ApiError {
+            status,
+            code,
+            message: message.to_owned(),
+        };
+        Some(Ok(
+            error_response(service, content_type, &e).map(Either::Left)
+        ))
+    };
+    match kind {
+        FaultKind::Throttle => error(400, "ThrottlingException", "Rate exceeded"),
+        FaultKind::ServerError => error(500, "InternalServerError", "injected fault"),
+        FaultKind::Unavailable { retry_after_secs } => {
+            let mut resp = error_response(
+                service,
+                content_type,
+                &ApiError {
+                    status: 503,
+                    code: "ServiceUnavailableException",
+                    message: "Service is unavailable".into(),
+                },
+            );
+            resp.headers_mut()
+                .insert("retry-after", (*retry_after_secs).into());
+            Some(Ok(resp.map(Either::Left)))
+        }
+        FaultKind::AccessDenied if service == "sts" => error(
+            403,
+            "AccessDenied",
+            &format!("User is not authorized to perform: sts:{operation} with an explicit deny in a service control policy"),
+        ),
+        FaultKind::AccessDenied => error(
+            400,
+            "AccessDeniedException",
+            &format!("User is not authorized to perform: {service}:{operation} with an explicit deny"),
+        ),
+        FaultKind::InvalidToken => error(400, "InvalidToken", "Invalid Token: expired"),
+        FaultKind::NonJsonBody => Some(Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/html")
+            .body(Either::Left(Full::new(Bytes::from_static(
+                b"<html><body><h1>Proxy Authentication Required</h1></body></html>",
+            ))))
+            .expect("valid response"))),
+        FaultKind::TruncatedBody => {
+            let full = json!({"message": "x".repeat(200)}).to_string();
+            Some(Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", content_type)
+                .body(Either::Right(TruncatedBody {
+                    part: Some(Bytes::from(full[..full.len() / 2].to_owned())),
+                    announced: full.len() as u64,
+                }))
+                .expect("valid response")))
+        }
+        FaultKind::Reset => Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected outage",
+        ))),
+        FaultKind::DeleteResource => {
+            let mut w = world.lock().expect("simulator world lock");
+            match service {
+                "sfn" => w.sfn.delete_named(operation, input),
+                "transfer" => w.transfer.delete_named(operation, input),
+                "appflow" => w.appflow.delete_named(operation, input),
+                _ => {}
+            }
+            None
+        }
+        FaultKind::Delay(_) => None,
+    }
+}
+
+/// Answers one request; an `Err` makes hyper close the connection without an answer.
 async fn handle(
     world: Arc<Mutex<World>>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<SimBody>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let bytes = body
         .collect()
@@ -253,67 +426,78 @@ async fn handle(
                 parts.uri.path()
             ),
         );
-        return Ok(error_response("application/json", &e));
+        return Ok(error_response("", "application/json", &e).map(Either::Left));
     };
     let content_type = match service {
         "sfn" => "application/x-amz-json-1.0",
         "appflow" => "application/json",
         _ => "application/x-amz-json-1.1",
     };
+    let input: Result<Value, String> = if service == "sts" || text.trim().is_empty() {
+        Ok(json!({}))
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
     let fault = {
         let mut w = world.lock().expect("simulator world lock");
         w.calls.push(Call {
             service,
             operation: operation.clone(),
+            at: std::time::SystemTime::now(),
         });
         w.take_fault(service, &operation, &text)
     };
-    match fault {
-        Some(FaultKind::Throttle) => {
-            let e = ApiError::bad_request("ThrottlingException", "Rate exceeded");
-            return Ok(error_response(content_type, &e));
+    if let Some(kind) = &fault {
+        let parsed = input.as_ref().cloned().unwrap_or_default();
+        if let Some(resp) = fault_response(kind, service, content_type, &world, &operation, &parsed)
+        {
+            return resp;
         }
-        Some(FaultKind::ServerError) => {
-            let e = ApiError {
-                status: 500,
-                code: "InternalServerError",
-                message: "injected fault".into(),
-            };
-            return Ok(error_response(content_type, &e));
+        if let FaultKind::Delay(d) = kind {
+            tokio::time::sleep(*d).await;
         }
-        Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
     }
+    Ok(answer(&world, service, &operation, content_type, input).map(Either::Left))
+}
+
+/// The simulated service's answer to a well-formed request.
+fn answer(
+    world: &Mutex<World>,
+    service: &'static str,
+    operation: &str,
+    content_type: &'static str,
+    input: Result<Value, String>,
+) -> Response<Full<Bytes>> {
     if service == "sts" {
-        return Ok(caller_identity());
+        return if operation == "AssumeRole" {
+            assumed_role()
+        } else {
+            caller_identity()
+        };
     }
-    let input: Value = if text.trim().is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                let e = ApiError::bad_request("SerializationException", e.to_string());
-                return Ok(error_response(content_type, &e));
-            }
+    let input = match input {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::bad_request("SerializationException", e);
+            return error_response(service, content_type, &e);
         }
     };
     let result = {
         let mut w = world.lock().expect("simulator world lock");
         match service {
-            "sfn" => sfn::handle(&mut w.sfn, &operation, &input),
-            "transfer" => transfer::handle(&mut w.transfer, &operation, &input),
-            "appflow" => appflow::handle(&mut w.appflow, &operation, &input),
+            "sfn" => sfn::handle(&mut w.sfn, operation, &input),
+            "transfer" => transfer::handle(&mut w.transfer, operation, &input),
+            "appflow" => appflow::handle(&mut w.appflow, operation, &input),
             _ => Err(ApiError::bad_request(
                 "UnknownOperationException",
                 format!("{service} is not simulated"),
             )),
         }
     };
-    Ok(match result {
+    match result {
         Ok(v) => json_response(200, content_type, &v),
-        Err(e) => error_response(content_type, &e),
-    })
+        Err(e) => error_response(service, content_type, &e),
+    }
 }
 
 /// Pagination shared by every list operation: `nextToken` is the offset of the next page.

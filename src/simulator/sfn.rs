@@ -200,6 +200,24 @@ impl SfnWorld {
         }
     }
 
+    /// Deletes what a request names, just before it is answered: the map run a DescribeMapRun
+    /// asks for, the execution a ListMapRuns lists, the state machine a ListExecutions lists.
+    pub fn delete_named(&mut self, operation: &str, input: &Value) {
+        let arg = |key| input.get(key).and_then(Value::as_str).unwrap_or_default();
+        match operation {
+            "DescribeMapRun" => {
+                self.map_runs.remove(arg("mapRunArn"));
+            }
+            "ListMapRuns" => {
+                let exec = arg("executionArn");
+                self.executions.remove(exec);
+                self.map_runs.retain(|_, r| r.execution_arn != exec);
+            }
+            "ListExecutions" => self.delete_state_machine(arg("stateMachineArn")),
+            _ => {}
+        }
+    }
+
     /// Redrives an execution: it runs again, and its failed or aborted map runs rerun their
     /// failed, timed-out and aborted items.
     pub fn redrive(&mut self, execution_arn: &str, at: f64) {

@@ -131,6 +131,19 @@ impl TransferWorld {
         self.execution(id).status = status;
     }
 
+    /// Deletes what a request names, just before it is answered: the execution a
+    /// DescribeExecution asks for, the workflow a ListExecutions lists.
+    pub fn delete_named(&mut self, operation: &str, input: &Value) {
+        let arg = |key| input.get(key).and_then(Value::as_str).unwrap_or_default();
+        match operation {
+            "DescribeExecution" => {
+                self.executions.remove(arg("ExecutionId"));
+            }
+            "ListExecutions" => self.delete_workflow(arg("WorkflowId")),
+            _ => {}
+        }
+    }
+
     /// The execution ends: it leaves the in-progress list and can no longer be described.
     pub fn finish(&mut self, id: &str) {
         self.executions.remove(id);

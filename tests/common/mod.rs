@@ -115,10 +115,19 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 GET, so tests see exactly what a scraper sees.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    http_request(stream, "GET", path, headers)
+    try_http_get(addr, path, headers)
         .await
-        .expect("a response")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// [`http_get`] that reports a failed connection or a malformed answer instead of panicking.
+pub async fn try_http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let stream = TcpStream::connect(addr).await?;
+    http_request(stream, "GET", path, headers).await
 }
 
 /// One request with `Connection: close` on any stream (plain or TLS); the response read to EOF.
