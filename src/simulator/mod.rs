@@ -4,6 +4,8 @@
 
 pub mod appflow;
 pub mod demo;
+pub mod quotas;
+pub mod scale;
 pub mod sfn;
 pub mod transfer;
 
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -71,6 +73,28 @@ pub struct Fault {
 pub struct Call {
     pub service: &'static str,
     pub operation: String,
+    /// The resource the request names: its map run, execution, state machine, workflow or flow.
+    pub resource: Option<String>,
+    pub at: Instant,
+    /// Answered with ThrottlingException (an injected fault or an empty quota bucket).
+    pub throttled: bool,
+}
+
+/// The request fields that name the resource a call is about, most specific first.
+const RESOURCE_KEYS: [&str; 6] = [
+    "mapRunArn",
+    "executionArn",
+    "stateMachineArn",
+    "ExecutionId",
+    "WorkflowId",
+    "flowName",
+];
+
+fn resource_of(input: &Value) -> Option<String> {
+    RESOURCE_KEYS
+        .iter()
+        .find_map(|k| input.get(*k).and_then(Value::as_str))
+        .map(str::to_owned)
 }
 
 /// Everything the simulator knows; tests lock it to script scenarios and read the request log.
@@ -81,6 +105,8 @@ pub struct World {
     pub appflow: appflow::AppflowWorld,
     pub faults: Vec<Fault>,
     pub calls: Vec<Call>,
+    /// AWS's per-operation throttling; `None` (the default) never throttles on its own.
+    pub quotas: Option<quotas::Quotas>,
 }
 
 impl World {
@@ -260,13 +286,37 @@ async fn handle(
         "appflow" => "application/json",
         _ => "application/x-amz-json-1.1",
     };
+    let input: Value = if text.trim().is_empty() || service == "sts" {
+        json!({})
+    } else {
+        match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = ApiError::bad_request("SerializationException", e.to_string());
+                return Ok(error_response(content_type, &e));
+            }
+        }
+    };
     let fault = {
         let mut w = world.lock().expect("simulator world lock");
+        let now = Instant::now();
+        let fault = w.take_fault(service, &operation, &text);
+        let admitted = w
+            .quotas
+            .as_mut()
+            .is_none_or(|q| q.admit(service, &operation, now));
+        let fault = match fault {
+            None if !admitted => Some(FaultKind::Throttle),
+            f => f,
+        };
         w.calls.push(Call {
             service,
             operation: operation.clone(),
+            resource: resource_of(&input),
+            at: now,
+            throttled: fault == Some(FaultKind::Throttle),
         });
-        w.take_fault(service, &operation, &text)
+        fault
     };
     match fault {
         Some(FaultKind::Throttle) => {
@@ -287,17 +337,6 @@ async fn handle(
     if service == "sts" {
         return Ok(caller_identity());
     }
-    let input: Value = if text.trim().is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                let e = ApiError::bad_request("SerializationException", e.to_string());
-                return Ok(error_response(content_type, &e));
-            }
-        }
-    };
     let result = {
         let mut w = world.lock().expect("simulator world lock");
         match service {
