@@ -2,7 +2,7 @@
 //!
 //! Every validation error names the path of the field inside the file, so a user can find it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub struct AwsApiConfig {
     pub operation_timeout: Duration,
     /// Fraction (0..1] of each AWS API token bucket the exporter allows itself.
     pub quota_share: f64,
+    /// AWS's bucket per IAM action where the account's quota was raised: (bucket size, refill
+    /// per second). The exporter still takes `quota_share` of it.
+    pub quotas: BTreeMap<String, (f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +77,9 @@ pub struct SfnMapRunsConfig {
     pub state_machines: Selection,
     pub lookback: Duration,
     pub retention: Duration,
+    /// How long a state machine's definition (whether it has a Distributed Map) is trusted
+    /// before it is read again.
+    pub definition_refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +101,7 @@ pub struct AppflowFlowsConfig {
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+pub const DEFAULT_DEFINITION_REFRESH: Duration = Duration::from_secs(3600);
 
 impl Default for AwsApiConfig {
     fn default() -> Self {
@@ -103,6 +110,7 @@ impl Default for AwsApiConfig {
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(30),
             quota_share: 0.5,
+            quotas: BTreeMap::new(),
         }
     }
 }
@@ -226,6 +234,16 @@ mod raw {
         pub connect_timeout: Option<DurationText>,
         pub operation_timeout: Option<DurationText>,
         pub quota_share: Option<f64>,
+        #[serde(default)]
+        pub quotas: BTreeMap<String, Quota>,
+    }
+
+    /// AWS's bucket for one operation, as raised for the account.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Quota {
+        pub bucket_size: f64,
+        pub refill_per_second: f64,
     }
 
     #[derive(Debug, Deserialize)]
@@ -259,6 +277,7 @@ mod raw {
         pub state_machines: StateMachines,
         pub lookback: Option<DurationText>,
         pub retention: Option<DurationText>,
+        pub definition_refresh: Option<DurationText>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -413,6 +432,7 @@ mod raw {
                     one_second,
                 ),
                 quota_share,
+                quotas: validate_quotas(&mut c, &self.aws_api.quotas),
             };
 
             let targets = match self.targets {
@@ -463,6 +483,12 @@ mod raw {
                     &sfn.retention,
                     DEFAULT_RETENTION,
                     Duration::ZERO,
+                ),
+                definition_refresh: c.duration(
+                    &format!("{sfn_path}.definition_refresh"),
+                    &sfn.definition_refresh,
+                    DEFAULT_DEFINITION_REFRESH,
+                    Duration::from_secs(60),
                 ),
             };
 
@@ -618,6 +644,50 @@ mod raw {
                     role: role.clone(),
                     endpoint_url: t.endpoint_url.clone(),
                 });
+            }
+        }
+        out
+    }
+
+    /// Keys are IAM actions of calls the exporter makes; sizes and rates must be positive.
+    fn validate_quotas(
+        c: &mut Check,
+        quotas: &BTreeMap<String, Quota>,
+    ) -> BTreeMap<String, (f64, f64)> {
+        let known: Vec<String> = crate::aws::budget::Operation::ALL
+            .iter()
+            .filter_map(|op| op.iam_action())
+            .collect();
+        let mut out = BTreeMap::new();
+        for (action, q) in quotas {
+            let path = format!("aws_api.quotas.{action}");
+            if !known.contains(action) {
+                c.fail(
+                    path,
+                    format!(
+                        "not an API the exporter calls; one of: {}",
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let mut ok = true;
+            if !(q.bucket_size.is_finite() && q.bucket_size >= 1.0) {
+                c.fail(
+                    format!("{path}.bucket_size"),
+                    "must be a number of calls, at least 1",
+                );
+                ok = false;
+            }
+            if !(q.refill_per_second.is_finite() && q.refill_per_second > 0.0) {
+                c.fail(
+                    format!("{path}.refill_per_second"),
+                    "must be a rate greater than 0",
+                );
+                ok = false;
+            }
+            if ok {
+                out.insert(action.clone(), (q.bucket_size, q.refill_per_second));
             }
         }
         out

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::metrics::MetricsHub;
-use crate::sources::{unix_now, PollOutcome, Source};
+use crate::metrics::{MetricsHub, Snapshot};
+use crate::sources::{unix_now, PollOutcome, Progress, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
 #[derive(Debug)]
@@ -45,12 +45,49 @@ impl Readiness {
     }
 }
 
+/// Publishes a source's snapshots while it polls, at most once a second unless forced.
+struct PollProgress<'a> {
+    hub: &'a MetricsHub,
+    readiness: &'a Readiness,
+    source: &'static str,
+    target: String,
+    last: Mutex<Option<Instant>>,
+}
+
+/// The shortest time between two publishes of one source during a poll: each one re-encodes
+/// the whole exposition.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+impl Progress for PollProgress<'_> {
+    fn publish(&self, force: bool, snapshot: &mut dyn FnMut() -> Snapshot) {
+        {
+            let mut last = self.last.lock().expect("progress lock");
+            if !force && last.is_some_and(|t| t.elapsed() < PUBLISH_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.hub.publish(self.source, &self.target, snapshot());
+    }
+
+    fn ready(&self) {
+        self.readiness.mark(self.source, &self.target);
+    }
+}
+
 /// Polls a source once, records its self-metrics and publishes its families.
 pub async fn poll_and_publish(source: &mut dyn Source, hub: &MetricsHub, readiness: &Readiness) {
     let started = Instant::now();
     let before = source.target().labels();
     let mut errors = Vec::new();
-    if let Err(e) = source.poll(&mut errors).await {
+    let progress = PollProgress {
+        hub,
+        readiness,
+        source: source.name(),
+        target: source.target().key(),
+        last: Mutex::new(None),
+    };
+    if let Err(e) = source.poll(&mut errors, &progress).await {
         errors.push(e);
     }
     let outcome = PollOutcome { errors };

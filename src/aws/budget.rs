@@ -4,7 +4,7 @@
 //! The exporter shares those buckets with production, so it keeps its own smaller bucket per
 //! operation, sized as `quota_share` of AWS's, and waits for a token before each call.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use crate::metrics::SelfMetrics;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     SfnListStateMachines,
+    SfnDescribeStateMachine,
     SfnListExecutions,
     SfnListMapRuns,
     SfnDescribeMapRun,
@@ -26,8 +27,9 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::SfnListStateMachines,
+        Operation::SfnDescribeStateMachine,
         Operation::SfnListExecutions,
         Operation::SfnListMapRuns,
         Operation::SfnDescribeMapRun,
@@ -43,6 +45,7 @@ impl Operation {
     pub fn service(self) -> &'static str {
         match self {
             Self::SfnListStateMachines
+            | Self::SfnDescribeStateMachine
             | Self::SfnListExecutions
             | Self::SfnListMapRuns
             | Self::SfnDescribeMapRun => "sfn",
@@ -58,6 +61,7 @@ impl Operation {
     pub fn name(self) -> &'static str {
         match self {
             Self::SfnListStateMachines => "ListStateMachines",
+            Self::SfnDescribeStateMachine => "DescribeStateMachine",
             Self::SfnListExecutions | Self::TransferListExecutions => "ListExecutions",
             Self::SfnListMapRuns => "ListMapRuns",
             Self::SfnDescribeMapRun => "DescribeMapRun",
@@ -86,6 +90,7 @@ impl Operation {
         let big_region = matches!(region, "us-east-1" | "us-west-2" | "eu-west-1");
         match self {
             Self::SfnListStateMachines => (100.0, 5.0),
+            Self::SfnDescribeStateMachine => (200.0, 20.0),
             Self::SfnListExecutions if big_region => (200.0, 5.0),
             Self::SfnListExecutions => (100.0, 2.0),
             Self::SfnListMapRuns => (100.0, 1.0),
@@ -108,11 +113,21 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Takes a token if there is one; otherwise says how long until there will be.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.refill_per_sec).min(self.capacity);
         self.last = now;
+    }
+
+    /// How long until the bucket holds `tokens` (at most its capacity).
+    fn time_until(&self, tokens: f64) -> Duration {
+        let wanted = tokens.min(self.capacity);
+        Duration::from_secs_f64(((wanted - self.tokens) / self.refill_per_sec).max(0.0))
+    }
+
+    /// Takes a token if there is one; otherwise says how long until there will be.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             Ok(())
@@ -129,40 +144,78 @@ impl Bucket {
 pub struct ApiBudget {
     region: String,
     share: f64,
+    /// AWS's (bucket size, refill per second) by IAM action, where the account's quota was raised.
+    overrides: BTreeMap<String, (f64, f64)>,
     buckets: Mutex<HashMap<Operation, Bucket>>,
     metrics: Arc<SelfMetrics>,
 }
 
 impl ApiBudget {
-    pub fn new(region: &str, share: f64, metrics: Arc<SelfMetrics>) -> Self {
+    pub fn new(
+        region: &str,
+        share: f64,
+        overrides: BTreeMap<String, (f64, f64)>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
         Self {
             region: region.to_owned(),
             share,
+            overrides,
             buckets: Mutex::new(HashMap::new()),
             metrics,
         }
+    }
+
+    fn with_bucket<T>(&self, op: Operation, f: impl FnOnce(&mut Bucket) -> T) -> T {
+        let mut buckets = self.buckets.lock().expect("budget lock");
+        let bucket = buckets.entry(op).or_insert_with(|| {
+            let (size, refill) = op
+                .iam_action()
+                .and_then(|a| self.overrides.get(&a).copied())
+                .unwrap_or_else(|| op.aws_bucket(&self.region));
+            let capacity = (size * self.share).max(1.0);
+            Bucket {
+                capacity,
+                refill_per_sec: refill * self.share,
+                tokens: capacity,
+                last: Instant::now(),
+            }
+        });
+        f(bucket)
+    }
+
+    /// The exporter's refill rate for `op`, calls per second.
+    pub fn refill_per_sec(&self, op: Operation) -> f64 {
+        self.with_bucket(op, |b| b.refill_per_sec)
+    }
+
+    /// How long until the bucket for `op` holds a spare token: one that leaves `keep` tokens
+    /// (what open work will need) after it is taken, or, when open work needs the whole bucket,
+    /// one that would otherwise overflow a full bucket. Background work waits for spare tokens,
+    /// so it never slows open work down.
+    pub fn time_until_spare(&self, op: Operation, keep: f64) -> Duration {
+        self.with_bucket(op, |b| {
+            b.refill(Instant::now());
+            b.time_until(1.0 + keep)
+        })
+    }
+
+    /// AWS answered with throttling: the account's own bucket is empty (others share it), so the
+    /// exporter's is emptied too, and the retry waits for a refill instead of adding to the load.
+    pub fn drain(&self, op: Operation) {
+        self.with_bucket(op, |b| {
+            b.refill(Instant::now());
+            b.tokens = b.tokens.min(0.0);
+        });
     }
 
     /// Waits until the exporter's bucket for `op` has a token, and takes it.
     pub async fn acquire(&self, op: Operation) {
         let mut waited = Duration::ZERO;
         loop {
-            let wait = {
-                let mut buckets = self.buckets.lock().expect("budget lock");
-                let bucket = buckets.entry(op).or_insert_with(|| {
-                    let (size, refill) = op.aws_bucket(&self.region);
-                    let capacity = (size * self.share).max(1.0);
-                    Bucket {
-                        capacity,
-                        refill_per_sec: refill * self.share,
-                        tokens: capacity,
-                        last: Instant::now(),
-                    }
-                });
-                match bucket.take(Instant::now()) {
-                    Ok(()) => break,
-                    Err(wait) => wait,
-                }
+            let wait = match self.with_bucket(op, |b| b.take(Instant::now())) {
+                Ok(()) => break,
+                Err(wait) => wait,
             };
             waited += wait;
             tokio::time::sleep(wait).await;

@@ -120,10 +120,20 @@ struct TrackedRun {
     last_seen: f64,
 }
 
+/// ListFlows' `lastRunExecutionDetails` of a flow: status, time and message of its latest run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastRunDetails {
+    pub status: Option<String>,
+    pub time: Option<f64>,
+    pub message: Option<String>,
+}
+
 /// What one flow shows.
 #[derive(Debug, Default)]
 pub struct FlowState {
     runs: BTreeMap<String, TrackedRun>,
+    /// ListFlows' details when the flow's records were last read completely.
+    read_at_details: Option<LastRunDetails>,
     /// Unfollowed finished runs started at or before this are known (their dedup state expired).
     floor: Option<f64>,
     pub counters: FlowCounters,
@@ -172,6 +182,22 @@ impl AppflowTracker {
         self.flows.retain(|name, _| names.contains(name));
         for name in names {
             self.flows.entry(name.clone()).or_default();
+        }
+    }
+
+    /// Whether the flow's execution records must be read this poll: not when ListFlows shows the
+    /// same latest run as at the last complete read and no run is followed in progress, since
+    /// then no run can have started, progressed or finished.
+    pub fn needs_records(&self, flow: &str, details: &LastRunDetails) -> bool {
+        self.flows
+            .get(flow)
+            .is_none_or(|f| f.in_progress() > 0 || f.read_at_details.as_ref() != Some(details))
+    }
+
+    /// The flow's records were read completely while ListFlows showed `details`.
+    pub fn records_read(&mut self, flow: &str, details: LastRunDetails) {
+        if let Some(f) = self.flows.get_mut(flow) {
+            f.read_at_details = Some(details);
         }
     }
 

@@ -9,7 +9,7 @@ use super::convert;
 use crate::aws::budget::Operation;
 use crate::aws::Connection;
 use crate::error::AwsError;
-use crate::state::appflow::RunObs;
+use crate::state::appflow::{LastRunDetails, RunObs};
 
 /// Records per DescribeFlowExecutionRecords page (the API's maximum).
 pub const PAGE_SIZE: i32 = 100;
@@ -18,6 +18,7 @@ pub const PAGE_SIZE: i32 = 100;
 pub struct Flow {
     pub name: String,
     pub arn: String,
+    pub last_run: LastRunDetails,
 }
 
 pub struct AppflowClient {
@@ -53,6 +54,7 @@ impl AppflowClient {
                 Some(Flow {
                     name: f.flow_name()?.to_owned(),
                     arn: f.flow_arn().unwrap_or_default().to_owned(),
+                    last_run: convert::last_run(f.last_run_execution_details()),
                 })
             }));
             page.next_token
@@ -68,13 +70,14 @@ impl AppflowClient {
         flow_name: &str,
         token: Option<String>,
     ) -> Result<(Vec<RunObs>, Option<String>), AwsError> {
-        let request = self
-            .sdk
-            .describe_flow_execution_records()
-            .flow_name(flow_name)
-            .max_results(PAGE_SIZE)
-            .set_next_token(token)
-            .send();
+        let request = || {
+            self.sdk
+                .describe_flow_execution_records()
+                .flow_name(flow_name)
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.clone())
+                .send()
+        };
         let page = self
             .conn
             .call(Operation::AppflowDescribeFlowExecutionRecords, request)

@@ -4,17 +4,17 @@
 mod client;
 mod convert;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use client::AppflowClient;
 
-use super::{unix_now, BoxFuture, Source};
+use super::{unix_now, BoxFuture, Progress, Source};
 use crate::aws::Target;
 use crate::config::{AppflowFlowsConfig, Config};
 use crate::error::AwsError;
 use crate::metrics::{self, Snapshot};
-use crate::state::appflow::AppflowTracker;
+use crate::state::appflow::{AppflowTracker, LastRunDetails};
 
 /// The source for `target` if it is enabled.
 pub fn build(config: &Config, target: &Arc<Target>, started_at: f64) -> Option<Box<dyn Source>> {
@@ -45,23 +45,31 @@ impl AppflowFlows {
         }
     }
 
-    async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+    async fn poll_inner(
+        &mut self,
+        errors: &mut Vec<AwsError>,
+        progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
             self.client = Some(AppflowClient::new(conn));
         }
         let client = self.client.as_ref().expect("client set above");
 
-        let selected: BTreeSet<String> = client
+        let selected: BTreeMap<String, LastRunDetails> = client
             .list_flows()
             .await?
             .into_iter()
             .filter(|f| self.config.flows.matches(&f.name, &f.arn))
-            .map(|f| f.name)
+            .map(|f| (f.name, f.last_run))
             .collect();
-        self.tracker.set_flows(&selected);
+        self.tracker
+            .set_flows(&selected.keys().cloned().collect::<BTreeSet<_>>());
 
-        for flow in &selected {
+        for (flow, details) in &selected {
+            if !self.tracker.needs_records(flow, details) {
+                continue;
+            }
             // A flow's records are applied only once its paging completed, so a failed page
             // leaves the flow as it was and nothing is counted twice on the next poll.
             let mut read = Vec::new();
@@ -84,7 +92,11 @@ impl AppflowFlows {
                 }
             };
             match result {
-                Ok(exhausted) => self.tracker.apply_runs(flow, read, exhausted, unix_now()),
+                Ok(exhausted) => {
+                    self.tracker.apply_runs(flow, read, exhausted, unix_now());
+                    self.tracker.records_read(flow, details.clone());
+                    progress.publish(false, &mut || self.snapshot(unix_now()));
+                }
                 Err(AwsError::NotFound { .. }) => {
                     // Deleted between ListFlows and now: the next ListFlows drops it.
                     tracing::debug!(flow = %flow, "flow vanished while polling");
@@ -116,8 +128,9 @@ impl Source for AppflowFlows {
     fn poll<'a>(
         &'a mut self,
         errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors))
+        Box::pin(self.poll_inner(errors, progress))
     }
 
     fn snapshot(&self, _now: f64) -> Snapshot {

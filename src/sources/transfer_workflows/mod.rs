@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use client::TransferClient;
 
-use super::{unix_now, BoxFuture, Source};
+use super::{unix_now, BoxFuture, Progress, Source};
 use crate::aws::Target;
 use crate::config::TransferWorkflowsConfig;
 use crate::error::AwsError;
@@ -34,7 +34,11 @@ impl TransferWorkflows {
         }
     }
 
-    async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+    async fn poll_inner(
+        &mut self,
+        errors: &mut Vec<AwsError>,
+        _progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
             self.client = Some(TransferClient::new(conn));
@@ -100,8 +104,9 @@ impl Source for TransferWorkflows {
     fn poll<'a>(
         &'a mut self,
         errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors))
+        Box::pin(self.poll_inner(errors, progress))
     }
 
     fn snapshot(&self, _now: f64) -> Snapshot {
