@@ -407,6 +407,43 @@ mod tests {
     }
 
     #[test]
+    fn records_are_read_only_when_the_last_run_changed_or_a_run_is_in_progress() {
+        let mut t = tracker(1000.0);
+        let details = |status: &str, time: f64| LastRunDetails {
+            status: Some(status.into()),
+            time: Some(time),
+            message: None,
+        };
+        let idle = details("Successful", 900.0);
+        assert!(t.needs_records(FLOW, &idle), "never read");
+        t.apply_runs(FLOW, vec![], true, 1100.0);
+        t.records_read(FLOW, idle.clone());
+        assert!(!t.needs_records(FLOW, &idle));
+        let started = details("InProgress", 1150.0);
+        assert!(t.needs_records(FLOW, &started), "a new latest run");
+        t.apply_runs(
+            FLOW,
+            vec![run("r1", RunStatus::InProgress, 1150.0, 1150.0)],
+            true,
+            1200.0,
+        );
+        t.records_read(FLOW, started.clone());
+        assert!(
+            t.needs_records(FLOW, &started),
+            "followed in progress: read every poll"
+        );
+        t.apply_runs(
+            FLOW,
+            vec![run("r1", RunStatus::Successful, 1150.0, 1300.0)],
+            true,
+            1400.0,
+        );
+        let done = details("Successful", 1300.0);
+        t.records_read(FLOW, done.clone());
+        assert!(!t.needs_records(FLOW, &done));
+    }
+
+    #[test]
     fn runs_finished_before_start_are_a_baseline_unless_seen_in_progress() {
         let mut t = tracker(5000.0);
         let old = run("old", RunStatus::Error, 100.0, 200.0);
