@@ -337,20 +337,25 @@ async fn run(opts: Options) {
         built
     };
     let built = Arc::new(built);
-    println!(
-        "world: {} state machines ({} with a Distributed Map), {} executions ({} running), {} map runs ({} open)",
-        sim.world().sfn.state_machines.len(),
-        built.distributed.len(),
-        sim.world().sfn.executions.len(),
-        sim.world()
+    {
+        // One lock for the whole summary: the world's mutex is not reentrant.
+        let w = sim.world();
+        let running = w
             .sfn
             .executions
             .values()
             .filter(|e| e.status == "RUNNING")
-            .count(),
-        built.map_runs,
-        built.open_runs.len()
-    );
+            .count();
+        println!(
+            "world: {} state machines ({} with a Distributed Map), {} executions ({} running), {} map runs ({} open)",
+            w.sfn.state_machines.len(),
+            built.distributed.len(),
+            w.sfn.executions.len(),
+            running,
+            built.map_runs,
+            built.open_runs.len()
+        );
+    }
     let world = sim.world_handle();
     let stepper = {
         let (world, built) = (world.clone(), built.clone());

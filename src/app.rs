@@ -5,12 +5,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::aws::instrument::ApiInstrumentation;
 use crate::aws::{StaticCredentials, Target};
 use crate::config::Config;
+use crate::exposition::hub::MetricsHub;
+use crate::exposition::self_metrics::SelfMetrics;
 use crate::http::{self, HttpState};
-use crate::metrics::{MetricsHub, SelfMetrics};
 use crate::scheduler::{self, Readiness};
-use crate::sources::{self, unix_now, Source};
+use crate::services;
+use crate::services::source::{unix_now, Source};
 
 pub struct Exporter {
     hub: Arc<MetricsHub>,
@@ -22,6 +25,7 @@ impl Exporter {
     /// `static_credentials` is for the built-in simulator only; real targets use the AWS credential chain.
     pub fn new(config: &Config, static_credentials: Option<StaticCredentials>) -> Self {
         let self_metrics = Arc::new(SelfMetrics::new());
+        ApiInstrumentation::declare(&self_metrics, &services::operations());
         let targets: Vec<Arc<Target>> = config
             .targets
             .iter()
@@ -34,7 +38,7 @@ impl Exporter {
                 ))
             })
             .collect();
-        let sources = sources::build(config, &targets, unix_now());
+        let sources = services::build(&config.sources, &targets, unix_now());
         Self {
             hub: Arc::new(MetricsHub::new(self_metrics)),
             readiness: Arc::new(Readiness::new(&sources)),

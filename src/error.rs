@@ -73,9 +73,7 @@ impl AwsError {
             _ => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         };
         match code.as_deref() {
-            Some(c) if crate::aws::instrument::is_throttling_code(c) => {
-                Self::Throttled { operation, message }
-            }
+            Some(c) if is_throttling_code(c) => Self::Throttled { operation, message },
             Some(
                 "ResourceNotFoundException"
                 | "ResourceNotFound"
@@ -94,4 +92,20 @@ impl AwsError {
             Self::Other { .. } => "error",
         }
     }
+}
+
+/// AWS error codes that mean "slow down", across the JSON and query protocols.
+pub fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "Throttling"
+            | "ThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "ProvisionedThroughputExceededException"
+            | "SlowDown"
+    )
 }

@@ -14,7 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::MetricsHub;
+use crate::exposition::hub::MetricsHub;
 use crate::scheduler::{Readiness, SHUTDOWN_GRACE};
 
 const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,17 +1,17 @@
 //! aws-workflow-exporter: polls the AWS control plane of data-moving workflows (Step Functions
 //! Distributed Map Runs, Transfer Family workflows, AppFlow flows) and serves Prometheus metrics.
 //!
-//! Data flows one way: config -> targets -> sources (AWS calls) -> state -> metric families ->
-//! one cached exposition -> HTTP. See docs/design.md.
+//! Data flows one way: config -> targets -> services (AWS calls -> state -> metric
+//! families) -> one cached exposition -> HTTP. See docs/design.md.
 
 pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod exposition;
+pub mod histogram;
 pub mod http;
-pub mod metrics;
 pub mod scheduler;
+pub mod services;
 pub mod simulator;
-pub mod sources;
-pub mod state;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::metrics::{MetricsHub, Snapshot};
-use crate::sources::{unix_now, PollOutcome, Progress, Source};
+use crate::exposition::hub::{MetricsHub, Snapshot};
+use crate::services::source::{unix_now, PollOutcome, Progress, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
 #[derive(Debug)]

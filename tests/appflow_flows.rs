@@ -4,8 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::simulator::{Fault, FaultKind};
-use aws_workflow_exporter::sources::unix_now;
 use common::{assert_promtool_clean, Harness};
 
 const SOURCE: &[&str] = &["appflow_flows"];
@@ -521,8 +521,8 @@ async fn a_throttled_flow_leaves_others_intact_and_counts_nothing_twice() {
 #[tokio::test]
 async fn selection_by_name_and_regex() {
     let mut h = Harness::start(SOURCE, |c| {
-        c.appflow_flows.flows.names = ["exact".to_string()].into();
-        c.appflow_flows.flows.name_regex = Some(regex::Regex::new("^sfdc-").unwrap());
+        c.sources.appflow_flows.flows.names = ["exact".to_string()].into();
+        c.sources.appflow_flows.flows.name_regex = Some(regex::Regex::new("^sfdc-").unwrap());
     })
     .await;
     let now = unix_now();

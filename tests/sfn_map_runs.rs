@@ -2,9 +2,9 @@
 
 mod common;
 
+use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::simulator::sfn::MapRunSpec;
 use aws_workflow_exporter::simulator::{Fault, FaultKind};
-use aws_workflow_exporter::sources::unix_now;
 use common::{assert_promtool_clean, Harness};
 
 const SOURCE: &[&str] = &["sfn_map_runs"];
@@ -507,7 +507,7 @@ async fn steady_state_costs_no_describes_of_finished_runs() {
 #[tokio::test]
 async fn per_run_series_expire_after_retention_while_aggregates_stay() {
     let mut h = Harness::start(SOURCE, |c| {
-        c.sfn_map_runs.retention = std::time::Duration::from_secs(60)
+        c.sources.sfn_map_runs.retention = std::time::Duration::from_secs(60)
     })
     .await;
     let now = unix_now();

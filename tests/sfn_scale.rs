@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::simulator::sfn::{definitions, MapRunSpec};
 use aws_workflow_exporter::simulator::{Call, Fault, FaultKind};
-use aws_workflow_exporter::sources::unix_now;
 use common::{http_get, Harness, Scrape};
 
 const SOURCE: &[&str] = &["sfn_map_runs"];
@@ -101,7 +101,7 @@ async fn only_state_machines_with_a_distributed_map_cost_listings() {
 #[tokio::test]
 async fn a_definition_is_read_again_at_the_refresh_interval() {
     let mut h = Harness::start(SOURCE, |c| {
-        c.sfn_map_runs.definition_refresh = Duration::ZERO;
+        c.sources.sfn_map_runs.definition_refresh = Duration::ZERO;
     })
     .await;
     let now = unix_now();
@@ -317,7 +317,7 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
 #[tokio::test]
 async fn a_redrive_of_an_execution_older_than_lookback_is_found() {
     let mut h = Harness::start(SOURCE, |c| {
-        c.sfn_map_runs.lookback = Duration::from_secs(3600);
+        c.sources.sfn_map_runs.lookback = Duration::from_secs(3600);
     })
     .await;
     let now = unix_now();

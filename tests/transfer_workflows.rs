@@ -105,7 +105,7 @@ async fn an_execution_is_followed_through_a_handled_copy_failure_until_it_finish
             &[("workflow_id", WF)],
         )
         .expect("present while executions run");
-    assert!((first_seen - aws_workflow_exporter::sources::unix_now()).abs() < 60.0);
+    assert!((first_seen - aws_workflow_exporter::services::source::unix_now()).abs() < 60.0);
     assert_eq!(
         s.count("aws_transfer_workflow_step_errors_total", &[]),
         0,

@@ -21,6 +21,22 @@ For every dashboards/*.json it checks:
   - every metric name in a panel expr or variable query is one the exporter emits (listed in
     METRICS_DOC; `_bucket`, `_sum` and `_count` of histograms), a recording rule of
     monitoring/recording.yml, or `up`.
+  - grafana/dashboard-linter's rules, which CI has no Go toolchain to run:
+      template-job-rule, template-instance-rule: `job` and `instance` query variables
+        (label_values on ${datasource}, labelled job/instance, multi-value, include All
+        with allValue `.+`);
+      template-on-time-change-reload-rule: query variables refresh on time range change;
+      template-uneditable-rule: the dashboard is not editable (the provisioning provider
+        disallows UI updates too, so the files stay the source of truth);
+      panel-title-description-rule, panel-units-rule: every panel has a title, a
+        description and a known unit;
+      target-job-rule, target-instance-rule: every selector of every target (and of the
+        other variables' queries) has job=~"$job" and instance=~"$instance";
+      target-rate-interval-rule: rate/irate/increase use [$__rate_interval]; the one
+        exception, like a linter exclusion, is [$__range] in panels showing one value
+        for the whole range (stat, bargauge, gauge, table);
+      target-counter-agg-rule: a counter (_total, and a histogram's _bucket/_sum/_count)
+        is only selected inside rate/irate/increase.
 It also checks the metric names in the Grafana alert rules under
 dashboards/provisioning/alerting/.
 
@@ -39,6 +55,17 @@ DASHBOARD_DIR = pathlib.Path("dashboards")
 ALERTING_DIR = DASHBOARD_DIR / "provisioning" / "alerting"
 RECORDING_RULES = pathlib.Path("monitoring/recording.yml")
 DEFAULT_METRICS_DOC = pathlib.Path("docs/metrics.md")
+DASHBOARD_PROVIDER = DASHBOARD_DIR / "provisioning" / "dashboards" / "provider.yml"
+
+# Grafana unit ids the dashboards may use (panel-units-rule: a known unit, never empty).
+KNOWN_UNITS = {
+    "short", "none", "percent", "percentunit", "s", "ms", "dtdurations", "bytes", "decbytes",
+    "Bps", "binBps", "reqps", "ops", "rps", "dateTimeAsIso", "dateTimeFromNow",
+}
+# Panels showing one value for the whole time range may use [$__range].
+WHOLE_RANGE_PANELS = {"stat", "bargauge", "gauge", "table"}
+COUNTER_SUFFIXES = ("_total", "_bucket", "_sum", "_count")
+REQUIRED_MATCHERS = ('job=~"$job"', 'instance=~"$instance"')
 
 # Dashboards that must exist, with the variables each must offer.
 REQUIRED_DASHBOARDS = {
@@ -103,6 +130,89 @@ def metric_names(expr):
     return names
 
 
+_GROUPING_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+# Aggregations may be followed by `by (...)` before their "(".
+_AGGREGATIONS = {"sum", "min", "max", "avg", "count", "group", "stddev", "stdvar", "topk", "bottomk",
+                 "quantile", "count_values"}
+
+
+def _skip_string(expr, i):
+    """Index just past the string literal starting at expr[i]."""
+    quote, j = expr[i], i + 1
+    while j < len(expr) and expr[j] != quote:
+        j += 2 if expr[j] == "\\" and quote != "`" else 1
+    return j + 1
+
+
+def _matching(expr, i, close):
+    """Index of the bracket `close` matching the opening one at expr[i] (strings skipped)."""
+    opening, depth, j = expr[i], 0, i
+    while j < len(expr):
+        c = expr[j]
+        if c in "\"'`":
+            j = _skip_string(expr, j)
+            continue
+        if c == opening:
+            depth += 1
+        elif c == close:
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    raise ValueError(f"unbalanced {opening!r} in {expr!r}")
+
+
+def vector_selectors(expr):
+    """The vector selectors of a PromQL expression (Grafana variables allowed).
+
+    Returns (start, end, name, matchers) for each `name`, `name{matchers}` or `{matchers}`
+    (name None); matchers is the text between the braces, or None without braces. A
+    lexical scan exact for this project's expressions: it skips strings, comments, range
+    brackets, numbers and durations, $variables, function and aggregation names and the
+    label lists of by/without/on/ignoring/group_left/group_right.
+    """
+    out, i, n = [], 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c in "\"'`":
+            i = _skip_string(expr, i)
+        elif c == "#":
+            while i < n and expr[i] != "\n":
+                i += 1
+        elif c == "[":
+            i = _matching(expr, i, "]") + 1
+        elif c == "$":
+            m = re.compile(r"\$\{[^}]*\}|\$[A-Za-z0-9_]*").match(expr, i)
+            i = m.end()
+        elif c == "{":
+            close = _matching(expr, i, "}")
+            out.append((i, close + 1, None, expr[i + 1:close]))
+            i = close + 1
+        elif c.isdigit() or c == ".":
+            i = re.compile(r"[0-9.][A-Za-z0-9_.]*(?:[eE][+-]?[0-9]+)?").match(expr, i).end()
+        elif c.isalpha() or c in "_:":
+            m = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*").match(expr, i)
+            word, j = m.group(0), m.end()
+            k = j
+            while k < n and expr[k] in " \t\n":
+                k += 1
+            nxt = expr[k] if k < n else ""
+            if word.lower() in _GROUPING_WORDS and nxt == "(":
+                i = _matching(expr, k, ")") + 1
+            elif nxt == "(" or word.lower() in PROMQL_KEYWORDS or word in _AGGREGATIONS:
+                i = j
+            elif nxt == "{":
+                close = _matching(expr, k, "}")
+                out.append((i, close + 1, word, expr[k + 1:close]))
+                i = close + 1
+            else:
+                out.append((i, j, word, None))
+                i = j
+        else:
+            i += 1
+    return out
+
+
 def variable_query_expr(query):
     """The PromQL part of a Grafana Prometheus variable query, or None if it has none."""
     q = query.strip()
@@ -144,6 +254,8 @@ def load_documented_metrics(path):
             row = line.lower()
             if "histogram" in row or "summary" in row:
                 names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    # The client library's process metrics, listed in a sentence after the tables.
+    names.update(re.findall(r"`(process_[a-z_]+)`", pathlib.Path(path).read_text(encoding="utf-8")))
     return names
 
 
@@ -216,6 +328,45 @@ def check_dashboard(path, allowed, errors, uids):
             err(f"no `{name}` variable")
     multi = {n for n, v in variables.items() if v.get("multi") or v.get("includeAll")}
 
+    # dashboard-linter: template-uneditable-rule, template-job-rule, template-instance-rule,
+    # template-on-time-change-reload-rule.
+    if d.get("editable") is not False:
+        err("editable must be false: the file is the source of truth (template-uneditable-rule)")
+    for name in ("job", "instance"):
+        v = variables.get(name)
+        if not v:
+            err(f"no `{name}` variable (template-{name}-rule)")
+            continue
+        query = v.get("query")
+        query = query.get("query") if isinstance(query, dict) else query
+        if (v.get("type") != "query" or v.get("label") != name or v.get("multi") is not True
+                or v.get("includeAll") is not True or v.get("allValue") != ".+"
+                or not re.fullmatch(rf"label_values\(.*,\s*{name}\s*\)", query or "", re.S)):
+            err(f"variable {name!r}: must be a multi-value query variable labelled {name!r}, "
+                f"label_values(..., {name}), include All with allValue `.+` (template-{name}-rule)")
+    for name, v in variables.items():
+        if v.get("type") == "query" and v.get("refresh") != 2:
+            err(f"variable {name!r}: refresh must be 2, on time range change "
+                "(template-on-time-change-reload-rule)")
+
+    def lint_expr(where, expr, panel_type, required=REQUIRED_MATCHERS):
+        """dashboard-linter's target-job/instance, rate-interval and counter-agg rules."""
+        for start, end, name, matchers in vector_selectors(expr):
+            given = {m.strip() for m in re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', matchers or "")}
+            for req in required:
+                if req not in given:
+                    err(f"{where}: selector {expr[start:end]} lacks {req} (target-job/instance-rule)")
+            if (name or "").endswith(COUNTER_SUFFIXES) and not re.search(r"\b(?:rate|irate|increase)\(\s*$", expr[:start]):
+                err(f"{where}: counter {name} is not inside rate/irate/increase (target-counter-agg-rule)")
+        for m in re.finditer(r"\b(?:rate|irate|increase)\s*\(", expr):
+            call = expr[m.end():_matching(expr, m.end() - 1, ")")]
+            for window in re.findall(r"\[([^\]]*)\]", call):
+                if window == "$__rate_interval" or (window == "$__range" and panel_type in WHOLE_RANGE_PANELS):
+                    continue
+                err(f"{where}: range [{window}] of {m.group(0).rstrip('( ')}(): use [$__rate_interval]"
+                    + (" ([$__range] only in stat, bargauge, gauge and table panels)" if window == "$__range" else "")
+                    + " (target-rate-interval-rule)")
+
     def check_expr(where, expr):
         for var in grafana_variables(expr):
             if var not in variables and not var.startswith(GRAFANA_BUILTINS_PREFIX):
@@ -243,6 +394,10 @@ def check_dashboard(path, allowed, errors, uids):
         pq = variable_query_expr(query)
         if pq:
             check_expr(f"variable {name!r}", pq)
+            # $job lists the jobs and $instance the job's instances; every other variable
+            # is narrowed by both.
+            lint_expr(f"variable {name!r}", pq, None,
+                      {"job": (), "instance": REQUIRED_MATCHERS[:1]}.get(name, REQUIRED_MATCHERS))
 
     # Panels.
     ids = set()
@@ -277,8 +432,13 @@ def check_dashboard(path, allowed, errors, uids):
             continue
         if (p.get("datasource") or {}).get("uid") not in DATASOURCE_REFS:
             err(f"{where}: datasource is not ${{datasource}}")
-        if not ((p.get("fieldConfig") or {}).get("defaults") or {}).get("unit"):
-            err(f"{where}: no unit (fieldConfig.defaults.unit)")
+        unit = ((p.get("fieldConfig") or {}).get("defaults") or {}).get("unit")
+        if not unit:
+            err(f"{where}: no unit (fieldConfig.defaults.unit) (panel-units-rule)")
+        elif unit not in KNOWN_UNITS:
+            err(f"{where}: unit {unit!r} is not one of {sorted(KNOWN_UNITS)} (panel-units-rule)")
+        if not str(p.get("title", "")).strip() or not str(p.get("description", "")).strip():
+            err(f"{where}: needs a title and a description (panel-title-description-rule)")
         targets = p.get("targets") or []
         if not targets:
             err(f"{where}: no targets")
@@ -296,6 +456,16 @@ def check_dashboard(path, allowed, errors, uids):
                 err(f"{twhere}: no expr")
                 continue
             check_expr(twhere, expr)
+            lint_expr(twhere, expr, p.get("type"))
+
+
+def check_provider(errors):
+    """Dashboards are not editable, so the provider must not accept UI saves either."""
+    doc = yaml.safe_load(DASHBOARD_PROVIDER.read_text(encoding="utf-8")) or {}
+    for provider in doc.get("providers") or []:
+        if provider.get("allowUiUpdates") is not False:
+            errors.append(f"{DASHBOARD_PROVIDER}: provider {provider.get('name')!r}: allowUiUpdates must be "
+                          "false, like the dashboards' editable: false")
 
 
 def check_grafana_alert_rules(allowed, errors):
@@ -338,6 +508,7 @@ def main(argv):
     for path in paths:
         check_dashboard(path, allowed, errors, uids)
     check_grafana_alert_rules(allowed, errors)
+    check_provider(errors)
 
     for e in errors:
         print(e, file=sys.stderr)

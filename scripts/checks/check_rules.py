@@ -4,8 +4,8 @@
 Usage (from the repository root):
     scripts/checks/check_rules.py [METRICS_DOC]
 
-METRICS_DOC defaults to docs/metrics.md. Checks monitoring/alerts.yml, recording.yml,
-tests/*.yml and runbook.md:
+METRICS_DOC defaults to docs/metrics.md. Checks monitoring/alerts.yml (generated
+from mixin.yaml), recording.yml, tests/*.yml and runbook.md:
   - recording rules are named level:metric:operations;
   - alerts are named <Component><Symptom> with a known component, carry `severity`
     (warning or critical) and the annotations summary, description and runbook_url, and the
@@ -29,7 +29,7 @@ ALERTS = pathlib.Path("monitoring/alerts.yml")
 RECORDING = pathlib.Path("monitoring/recording.yml")
 TESTS = pathlib.Path("monitoring/tests")
 RUNBOOK = pathlib.Path("monitoring/runbook.md")
-RUNBOOK_URL = "https://github.com/aws-workflow-exporter/aws-workflow-exporter/blob/main/monitoring/runbook.md#"
+MIXIN = pathlib.Path("monitoring/mixin.yaml")
 COMPONENTS = ("Sfn", "Transfer", "AppFlow", "AwsWorkflowExporter")
 SEVERITIES = {"warning", "critical"}
 ANNOTATIONS = ("summary", "description", "runbook_url")
@@ -58,6 +58,12 @@ def main(argv):
         raise SystemExit(f"{metrics_doc}: not found (the generated metrics reference)")
     allowed = allowed_metrics(metrics_doc)
     errors = []
+    # alerts.yml is generated with the mixin's default config: its runbook URLs are the
+    # pattern with {anchor} filled in.
+    runbook_pattern = yaml.safe_load(MIXIN.read_text(encoding="utf-8"))["config"]["runbookUrl"]
+    if not runbook_pattern.endswith("#{anchor}"):
+        errors.append(f"{MIXIN}: config.runbookUrl should end with #{{anchor}} (a heading of {RUNBOOK})")
+    runbook_prefix = runbook_pattern.split("{anchor}")[0]
 
     anchors = {github_anchor(m.group(1))
                for m in re.finditer(r"^#+\s+(.*)$", RUNBOOK.read_text(encoding="utf-8"), re.M)}
@@ -91,10 +97,10 @@ def main(argv):
             if not str(ann.get(key, "")).strip():
                 errors.append(f"{where}: no {key} annotation")
         url = ann.get("runbook_url", "")
-        if not url.startswith(RUNBOOK_URL):
-            errors.append(f"{where}: runbook_url does not start with {RUNBOOK_URL}")
-        elif url[len(RUNBOOK_URL):] not in anchors:
-            errors.append(f"{where}: runbook_url anchor #{url[len(RUNBOOK_URL):]} is not a heading of {RUNBOOK}")
+        if not url.startswith(runbook_prefix):
+            errors.append(f"{where}: runbook_url does not start with {runbook_prefix}")
+        elif url[len(runbook_prefix):] not in anchors:
+            errors.append(f"{where}: runbook_url anchor #{url[len(runbook_prefix):]} is not a heading of {RUNBOOK}")
         for m in sorted(metric_names(rule["expr"]) - allowed):
             errors.append(f"{where}: metric {m!r} is not emitted by the exporter")
     if len(set(alerts)) != len(alerts):

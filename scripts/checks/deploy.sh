@@ -6,10 +6,13 @@
 #      the Kubernetes version pinned below (a manifest whose kind has no schema
 #      fails instead of being skipped);
 #   3. scripts/checks/deploy_lint.py: the Prometheus Operator objects (no
-#      schema for them), cross-references (ports, labels, probes, ConfigMaps,
-#      security settings, Dockerfile EXPOSE/ENTRYPOINT vs the crate), IAM JSON;
-#   4. the PrometheusRule is what scripts/gen-prometheusrule.py generates from
-#      monitoring/*.yml, and promtool accepts its rules;
+#      schema for them; the ServiceMonitor's jobLabel), cross-references (ports,
+#      labels, probes, ConfigMaps, security settings, Dockerfile
+#      EXPOSE/ENTRYPOINT vs the crate), the prometheus.io/* component, the
+#      dashboards ConfigMap (validated by kubernetes-validate), IAM JSON; where
+#      kubectl exists, every kustomization is built and validated too;
+#   4. promtool accepts the PrometheusRule's rules (scripts/checks/monitoring.sh checks that
+#      it is what scripts/gen-mixin.py generates);
 #   5. the Dockerfile's `RUN cargo build ...` line, run as-is in the repository
 #      (it reuses ./target), then the release binary's check-config on the
 #      ConfigMaps' configurations.
@@ -62,10 +65,45 @@ if grep -qvE '^INFO ' <<<"$out"; then
 fi
 
 echo "-- deploy_lint.py"
-python3 scripts/checks/deploy_lint.py --extract-configs "$tmp" --extract-rules "$tmp/prometheusrule-groups.yml"
+mkdir "$tmp/generated"
+python3 scripts/checks/deploy_lint.py --extract-configs "$tmp" --extract-rules "$tmp/prometheusrule-groups.yml" \
+  --extract-dashboards "$tmp/generated/dashboards-configmap.yaml"
 
-echo "-- PrometheusRule is generated from monitoring/"
-python3 scripts/gen-prometheusrule.py --check
+echo "-- kubernetes-validate the generated dashboards ConfigMap"
+if ! out=$(kubernetes-validate --strict -k "$K8S_VERSION" "$tmp/generated/dashboards-configmap.yaml" 2>&1) \
+  || grep -qvE '^INFO ' <<<"$out"; then
+  echo "$out"
+  fail "kubernetes-validate rejected the dashboards ConfigMap"
+fi
+echo "$out"
+
+# kustomize itself is not one of the suite's tools; where kubectl is installed, also build
+# every kustomization (the optional annotations component included) and validate the result.
+if command -v kubectl >/dev/null 2>&1; then
+  echo "-- kubectl kustomize + kubernetes-validate"
+  cp -r deploy "$tmp/deploy-copy"
+  for dir in standalone sidecar; do
+    k="$tmp/deploy-copy/kubernetes/$dir/kustomization.yaml"
+    printf 'components:\n  - ../components/prometheus-annotations\n' >>"$k"
+    for variant in "deploy/kubernetes/$dir" "$tmp/deploy-copy/kubernetes/$dir"; do
+      name="$dir-$([ "$variant" = "deploy/kubernetes/$dir" ] && echo plain || echo annotated)"
+      kubectl kustomize "$variant" >"$tmp/generated/$name.yaml"
+    done
+    grep -q 'prometheus.io/scrape: "true"' "$tmp/generated/$dir-annotated.yaml" \
+      || fail "the prometheus-annotations component did not annotate the $dir Service"
+  done
+  kubectl kustomize dashboards >"$tmp/generated/dashboards-kustomize.yaml"
+  if ! out=$(kubernetes-validate --strict -k "$K8S_VERSION" "$tmp"/generated/*.yaml 2>&1) \
+    || grep -qvE '^INFO ' <<<"$out"; then
+    echo "$out"
+    fail "kubernetes-validate rejected a kustomize build"
+  fi
+  echo "$out"
+else
+  echo "kubectl not found: skipped building the kustomizations (deploy_lint.py checked them)"
+fi
+
+echo "-- PrometheusRule rules"
 if command -v promtool >/dev/null 2>&1; then
   promtool check rules "$tmp/prometheusrule-groups.yml"
 else

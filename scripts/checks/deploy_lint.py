@@ -10,6 +10,9 @@ kubernetes-validate has no schema for), and the IAM documents.
     deploy_lint.py                          # run every check
     deploy_lint.py --extract-configs DIR    # also write each ConfigMap's config.yaml to DIR
     deploy_lint.py --extract-rules FILE     # also write the PrometheusRule's groups as a rule file
+    deploy_lint.py --extract-dashboards FILE
+                                            # also write the dashboards ConfigMap that
+                                            # dashboards/kustomization.yaml generates
 
 Run from the repository root. Needs PyYAML.
 """
@@ -30,6 +33,12 @@ KUSTOMIZE_DIRS = [KUBE_DIR / "standalone", KUBE_DIR / "sidecar"]
 SERVICEMONITOR = KUBE_DIR / "servicemonitor.yaml"
 PROMETHEUSRULE = KUBE_DIR / "prometheusrule.yaml"
 IAM_DIR = Path("deploy/iam")
+ANNOTATIONS_COMPONENT = KUBE_DIR / "components" / "prometheus-annotations" / "kustomization.yaml"
+DASHBOARDS_KUSTOMIZATION = Path("dashboards/kustomization.yaml")
+MIXIN = Path("monitoring/mixin.yaml")
+# The label the ServiceMonitor takes the job name from, and its value on every Service.
+JOB_LABEL = "app.kubernetes.io/name"
+JOB = "aws-workflow-exporter"
 CONFIG_MOUNT = "/etc/aws-workflow-exporter"
 
 # The exporter's IAM permissions: exactly these, nothing more.
@@ -388,6 +397,14 @@ def check_servicemonitor(services):
     selector = (spec.get("selector") or {}).get("matchLabels") or {}
     if set(spec.get("selector") or {}) - {"matchLabels", "matchExpressions"}:
         error(f"{SERVICEMONITOR}: spec.selector has unknown keys")
+    if spec.get("jobLabel") != JOB_LABEL:
+        error(f"{SERVICEMONITOR}: jobLabel must be {JOB_LABEL}, so standalone and sidecar share the job {JOB}")
+    for path, svc in services:
+        if (svc["metadata"].get("labels") or {}).get(JOB_LABEL) != JOB:
+            error(f"{path}: label {JOB_LABEL} must be {JOB}: the ServiceMonitor's jobLabel makes it the job")
+    selector_cfg = ((yaml.safe_load(MIXIN.read_text(encoding="utf-8")) or {}).get("config") or {}).get("selector", "")
+    if f'job="{JOB}"' not in selector_cfg:
+        error(f"{MIXIN}: config.selector {selector_cfg!r} does not select job=\"{JOB}\", the ServiceMonitor's job")
     endpoints = spec.get("endpoints") or []
     if not endpoints:
         error(f"{SERVICEMONITOR}: spec.endpoints is empty")
@@ -406,10 +423,73 @@ def check_servicemonitor(services):
         ok(f"{SERVICEMONITOR}: selects {', '.join(str(p) for p in selected)} on port metrics")
 
 
+def check_annotations_component():
+    """The optional prometheus.io/* component annotates the exporter's Services with its port."""
+    docs = load_docs(ANNOTATIONS_COMPONENT)
+    if len(docs) != 1 or docs[0].get("kind") != "Component":
+        error(f"{ANNOTATIONS_COMPONENT}: expected one kustomize Component")
+        return
+    patches = docs[0].get("patches") or []
+    found = False
+    for patch in patches:
+        target = patch.get("target") or {}
+        if target.get("kind") != "Service" or target.get("labelSelector") != f"{JOB_LABEL}={JOB}":
+            error(f"{ANNOTATIONS_COMPONENT}: patch target must be kind Service, labelSelector {JOB_LABEL}={JOB}")
+        for op in yaml.safe_load(patch.get("patch") or "[]") or []:
+            value = op.get("value") or {}
+            if op.get("path") == "/metadata/annotations":
+                found = True
+                want = {"prometheus.io/scrape": "true", "prometheus.io/port": str(DEFAULT_PORT),
+                        "prometheus.io/path": "/metrics"}
+                if value != want:
+                    error(f"{ANNOTATIONS_COMPONENT}: annotations {value} should be {want}")
+    if not found:
+        error(f"{ANNOTATIONS_COMPONENT}: no patch adding /metadata/annotations")
+    else:
+        ok(f"{ANNOTATIONS_COMPONENT}: prometheus.io/* annotations on port {DEFAULT_PORT}")
+
+
+def check_dashboards_configmap(extract):
+    """dashboards/kustomization.yaml ships every dashboard in a ConfigMap labelled for the
+    Grafana sidecar. Builds that ConfigMap as kustomize's configMapGenerator does, so
+    deploy.sh can validate it without kustomize."""
+    docs = load_docs(DASHBOARDS_KUSTOMIZATION)
+    if len(docs) != 1:
+        error(f"{DASHBOARDS_KUSTOMIZATION}: missing or not one document")
+        return
+    k = docs[0]
+    options = k.get("generatorOptions") or {}
+    if (options.get("labels") or {}).get("grafana_dashboard") != "1":
+        error(f"{DASHBOARDS_KUSTOMIZATION}: generatorOptions.labels needs grafana_dashboard: \"1\" (the sidecar's label)")
+    if options.get("disableNameSuffixHash") is not True:
+        error(f"{DASHBOARDS_KUSTOMIZATION}: set generatorOptions.disableNameSuffixHash: true (a stable name)")
+    generators = k.get("configMapGenerator") or []
+    listed = [f for g in generators for f in g.get("files") or []]
+    present = sorted(p.name for p in DASHBOARDS_KUSTOMIZATION.parent.glob("*.json"))
+    if sorted(listed) != present:
+        error(f"{DASHBOARDS_KUSTOMIZATION}: configMapGenerator files {sorted(listed)} differ from "
+              f"the dashboards {present}")
+        return
+    for g in generators:
+        data = {f: (DASHBOARDS_KUSTOMIZATION.parent / f).read_text(encoding="utf-8") for f in g.get("files") or []}
+        cm = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": g.get("name"), "labels": options.get("labels") or {},
+                           "annotations": options.get("annotations") or {}},
+              "data": data}
+        size = sum(len(v.encode()) for v in data.values())
+        # kubectl apply (client side) copies the object into an annotation, limited to 256 KiB.
+        if size > 200 * 1024:
+            error(f"{DASHBOARDS_KUSTOMIZATION}: ConfigMap {g.get('name')} holds {size} bytes; "
+                  "split it (kubectl apply's annotation limit is 256 KiB)")
+        if extract:
+            Path(extract).write_text(yaml.safe_dump(cm, sort_keys=False), encoding="utf-8")
+    ok(f"{DASHBOARDS_KUSTOMIZATION}: {len(listed)} dashboards in ConfigMaps labelled grafana_dashboard")
+
+
 def check_prometheusrule(extract_rules):
     docs = load_docs(PROMETHEUSRULE)
     if len(docs) != 1:
-        error(f"{PROMETHEUSRULE}: expected one document (generate it: scripts/gen-prometheusrule.py)")
+        error(f"{PROMETHEUSRULE}: expected one document (generate it: scripts/gen-mixin.py)")
         return
     pr = docs[0]
     if pr.get("apiVersion") != "monitoring.coreos.com/v1" or pr.get("kind") != "PrometheusRule":
@@ -529,6 +609,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--extract-configs", metavar="DIR")
     parser.add_argument("--extract-rules", metavar="FILE")
+    parser.add_argument("--extract-dashboards", metavar="FILE")
     args = parser.parse_args()
 
     pkg = package_name()
@@ -537,6 +618,8 @@ def main():
     check_dockerignore()
     services = check_kubernetes(args.extract_configs)
     check_servicemonitor(services)
+    check_annotations_component()
+    check_dashboards_configmap(args.extract_dashboards)
     check_prometheusrule(args.extract_rules)
     check_iam()
 

@@ -8,101 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::metrics::SelfMetrics;
-
-/// Every AWS operation the exporter can call. The IAM policy in deploy/iam is checked against this list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
-    SfnListStateMachines,
-    SfnDescribeStateMachine,
-    SfnListExecutions,
-    SfnListMapRuns,
-    SfnDescribeMapRun,
-    TransferListWorkflows,
-    TransferListExecutions,
-    TransferDescribeExecution,
-    AppflowListFlows,
-    AppflowDescribeFlowExecutionRecords,
-    StsGetCallerIdentity,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 11] = [
-        Operation::SfnListStateMachines,
-        Operation::SfnDescribeStateMachine,
-        Operation::SfnListExecutions,
-        Operation::SfnListMapRuns,
-        Operation::SfnDescribeMapRun,
-        Operation::TransferListWorkflows,
-        Operation::TransferListExecutions,
-        Operation::TransferDescribeExecution,
-        Operation::AppflowListFlows,
-        Operation::AppflowDescribeFlowExecutionRecords,
-        Operation::StsGetCallerIdentity,
-    ];
-
-    /// The `service` label, as the SDK names the service (lower case).
-    pub fn service(self) -> &'static str {
-        match self {
-            Self::SfnListStateMachines
-            | Self::SfnDescribeStateMachine
-            | Self::SfnListExecutions
-            | Self::SfnListMapRuns
-            | Self::SfnDescribeMapRun => "sfn",
-            Self::TransferListWorkflows
-            | Self::TransferListExecutions
-            | Self::TransferDescribeExecution => "transfer",
-            Self::AppflowListFlows | Self::AppflowDescribeFlowExecutionRecords => "appflow",
-            Self::StsGetCallerIdentity => "sts",
-        }
-    }
-
-    /// The API operation name, the `operation` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::SfnListStateMachines => "ListStateMachines",
-            Self::SfnDescribeStateMachine => "DescribeStateMachine",
-            Self::SfnListExecutions | Self::TransferListExecutions => "ListExecutions",
-            Self::SfnListMapRuns => "ListMapRuns",
-            Self::SfnDescribeMapRun => "DescribeMapRun",
-            Self::TransferListWorkflows => "ListWorkflows",
-            Self::TransferDescribeExecution => "DescribeExecution",
-            Self::AppflowListFlows => "ListFlows",
-            Self::AppflowDescribeFlowExecutionRecords => "DescribeFlowExecutionRecords",
-            Self::StsGetCallerIdentity => "GetCallerIdentity",
-        }
-    }
-
-    /// The IAM action the call needs; GetCallerIdentity needs none.
-    pub fn iam_action(self) -> Option<String> {
-        let prefix = match self.service() {
-            "sfn" => "states",
-            "sts" => return None,
-            other => other,
-        };
-        Some(format!("{prefix}:{}", self.name()))
-    }
-
-    /// AWS's token bucket for this operation: (bucket size, refill per second).
-    /// Step Functions figures from AWS service quotas; Transfer Family and AppFlow publish none,
-    /// so they get conservative guesses and ThrottlingException stays the real signal.
-    pub fn aws_bucket(self, region: &str) -> (f64, f64) {
-        let big_region = matches!(region, "us-east-1" | "us-west-2" | "eu-west-1");
-        match self {
-            Self::SfnListStateMachines => (100.0, 5.0),
-            Self::SfnDescribeStateMachine => (200.0, 20.0),
-            Self::SfnListExecutions if big_region => (200.0, 5.0),
-            Self::SfnListExecutions => (100.0, 2.0),
-            Self::SfnListMapRuns => (100.0, 1.0),
-            Self::SfnDescribeMapRun => (200.0, 1.0),
-            Self::TransferListWorkflows
-            | Self::TransferListExecutions
-            | Self::TransferDescribeExecution => (20.0, 5.0),
-            Self::AppflowListFlows | Self::AppflowDescribeFlowExecutionRecords => (20.0, 5.0),
-            Self::StsGetCallerIdentity => (20.0, 5.0),
-        }
-    }
-}
+use crate::aws::operation::Operation;
+use crate::exposition::self_metrics::SelfMetrics;
 
 #[derive(Debug)]
 struct Bucket {
@@ -146,7 +53,8 @@ pub struct ApiBudget {
     share: f64,
     /// AWS's (bucket size, refill per second) by IAM action, where the account's quota was raised.
     overrides: BTreeMap<String, (f64, f64)>,
-    buckets: Mutex<HashMap<Operation, Bucket>>,
+    /// Keyed by (service, operation name).
+    buckets: Mutex<HashMap<(&'static str, &'static str), Bucket>>,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -168,10 +76,10 @@ impl ApiBudget {
 
     fn with_bucket<T>(&self, op: Operation, f: impl FnOnce(&mut Bucket) -> T) -> T {
         let mut buckets = self.buckets.lock().expect("budget lock");
-        let bucket = buckets.entry(op).or_insert_with(|| {
+        let bucket = buckets.entry((op.service, op.name)).or_insert_with(|| {
             let (size, refill) = op
-                .iam_action()
-                .and_then(|a| self.overrides.get(&a).copied())
+                .iam_action
+                .and_then(|a| self.overrides.get(a).copied())
                 .unwrap_or_else(|| op.aws_bucket(&self.region));
             let capacity = (size * self.share).max(1.0);
             Bucket {
@@ -221,7 +129,7 @@ impl ApiBudget {
             tokio::time::sleep(wait).await;
         }
         if !waited.is_zero() {
-            self.metrics.record_budget_wait(op, waited);
+            self.metrics.record_budget_wait(op.service, op.name, waited);
         }
     }
 }
@@ -248,18 +156,5 @@ mod tests {
         assert!(b.take(start + Duration::from_secs(100)).is_ok());
         assert!(b.take(start + Duration::from_secs(100)).is_ok());
         assert!(b.take(start + Duration::from_secs(100)).is_err());
-    }
-
-    #[test]
-    fn iam_actions_follow_service_prefixes() {
-        assert_eq!(
-            Operation::SfnDescribeMapRun.iam_action().as_deref(),
-            Some("states:DescribeMapRun")
-        );
-        assert_eq!(
-            Operation::TransferListExecutions.iam_action().as_deref(),
-            Some("transfer:ListExecutions")
-        );
-        assert_eq!(Operation::StsGetCallerIdentity.iam_action(), None);
     }
 }

@@ -13,7 +13,9 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
-use crate::metrics::SelfMetrics;
+use crate::aws::operation::Operation;
+use crate::error::is_throttling_code;
+use crate::exposition::self_metrics::SelfMetrics;
 
 /// How one call attempt ended; the `outcome` label of `aws_workflow_exporter_api_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,22 +48,6 @@ impl Outcome {
             Outcome::TransportError => "transport_error",
         }
     }
-}
-
-/// AWS error codes that mean "slow down", across the JSON and query protocols.
-pub fn is_throttling_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ThrottlingException"
-            | "Throttling"
-            | "ThrottledException"
-            | "TooManyRequestsException"
-            | "RequestLimitExceeded"
-            | "RequestThrottled"
-            | "RequestThrottledException"
-            | "ProvisionedThroughputExceededException"
-            | "SlowDown"
-    )
 }
 
 /// Classifies a finished HTTP response by status and the AWS error code it carries.
@@ -121,6 +107,15 @@ impl ApiInstrumentation {
     pub fn new(metrics: Arc<SelfMetrics>) -> Self {
         Self { metrics }
     }
+
+    /// Starts every outcome counter of every operation at 0, so the first throttle shows up in increase().
+    pub fn declare(metrics: &SelfMetrics, operations: &[Operation]) {
+        for op in operations {
+            for outcome in Outcome::ALL {
+                metrics.declare_api_call(op.service, op.name, outcome.as_str());
+            }
+        }
+    }
 }
 
 impl Intercept for ApiInstrumentation {
@@ -165,7 +160,7 @@ impl Intercept for ApiInstrumentation {
         };
         let service = meta.service().to_ascii_lowercase();
         self.metrics
-            .record_api_call(&service, meta.name(), outcome, elapsed);
+            .record_api_call(&service, meta.name(), outcome.as_str(), elapsed);
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod instrument;
+pub mod operation;
 
 use std::sync::Arc;
 
@@ -15,11 +16,12 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::OnceCell;
 
-use crate::config::{AwsApiConfig, TargetConfig};
+use crate::aws::budget::ApiBudget;
+use crate::aws::instrument::ApiInstrumentation;
+use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
+use crate::config::targets::{AwsApiConfig, TargetConfig};
 use crate::error::AwsError;
-use crate::metrics::SelfMetrics;
-use budget::{ApiBudget, Operation};
-use instrument::ApiInstrumentation;
+use crate::exposition::self_metrics::SelfMetrics;
 
 /// Static credentials, for the built-in simulator only (the demo and tests); never read from YAML.
 #[derive(Debug, Clone)]
@@ -110,7 +112,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let throttled = err.code().is_some_and(instrument::is_throttling_code);
+        let throttled = err.code().is_some_and(crate::error::is_throttling_code);
         let retryable = throttled
             || match &err {
                 SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
@@ -119,7 +121,7 @@ where
                 _ => false,
             };
         if !retryable || attempt >= max_attempts {
-            return Err(AwsError::from_sdk(op.name(), err));
+            return Err(AwsError::from_sdk(op.name, err));
         }
         if throttled {
             budget.drain(op);
@@ -185,7 +187,7 @@ impl Target {
     }
 
     async fn establish(&self) -> Result<Arc<Connection>, AwsError> {
-        let op = Operation::StsGetCallerIdentity;
+        let op = GET_CALLER_IDENTITY;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             // Retries are made by `attempts`, out of the API budget.
             .retry_config(RetryConfig::disabled())
@@ -215,7 +217,7 @@ impl Target {
             .region()
             .map(|r| r.to_string())
             .ok_or_else(|| AwsError::Other {
-                operation: op.name(),
+                operation: op.name,
                 message: "no AWS region: set AWS_REGION, a profile region, or targets[].regions"
                     .into(),
             })?;

@@ -8,8 +8,9 @@ use super::sfn::MapRunSpec;
 use super::{Simulator, World, REGION};
 use crate::app::Exporter;
 use crate::aws::StaticCredentials;
-use crate::config::{Config, TargetConfig};
-use crate::sources::unix_now;
+use crate::config::targets::TargetConfig;
+use crate::config::Config;
+use crate::services::source::unix_now;
 
 /// The running demo: keep it alive as long as the exporter serves.
 pub struct Demo {
@@ -473,9 +474,7 @@ pub fn demo_config(endpoint: &str, poll_interval: Duration) -> Config {
         role: None,
         endpoint_url: Some(endpoint.into()),
     }];
-    config.sfn_map_runs.poll_interval = poll_interval;
-    config.transfer_workflows.poll_interval = poll_interval;
-    config.appflow_flows.poll_interval = poll_interval;
+    config.sources.set_poll_interval(poll_interval);
     config
 }
 

@@ -6,7 +6,21 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{paginate, ApiError, ACCOUNT_ID, REGION};
-use crate::state::map_runs::Counts;
+
+/// itemCounts or executionCounts of a simulated Map Run, as DescribeMapRun returns them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub timed_out: i64,
+    pub aborted: i64,
+    pub total: i64,
+    pub results_written: i64,
+    pub failures_not_redrivable: Option<i64>,
+    pub pending_redrive: Option<i64>,
+}
 
 #[derive(Debug, Clone)]
 pub struct SimStateMachine {

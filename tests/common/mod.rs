@@ -26,9 +26,7 @@ pub fn credentials() -> Option<StaticCredentials> {
 /// A config pointing at `endpoint` with only the named sources enabled.
 pub fn config_for(endpoint: &str, sources: &[&str]) -> Config {
     let mut config = demo::demo_config(endpoint, std::time::Duration::from_secs(60));
-    config.sfn_map_runs.enabled = sources.contains(&"sfn_map_runs");
-    config.transfer_workflows.enabled = sources.contains(&"transfer_workflows");
-    config.appflow_flows.enabled = sources.contains(&"appflow_flows");
+    config.sources.enable_only(sources);
     // Tests must not wait on the API budget.
     config.aws_api.quota_share = 1.0;
     config.aws_api.max_attempts = 1;

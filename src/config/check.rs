@@ -1,0 +1,200 @@
+//! The validation kit every section of the configuration file uses: durations, regular
+//! expressions, selections, and an error collector that names each field by its path.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::error::FieldError;
+
+/// How often sources poll unless the file says otherwise.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// How long series of finished runs stay exported unless the file says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Which resources a source watches: all when every list is empty, otherwise any match (OR).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub names: BTreeSet<String>,
+    pub name_regex: Option<Regex>,
+    pub ids: BTreeSet<String>,
+}
+
+impl Selection {
+    /// `name` is what the regex and the names list are checked against, `id` the ARN or id.
+    pub fn matches(&self, name: &str, id: &str) -> bool {
+        if self.names.is_empty() && self.name_regex.is_none() && self.ids.is_empty() {
+            return true;
+        }
+        self.names.contains(name)
+            || self.ids.contains(id)
+            || self.name_regex.as_ref().is_some_and(|r| r.is_match(name))
+    }
+}
+
+/// A duration kept as text until validation, so its error can name the field.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct DurationText(pub String);
+
+/// Collects every field error of a file, so one run reports them all.
+#[derive(Debug, Default)]
+pub struct Check {
+    errors: Vec<FieldError>,
+}
+
+impl Check {
+    /// Ok with `value` if no field failed, otherwise every failure in the order found.
+    pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.errors)
+        }
+    }
+
+    pub fn fail(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// The duration at `path`, `default` when absent; at least `min`.
+    pub fn duration(
+        &mut self,
+        path: &str,
+        value: &Option<DurationText>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let Some(DurationText(text)) = value else {
+            return default;
+        };
+        match parse_duration(text) {
+            Ok(d) if d < min => {
+                self.fail(path, format!("must be at least {}", format_duration(min)));
+                default
+            }
+            Ok(d) => d,
+            Err(reason) => {
+                self.fail(path, reason);
+                default
+            }
+        }
+    }
+
+    pub fn regex(&mut self, path: &str, value: &Option<String>) -> Option<Regex> {
+        let text = value.as_ref()?;
+        match Regex::new(text) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // The regex crate's message spans several lines; keep it on one.
+                let reason = e
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                self.fail(path, format!("invalid regular expression: {reason}"));
+                None
+            }
+        }
+    }
+
+    pub fn non_empty_items(&mut self, path: &str, items: &[String]) -> BTreeSet<String> {
+        for (i, item) in items.iter().enumerate() {
+            if item.trim().is_empty() {
+                self.fail(format!("{path}[{i}]"), "must not be empty");
+            }
+        }
+        items.iter().cloned().collect()
+    }
+}
+
+/// Parses `30s`, `5m`, `1h`, `1d`, `250ms` and sums like `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration `{text}`: expected a number followed by a unit (ms, s, m, h, d), e.g. 30s or 5m"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            "" => {
+                return Err(format!(
+                    "invalid duration `{text}`: missing unit (ms, s, m, h, d)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d)"
+                ))
+            }
+        };
+        total += d;
+    }
+    Ok(total)
+}
+
+/// `90s` -> `1m30s`, for messages.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// The file path used in messages when a config is built in code.
+pub fn inline_path() -> PathBuf {
+    PathBuf::from("<inline>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("s").is_err());
+    }
+}

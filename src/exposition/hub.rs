@@ -1,0 +1,166 @@
+//! The encoded exposition, rebuilt after each poll and served from cache by /metrics.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, TextEncoder};
+
+use crate::exposition::self_metrics::SelfMetrics;
+
+/// The exposition text and its gzip encoding, shared by all scrapes until the next poll.
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    pub plain: Bytes,
+    pub gzip: Bytes,
+}
+
+/// What one source instance publishes after a poll.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub families: Vec<MetricFamily>,
+    /// (kind, count) for `aws_workflow_exporter_tracked_resources`.
+    pub tracked: Vec<(&'static str, usize)>,
+}
+
+/// Collects each source's latest families and keeps the encoded exposition.
+#[derive(Debug)]
+pub struct MetricsHub {
+    self_metrics: Arc<SelfMetrics>,
+    /// Latest snapshot per (source, target key).
+    published: Mutex<BTreeMap<(String, String), Snapshot>>,
+    /// Held through a whole rebuild: rebuilds run one at a time, each from the snapshots as they
+    /// are when it starts, so a slow rebuild of older snapshots never replaces a newer exposition
+    /// (a scrape could otherwise see a counter go down).
+    rebuilding: Mutex<()>,
+    current: RwLock<Arc<Exposition>>,
+}
+
+impl MetricsHub {
+    pub fn new(self_metrics: Arc<SelfMetrics>) -> Self {
+        let hub = Self {
+            self_metrics,
+            published: Mutex::new(BTreeMap::new()),
+            rebuilding: Mutex::new(()),
+            current: RwLock::new(Arc::new(Exposition::default())),
+        };
+        hub.rebuild();
+        hub
+    }
+
+    pub fn self_metrics(&self) -> &Arc<SelfMetrics> {
+        &self.self_metrics
+    }
+
+    /// Replaces one source instance's snapshot and re-encodes everything.
+    pub fn publish(&self, source: &str, target: &str, snapshot: Snapshot) {
+        self.published
+            .lock()
+            .expect("hub lock")
+            .insert((source.to_owned(), target.to_owned()), snapshot);
+        self.rebuild();
+    }
+
+    /// The exposition as of the last poll; cheap, never blocks on AWS.
+    pub fn current(&self) -> Arc<Exposition> {
+        self.current.read().expect("exposition lock").clone()
+    }
+
+    /// Merges families of the same name across sources and targets, then encodes once.
+    pub fn rebuild(&self) {
+        let _one_at_a_time = self.rebuilding.lock().expect("rebuild lock");
+        let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        {
+            let published = self.published.lock().expect("hub lock");
+            let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
+            for snapshot in published.values() {
+                for (kind, n) in &snapshot.tracked {
+                    *tracked.entry(kind).or_default() += n;
+                }
+            }
+            for (kind, n) in tracked {
+                self.self_metrics.set_tracked(kind, n);
+            }
+            for snapshot in published.values() {
+                for f in &snapshot.families {
+                    match merged.get_mut(f.name()) {
+                        Some(existing) => {
+                            existing.mut_metric().extend(f.get_metric().iter().cloned())
+                        }
+                        None => {
+                            merged.insert(f.name().to_owned(), f.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let mut families: Vec<MetricFamily> = merged.into_values().collect();
+        families.extend(self.self_metrics.gather());
+        let mut plain = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut plain) {
+            tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
+            return;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let gzip = gz
+            .write_all(&plain)
+            .and_then(|_| gz.finish())
+            .unwrap_or_default();
+        *self.current.write().expect("exposition lock") = Arc::new(Exposition {
+            plain: Bytes::from(plain),
+            gzip: Bytes::from(gzip),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::family::FamilyBuilder;
+    use crate::exposition::metric::{MetricDef, MetricKind};
+
+    const SERIES: MetricDef = MetricDef {
+        name: "test_series",
+        kind: MetricKind::Gauge,
+        help: "A test series.",
+        labels: &["n"],
+    };
+
+    fn snapshot(series: usize, value: f64) -> Snapshot {
+        let mut b = FamilyBuilder::new(&SERIES);
+        for i in 0..series {
+            b.add(&[&i.to_string()], value);
+        }
+        let mut families = Vec::new();
+        b.finish(&mut families);
+        Snapshot {
+            families,
+            tracked: vec![],
+        }
+    }
+
+    #[test]
+    fn a_slow_rebuild_never_publishes_over_a_newer_one() {
+        let hub = Arc::new(MetricsHub::new(Arc::new(SelfMetrics::new())));
+        // A publishes a large snapshot (slow to encode); B publishes a small one for the same
+        // source while A is still rebuilding. B's is the newer: the exposition must end with it.
+        let slow = {
+            let hub = hub.clone();
+            std::thread::spawn(move || hub.publish("s", "t", snapshot(200_000, 1.0)))
+        };
+        // Wait until A holds the snapshots (it is rebuilding), without sleeping.
+        while hub.published.try_lock().is_ok() && !slow.is_finished() {
+            std::hint::spin_loop();
+        }
+        hub.publish("s", "t", snapshot(1, 2.0));
+        slow.join().expect("slow publisher");
+        let text = String::from_utf8(hub.current().plain.to_vec()).expect("utf-8");
+        assert!(
+            text.contains("test_series{n=\"0\"} 2"),
+            "the newer snapshot is served"
+        );
+        assert!(!text.contains("n=\"1\""), "the older snapshot is gone");
+    }
+}

@@ -1,0 +1,220 @@
+//! The exporter's own metrics, kept in a live registry and encoded with each exposition.
+
+use std::time::Duration;
+
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+};
+
+use crate::exposition::metric::{MetricDef, MetricKind};
+
+pub const BUILD_INFO: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_build_info",
+    kind: MetricKind::Info,
+    help: "Version and git revision of the running exporter; always 1.",
+    labels: &["version", "revision"],
+};
+pub const POLL_SUCCESS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_poll_success",
+    kind: MetricKind::Gauge,
+    help: "1 if the last poll of the source completed without an AWS error, 0 otherwise. As of the last completed poll.",
+    labels: &["source", "account_id", "region"],
+};
+pub const POLL_DURATION: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_poll_duration_seconds",
+    kind: MetricKind::Gauge,
+    help: "Wall time of the last poll of the source, in seconds.",
+    labels: &["source", "account_id", "region"],
+};
+pub const LAST_POLL_SUCCESS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_last_poll_success_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time at which the last successful poll of the source finished.",
+    labels: &["source", "account_id", "region"],
+};
+pub const API_REQUESTS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_api_requests_total",
+    kind: MetricKind::Counter,
+    help: "AWS API call attempts made by the exporter (retries included), by outcome. As of the last completed poll.",
+    labels: &["service", "operation", "outcome"],
+};
+pub const API_DURATION: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_api_request_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of AWS API call attempts, in seconds. As of the last completed poll.",
+    labels: &["service", "operation"],
+};
+pub const API_BUDGET_WAIT: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_api_budget_wait_seconds_total",
+    kind: MetricKind::Counter,
+    help: "Time the exporter waited for its own API budget (its share of the AWS token bucket) before calling, in seconds.",
+    labels: &["service", "operation"],
+};
+pub const TRACKED: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_tracked_resources",
+    kind: MetricKind::Gauge,
+    help: "Resources the exporter currently keeps state for, by kind, summed over targets.",
+    labels: &["kind"],
+};
+
+pub const DEFS: &[&MetricDef] = &[
+    &BUILD_INFO,
+    &POLL_SUCCESS,
+    &POLL_DURATION,
+    &LAST_POLL_SUCCESS,
+    &API_REQUESTS,
+    &API_DURATION,
+    &API_BUDGET_WAIT,
+    &TRACKED,
+];
+
+/// Live self-metrics, updated by the AWS layer and the scheduler.
+#[derive(Debug)]
+pub struct SelfMetrics {
+    registry: Registry,
+    poll_success: GaugeVec,
+    poll_duration: GaugeVec,
+    last_poll_success: GaugeVec,
+    api_requests: IntCounterVec,
+    api_duration: HistogramVec,
+    api_budget_wait: CounterVec,
+    tracked: GaugeVec,
+}
+
+fn opts(def: &MetricDef) -> Opts {
+    Opts::new(def.name, def.help)
+}
+
+impl SelfMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let build_info = GaugeVec::new(opts(&BUILD_INFO), BUILD_INFO.labels).expect("valid metric");
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("GIT_REVISION").unwrap_or("unknown"),
+            ])
+            .set(1.0);
+        let poll_success =
+            GaugeVec::new(opts(&POLL_SUCCESS), POLL_SUCCESS.labels).expect("valid metric");
+        let poll_duration =
+            GaugeVec::new(opts(&POLL_DURATION), POLL_DURATION.labels).expect("valid metric");
+        let last_poll_success = GaugeVec::new(opts(&LAST_POLL_SUCCESS), LAST_POLL_SUCCESS.labels)
+            .expect("valid metric");
+        let api_requests =
+            IntCounterVec::new(opts(&API_REQUESTS), API_REQUESTS.labels).expect("valid metric");
+        let api_duration = HistogramVec::new(
+            HistogramOpts::new(API_DURATION.name, API_DURATION.help)
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            API_DURATION.labels,
+        )
+        .expect("valid metric");
+        let api_budget_wait =
+            CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
+        let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
+        for c in [
+            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(poll_success.clone()),
+            Box::new(poll_duration.clone()),
+            Box::new(last_poll_success.clone()),
+            Box::new(api_requests.clone()),
+            Box::new(api_duration.clone()),
+            Box::new(api_budget_wait.clone()),
+            Box::new(tracked.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector");
+        Self {
+            registry,
+            poll_success,
+            poll_duration,
+            last_poll_success,
+            api_requests,
+            api_duration,
+            api_budget_wait,
+            tracked,
+        }
+    }
+
+    /// Starts a call's counter at 0, so the first throttle shows up in increase().
+    pub fn declare_api_call(&self, service: &str, operation: &str, outcome: &str) {
+        self.api_requests
+            .with_label_values(&[service, operation, outcome]);
+    }
+
+    pub fn record_api_call(
+        &self,
+        service: &str,
+        operation: &str,
+        outcome: &str,
+        elapsed: Option<Duration>,
+    ) {
+        self.api_requests
+            .with_label_values(&[service, operation, outcome])
+            .inc();
+        if let Some(d) = elapsed {
+            self.api_duration
+                .with_label_values(&[service, operation])
+                .observe(d.as_secs_f64());
+        }
+    }
+
+    pub fn record_budget_wait(&self, service: &str, operation: &str, waited: Duration) {
+        self.api_budget_wait
+            .with_label_values(&[service, operation])
+            .inc_by(waited.as_secs_f64());
+    }
+
+    /// Records a finished poll. `finished_at` is Unix seconds.
+    pub fn record_poll(
+        &self,
+        source: &str,
+        account_id: &str,
+        region: &str,
+        success: bool,
+        duration: Duration,
+        finished_at: f64,
+    ) {
+        let labels = [source, account_id, region];
+        self.poll_success
+            .with_label_values(&labels)
+            .set(if success { 1.0 } else { 0.0 });
+        self.poll_duration
+            .with_label_values(&labels)
+            .set(duration.as_secs_f64());
+        if success {
+            self.last_poll_success
+                .with_label_values(&labels)
+                .set(finished_at);
+        }
+    }
+
+    /// Forgets a label set that no longer applies (a target whose account id became known).
+    pub fn forget_poll_labels(&self, source: &str, account_id: &str, region: &str) {
+        let labels = [source, account_id, region];
+        let _ = self.poll_success.remove_label_values(&labels);
+        let _ = self.poll_duration.remove_label_values(&labels);
+        let _ = self.last_poll_success.remove_label_values(&labels);
+    }
+
+    pub fn set_tracked(&self, kind: &str, count: usize) {
+        self.tracked.with_label_values(&[kind]).set(count as f64);
+    }
+
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,73 @@
+//! The `sources.appflow_flows` section of the configuration file.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
+
+/// The section, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Whether this source is polled at all.
+    pub enabled: bool,
+    /// Time between two polls of one target.
+    pub poll_interval: Duration,
+    /// The flows watched, by name.
+    pub flows: Selection,
+    /// How long series of a finished flow run stay exported.
+    pub retention: Duration,
+}
+
+/// The section as written. A typo is an error, not a silent default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    /// Poll AppFlow flows (default true).
+    pub enabled: Option<bool>,
+    /// Time between polls (default: the top-level `poll_interval`; at least 1s).
+    pub poll_interval: Option<DurationText>,
+    /// Which flows to watch; all when empty.
+    #[serde(default)]
+    pub flows: RawFlows,
+    /// How long series of a finished flow run stay exported (default 1h).
+    pub retention: Option<DurationText>,
+}
+
+/// `flows`: any match selects a flow (OR).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlows {
+    /// Exact flow names.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// A regular expression matched against the flow name.
+    pub name_regex: Option<String>,
+}
+
+impl Raw {
+    /// `path` is the section's place in the file, `poll_interval` the top-level default.
+    pub fn validate(self, c: &mut Check, path: &str, poll_interval: Duration) -> Config {
+        Config {
+            enabled: self.enabled.unwrap_or(true),
+            poll_interval: c.duration(
+                &format!("{path}.poll_interval"),
+                &self.poll_interval,
+                poll_interval,
+                Duration::from_secs(1),
+            ),
+            flows: Selection {
+                names: c.non_empty_items(&format!("{path}.flows.names"), &self.flows.names),
+                name_regex: c.regex(&format!("{path}.flows.name_regex"), &self.flows.name_regex),
+                ids: BTreeSet::new(),
+            },
+            retention: c.duration(
+                &format!("{path}.retention"),
+                &self.retention,
+                DEFAULT_RETENTION,
+                Duration::ZERO,
+            ),
+        }
+    }
+}

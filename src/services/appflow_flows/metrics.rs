@@ -1,0 +1,155 @@
+//! Metric families of the AppFlow flow source, built from the state store.
+
+use prometheus::proto::MetricFamily;
+
+use crate::exposition::family::FamilyBuilder;
+use crate::exposition::metric::{def, MetricDef};
+use crate::services::appflow_flows::state::{AppflowTracker, RunStatus};
+
+const FLOW: &[&str] = &["account_id", "region", "flow"];
+const FLOW_STATUS: &[&str] = &["account_id", "region", "flow", "status"];
+
+def!(RUNS, "aws_appflow_flow_runs_total", Counter, FLOW_STATUS, "Flow runs the exporter saw reach successful, error or canceled; each executionId counted once. Runs finished before the exporter started are not counted.");
+def!(
+    IN_PROGRESS,
+    "aws_appflow_flow_runs_in_progress",
+    Gauge,
+    FLOW,
+    "Runs of the flow in progress now (InProgress or CancelStarted)."
+);
+def!(BYTES_PROCESSED, "aws_appflow_flow_bytes_processed_total", Counter, FLOW, "Bytes processed (executionResult.bytesProcessed), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(BYTES_WRITTEN, "aws_appflow_flow_bytes_written_total", Counter, FLOW, "Bytes written to the destination (executionResult.bytesWritten), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(RECORDS_PROCESSED, "aws_appflow_flow_records_processed_total", Counter, FLOW, "Records processed (executionResult.recordsProcessed), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(PUT_FAILURES, "aws_appflow_flow_put_failures_total", Counter, FLOW, "Records the destination rejected (executionResult.errorInfo.putFailuresCount), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(CATALOG_FAILURES, "aws_appflow_flow_catalog_registration_failures_total", Counter, FLOW, "Metadata catalog (Glue) table registrations that ended in error (metadataCatalogDetails with tableRegistrationOutput.status Error), counted once per finished run.");
+def!(
+    DURATION,
+    "aws_appflow_flow_run_duration_seconds",
+    Histogram,
+    FLOW,
+    "Duration of the runs counted in aws_appflow_flow_runs_total, from startedAt to lastUpdatedAt."
+);
+def!(LAST_STATUS, "aws_appflow_flow_last_run_status", StateSet, FLOW_STATUS, "Status of the flow's newest run: 1 for the current one of in_progress, successful, error, cancel_started, canceled; absent before any run is seen.");
+def!(
+    LAST_START,
+    "aws_appflow_flow_last_run_start_timestamp_seconds",
+    Gauge,
+    FLOW,
+    "Unix time the flow's newest run started (startedAt)."
+);
+def!(
+    LAST_BYTES_PROCESSED,
+    "aws_appflow_flow_last_run_bytes_processed",
+    Gauge,
+    FLOW,
+    "Bytes processed by the run that finished last (executionResult.bytesProcessed)."
+);
+def!(LAST_BYTES_WRITTEN, "aws_appflow_flow_last_run_bytes_written", Gauge, FLOW, "Bytes written to the destination by the run that finished last (executionResult.bytesWritten).");
+def!(
+    LAST_RECORDS_PROCESSED,
+    "aws_appflow_flow_last_run_records_processed",
+    Gauge,
+    FLOW,
+    "Records processed by the run that finished last (executionResult.recordsProcessed)."
+);
+def!(
+    LAST_SUCCESS,
+    "aws_appflow_flow_last_successful_run_timestamp_seconds",
+    Gauge,
+    FLOW,
+    "Unix time the newest successful run finished (lastUpdatedAt); absent until one is seen."
+);
+def!(DATA_PULL_END, "aws_appflow_flow_data_pull_end_timestamp_seconds", Gauge, FLOW, "dataPullEndTime of the newest successful run: the last source change the destination has, i.e. how fresh its data is; absent until one is seen.");
+
+pub const DEFS: &[&MetricDef] = &[
+    &RUNS,
+    &IN_PROGRESS,
+    &BYTES_PROCESSED,
+    &BYTES_WRITTEN,
+    &RECORDS_PROCESSED,
+    &PUT_FAILURES,
+    &CATALOG_FAILURES,
+    &DURATION,
+    &LAST_STATUS,
+    &LAST_START,
+    &LAST_BYTES_PROCESSED,
+    &LAST_BYTES_WRITTEN,
+    &LAST_RECORDS_PROCESSED,
+    &LAST_SUCCESS,
+    &DATA_PULL_END,
+];
+
+/// Builds every family of the source for one target.
+pub fn render(
+    tracker: &AppflowTracker,
+    account_id: &str,
+    region: &str,
+    out: &mut Vec<MetricFamily>,
+) {
+    let mut runs = FamilyBuilder::new(&RUNS);
+    let mut in_progress = FamilyBuilder::new(&IN_PROGRESS);
+    let mut bytes_processed = FamilyBuilder::new(&BYTES_PROCESSED);
+    let mut bytes_written = FamilyBuilder::new(&BYTES_WRITTEN);
+    let mut records_processed = FamilyBuilder::new(&RECORDS_PROCESSED);
+    let mut put_failures = FamilyBuilder::new(&PUT_FAILURES);
+    let mut catalog_failures = FamilyBuilder::new(&CATALOG_FAILURES);
+    let mut duration = FamilyBuilder::new(&DURATION);
+    let mut last_status = FamilyBuilder::new(&LAST_STATUS);
+    let mut last_start = FamilyBuilder::new(&LAST_START);
+    let mut last_bytes_processed = FamilyBuilder::new(&LAST_BYTES_PROCESSED);
+    let mut last_bytes_written = FamilyBuilder::new(&LAST_BYTES_WRITTEN);
+    let mut last_records_processed = FamilyBuilder::new(&LAST_RECORDS_PROCESSED);
+    let mut last_success = FamilyBuilder::new(&LAST_SUCCESS);
+    let mut data_pull_end = FamilyBuilder::new(&DATA_PULL_END);
+
+    let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_label()).collect();
+    for (flow, state) in tracker.flows() {
+        let labels = [account_id, region, flow.as_str()];
+        let c = &state.counters;
+        for (s, n) in RunStatus::FINISHED.iter().zip(c.runs) {
+            runs.add(&[account_id, region, flow, s.as_label()], n as f64);
+        }
+        in_progress.add(&labels, state.in_progress() as f64);
+        bytes_processed.add(&labels, c.bytes_processed as f64);
+        bytes_written.add(&labels, c.bytes_written as f64);
+        records_processed.add(&labels, c.records_processed as f64);
+        put_failures.add(&labels, c.put_failures as f64);
+        catalog_failures.add(&labels, c.catalog_registration_failures as f64);
+        duration.add_histogram(&labels, &c.duration);
+        if let Some(r) = &state.last_run {
+            last_status.add_state_set(&labels, &statuses, r.status.as_label());
+            last_start.add(&labels, r.started_at);
+        }
+        if let Some(r) = &state.last_finished {
+            last_bytes_processed.add(&labels, r.bytes_processed as f64);
+            last_bytes_written.add(&labels, r.bytes_written as f64);
+            last_records_processed.add(&labels, r.records_processed as f64);
+        }
+        if let Some(r) = &state.last_successful {
+            last_success.add(&labels, r.last_updated_at);
+            if let Some(t) = r.data_pull_end {
+                data_pull_end.add(&labels, t);
+            }
+        }
+    }
+
+    for fam in [
+        runs,
+        in_progress,
+        bytes_processed,
+        bytes_written,
+        records_processed,
+        put_failures,
+        catalog_failures,
+        duration,
+        last_status,
+        last_start,
+        last_bytes_processed,
+        last_bytes_written,
+        last_records_processed,
+        last_success,
+        data_pull_end,
+    ] {
+        fam.finish(out);
+    }
+}

@@ -1,0 +1,66 @@
+//! The `sources.transfer_workflows` section of the configuration file.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::check::{Check, DurationText, Selection};
+
+/// The section, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Whether this source is polled at all.
+    pub enabled: bool,
+    /// Time between two polls of one target.
+    pub poll_interval: Duration,
+    /// The workflows watched: `ids` holds workflow ids; `name_regex` is matched against the description.
+    pub workflows: Selection,
+}
+
+/// The section as written. A typo is an error, not a silent default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    /// Poll Transfer Family workflows (default true).
+    pub enabled: Option<bool>,
+    /// Time between polls (default: the top-level `poll_interval`; at least 1s).
+    pub poll_interval: Option<DurationText>,
+    /// Which workflows to watch; all when empty.
+    #[serde(default)]
+    pub workflows: RawWorkflows,
+}
+
+/// `workflows`: any match selects a workflow (OR).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkflows {
+    /// Workflow ids (`w-...`).
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// A regular expression matched against the workflow description.
+    pub description_regex: Option<String>,
+}
+
+impl Raw {
+    /// `path` is the section's place in the file, `poll_interval` the top-level default.
+    pub fn validate(self, c: &mut Check, path: &str, poll_interval: Duration) -> Config {
+        Config {
+            enabled: self.enabled.unwrap_or(true),
+            poll_interval: c.duration(
+                &format!("{path}.poll_interval"),
+                &self.poll_interval,
+                poll_interval,
+                Duration::from_secs(1),
+            ),
+            workflows: Selection {
+                names: BTreeSet::new(),
+                name_regex: c.regex(
+                    &format!("{path}.workflows.description_regex"),
+                    &self.workflows.description_regex,
+                ),
+                ids: c.non_empty_items(&format!("{path}.workflows.ids"), &self.workflows.ids),
+            },
+        }
+    }
+}
