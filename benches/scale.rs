@@ -19,26 +19,36 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 struct Options {
-    /// Give up waiting for ready and all open runs after this long.
+    /// Give up waiting for ready and all open runs (or, raised, all map runs tracked) after this long.
     cap: Duration,
+    /// The window calls are counted in.
     steady: Duration,
+    /// The window open runs' refresh ages are measured over (from the steady window's start).
+    observe: Duration,
     load: Duration,
     quota_share: f64,
+    /// An account whose Step Functions quotas were raised far beyond need (and the simulator
+    /// not throttling): measures memory with every map run tracked instead of the call budget.
+    raised: bool,
 }
 
 fn options() -> Options {
     let mut o = Options {
         cap: Duration::from_secs(300),
         steady: Duration::from_secs(60),
+        observe: Duration::from_secs(300),
         load: Duration::from_secs(10),
         quota_share: 0.5,
+        raised: false,
     };
     let args: Vec<String> = std::env::args().collect();
+    o.raised = args.iter().any(|a| a == "--raised-quotas");
     for pair in args.windows(2) {
         let secs = || Duration::from_secs(pair[1].parse().expect("seconds"));
         match pair[0].as_str() {
             "--cap" => o.cap = secs(),
             "--steady" => o.steady = secs(),
+            "--observe" => o.observe = secs(),
             "--load" => o.load = secs(),
             "--quota-share" => o.quota_share = pair[1].parse().expect("a fraction"),
             _ => {}
@@ -83,7 +93,7 @@ impl Drop for Exporter {
 }
 
 impl Exporter {
-    fn start(endpoint: &str, dir: &std::path::Path, quota_share: f64) -> Self {
+    fn start(endpoint: &str, dir: &std::path::Path, quota_share: f64, raised: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -94,8 +104,14 @@ impl Exporter {
         let mut yaml = format!(
             "targets:\n  - name: bench\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n"
         );
-        if quota_share != 0.5 {
-            yaml.push_str(&format!("aws_api:\n  quota_share: {quota_share}\n"));
+        yaml.push_str(&format!("aws_api:\n  quota_share: {quota_share}\n"));
+        if raised {
+            yaml.push_str("  quotas:\n");
+            for action in ["ListExecutions", "ListMapRuns", "DescribeMapRun"] {
+                yaml.push_str(&format!(
+                    "    states:{action}: {{bucket_size: 100000, refill_per_second: 10000}}\n"
+                ));
+            }
         }
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.join("exporter.log")).expect("log file");
@@ -327,13 +343,103 @@ async fn scrape_load(
     )
 }
 
+/// Counts calls over the steady window, then measures open runs' refresh ages over `observe`.
+async fn steady_window(
+    opts: &Options,
+    world: &Arc<std::sync::Mutex<World>>,
+    built: &ScaleWorld,
+    started: Instant,
+) {
+    let steady_from = Instant::now();
+    let before: usize = world.lock().expect("world").calls.len();
+    tokio::time::sleep(opts.steady).await;
+    let steady_to = Instant::now();
+    let stats = {
+        let w = world.lock().expect("world");
+        let upto = w.calls.partition_point(|c| c.at <= steady_to);
+        classify(&w, built, &w.calls[..before], &w.calls[before..upto])
+    };
+    println!(
+        "steady window: {:.0} s, starting {:.0} s after start",
+        opts.steady.as_secs_f64(),
+        (steady_from - started).as_secs_f64()
+    );
+    println!("| service | operation | calls | wasted | throttled | exporter share per minute |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut wasted_total = 0;
+    for ((service, op), s) in &stats {
+        wasted_total += s.wasted;
+        let share = share_per_minute(service, op, opts.quota_share)
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_else(|| "undocumented".into());
+        println!(
+            "| {service} | {op} | {} | {} | {} | {share} |",
+            s.calls, s.wasted, s.throttled
+        );
+    }
+    println!("wasted calls in the steady window: {wasted_total}");
+
+    let rest = opts.observe.saturating_sub(steady_from.elapsed());
+    tokio::time::sleep(rest).await;
+    let observe_to = Instant::now();
+    // Refresh age: per open run, the longest time without a successful describe over the
+    // observed window (from its start to the first describe, between describes, and from the
+    // last one to its end).
+    let (ages, never) = {
+        let w = world.lock().expect("world");
+        let mut last: BTreeMap<&str, Instant> = BTreeMap::new();
+        let mut worst: BTreeMap<&str, Duration> = BTreeMap::new();
+        for c in w.calls.iter().take_while(|c| c.at <= observe_to) {
+            if c.operation != "DescribeMapRun" || c.throttled {
+                continue;
+            }
+            let Some(r) = &c.resource else { continue };
+            if c.at >= steady_from {
+                let prev = last.get(r.as_str()).copied().unwrap_or(steady_from);
+                let e = worst.entry(r.as_str()).or_default();
+                *e = (*e).max(c.at - prev.max(steady_from));
+            }
+            last.insert(r.as_str(), c.at);
+        }
+        let mut ages = Vec::new();
+        let mut never = 0;
+        for (arn, _) in &built.open_runs {
+            match last.get(arn.as_str()) {
+                None => never += 1,
+                Some(t) => {
+                    let tail = observe_to - (*t).max(steady_from);
+                    let worst = worst.get(arn.as_str()).copied().unwrap_or_default();
+                    ages.push(worst.max(tail));
+                }
+            }
+        }
+        (ages, never)
+    };
+    let window = (observe_to - steady_from).as_secs_f64();
+    match ages.iter().max() {
+        Some(max) if never == 0 => println!(
+            "slowest open map run refresh age: {:.0} s (longest time without a describe over {window:.0} s)",
+            max.as_secs_f64()
+        ),
+        max => println!(
+            "slowest open map run refresh age: {} of {} open runs never described{}",
+            never,
+            built.open_runs.len(),
+            max.map(|m| format!("; the others up to {:.0} s", m.as_secs_f64()))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 async fn run(opts: Options) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = Simulator::start().await.expect("simulator starts");
     let built = {
         let mut w = sim.world();
         let built = scale::build(&mut w, &ScaleSpec::default(), unix_now());
-        w.quotas = Some(Quotas::default());
+        if !opts.raised {
+            w.quotas = Some(Quotas::default());
+        }
         built
     };
     let built = Arc::new(built);
@@ -372,7 +478,7 @@ async fn run(opts: Options) {
     };
 
     let started = Instant::now();
-    let exporter = Exporter::start(&sim.endpoint, dir.path(), opts.quota_share);
+    let exporter = Exporter::start(&sim.endpoint, dir.path(), opts.quota_share, opts.raised);
     let wanted: BTreeSet<String> = built.open_runs.iter().map(|(_, id)| id.clone()).collect();
     let mut ready_at = None;
     let mut all_open_at = None;
@@ -410,85 +516,33 @@ async fn run(opts: Options) {
         fmt(all_open_at, &format!("{shown} shown"))
     );
 
-    let steady_from = Instant::now();
-    let before: usize = world.lock().expect("world").calls.len();
-    tokio::time::sleep(opts.steady).await;
-    let steady_to = Instant::now();
-    let (stats, ages, never) = {
-        let w = world.lock().expect("world");
-        let upto = w.calls.partition_point(|c| c.at <= steady_to);
-        let stats = classify(&w, &built, &w.calls[..before], &w.calls[before..upto]);
-        // Refresh age: per open run, the longest time without a successful describe, over the
-        // whole window (from the window start to the first describe, between describes, and
-        // from the last one to the window end).
-        let mut last: BTreeMap<&str, Instant> = BTreeMap::new();
-        let mut worst: BTreeMap<&str, Duration> = BTreeMap::new();
-        for c in &w.calls[..upto] {
-            if c.operation == "DescribeMapRun" && !c.throttled {
-                if let Some(r) = &c.resource {
-                    if c.at >= steady_from {
-                        let prev = last
-                            .get(r.as_str())
-                            .copied()
-                            .unwrap_or(steady_from)
-                            .max(steady_from);
-                        let gap = c.at - prev;
-                        let e = worst.entry(r.as_str()).or_default();
-                        *e = (*e).max(gap);
-                    }
-                    last.insert(r.as_str(), c.at);
+    if opts.raised {
+        // Memory with every map run tracked: wait until the exporter has read them all.
+        let mut tracked = 0.0;
+        while started.elapsed() < opts.cap * 4 {
+            if let Some((200, text)) = get_once(exporter.addr, "/metrics").await {
+                tracked = text
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("aws_workflow_exporter_tracked_resources{")
+                            && l.contains("kind=\"map_run\"")
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                if tracked >= built.map_runs as f64 {
+                    break;
                 }
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let mut ages = Vec::new();
-        let mut never = 0;
-        for (arn, _) in &built.open_runs {
-            match last.get(arn.as_str()) {
-                None => never += 1,
-                Some(t) => {
-                    let tail = steady_to - (*t).max(steady_from);
-                    let age = worst
-                        .get(arn.as_str())
-                        .copied()
-                        .unwrap_or_default()
-                        .max(tail);
-                    ages.push(age);
-                }
-            }
-        }
-        (stats, ages, never)
-    };
-    println!(
-        "steady window: {:.0} s, starting {:.0} s after start",
-        opts.steady.as_secs_f64(),
-        (steady_from - started).as_secs_f64()
-    );
-    println!("| service | operation | calls | wasted | throttled | exporter share per minute |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    let mut wasted_total = 0;
-    for ((service, op), s) in &stats {
-        wasted_total += s.wasted;
-        let share = share_per_minute(service, op, opts.quota_share)
-            .map(|v| format!("{v:.0}"))
-            .unwrap_or_else(|| "undocumented".into());
         println!(
-            "| {service} | {op} | {} | {} | {} | {share} |",
-            s.calls, s.wasted, s.throttled
+            "map runs tracked: {tracked:.0} of {} after {:.1} s",
+            built.map_runs,
+            started.elapsed().as_secs_f64()
         );
-    }
-    println!("wasted calls in the steady window: {wasted_total}");
-    match ages.iter().max() {
-        Some(max) if never == 0 => println!(
-            "slowest open map run refresh age: {:.0} s (longest time without a describe, over the steady window)",
-            max.as_secs_f64()
-        ),
-        max => println!(
-            "slowest open map run refresh age: {} of {} open runs never described{}",
-            never,
-            built.open_runs.len(),
-            max.map(|m| format!("; the others up to {:.0} s", m.as_secs_f64()))
-                .unwrap_or_default()
-        ),
+    } else {
+        steady_window(&opts, &world, &built, started).await;
     }
     if let Some((_, text)) = get_once(exporter.addr, "/metrics").await {
         println!(

@@ -157,4 +157,45 @@ mod tests {
         assert!(b.take(start + Duration::from_secs(100)).is_ok());
         assert!(b.take(start + Duration::from_secs(100)).is_err());
     }
+
+    #[test]
+    fn spare_tokens_leave_what_open_work_needs() {
+        let start = Instant::now();
+        let mut b = Bucket {
+            capacity: 10.0,
+            refill_per_sec: 1.0,
+            tokens: 4.0,
+            last: start,
+        };
+        // Keeping 3 for open work: the 4th token is spare now.
+        assert_eq!(b.time_until(1.0 + 3.0), Duration::ZERO);
+        // Keeping 5: spare once the bucket holds 6, in 2 s.
+        assert_eq!(b.time_until(1.0 + 5.0), Duration::from_secs(2));
+        // Open work needs more than the bucket holds: only a full bucket has a spare token.
+        assert_eq!(b.time_until(1.0 + 50.0), Duration::from_secs(6));
+        b.refill(start + Duration::from_secs(100));
+        assert_eq!(b.tokens, 10.0);
+    }
+
+    #[test]
+    fn a_throttle_empties_the_bucket() {
+        let budget = ApiBudget::new(
+            "us-east-1",
+            0.5,
+            BTreeMap::from([("x:Op".to_string(), (40.0, 2.0))]),
+            Arc::new(SelfMetrics::new()),
+        );
+        let op = Operation {
+            service: "x",
+            name: "Op",
+            iam_action: Some("x:Op"),
+            bucket: crate::aws::operation::AwsBucket::flat(4.0, 1.0),
+        };
+        // The override sizes the bucket: 40 x 0.5 = 20 tokens, 1 per second.
+        assert_eq!(budget.refill_per_sec(op), 1.0);
+        assert_eq!(budget.time_until_spare(op, 18.0), Duration::ZERO);
+        budget.drain(op);
+        let wait = budget.time_until_spare(op, 0.0);
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+    }
 }
