@@ -290,9 +290,10 @@ fn classify(
     out
 }
 
-/// AWS's refill per minute for the operation, and the exporter's share of it.
-fn share_per_minute(service: &str, operation: &str, share: f64) -> Option<f64> {
-    quotas::aws_bucket(service, operation).map(|(_, refill)| refill * 60.0 * share)
+/// The exporter's share of AWS's bucket for the operation: burst, and refill per minute.
+fn share_per_minute(service: &str, operation: &str, share: f64) -> Option<(f64, f64)> {
+    quotas::aws_bucket(service, operation)
+        .map(|(size, refill)| (size * share, refill * 60.0 * share))
 }
 
 async fn scrape_load(
@@ -364,13 +365,13 @@ async fn steady_window(
         opts.steady.as_secs_f64(),
         (steady_from - started).as_secs_f64()
     );
-    println!("| service | operation | calls | wasted | throttled | exporter share per minute |");
+    println!("| service | operation | calls | wasted | throttled | exporter's share: burst + per minute |");
     println!("| --- | --- | --- | --- | --- | --- |");
     let mut wasted_total = 0;
     for ((service, op), s) in &stats {
         wasted_total += s.wasted;
         let share = share_per_minute(service, op, opts.quota_share)
-            .map(|v| format!("{v:.0}"))
+            .map(|(burst, rate)| format!("{burst:.0} + {rate:.0}"))
             .unwrap_or_else(|| "undocumented".into());
         println!(
             "| {service} | {op} | {} | {} | {} | {share} |",

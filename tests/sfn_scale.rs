@@ -378,7 +378,7 @@ async fn a_redrive_of_an_execution_older_than_lookback_is_found() {
 }
 
 #[tokio::test]
-async fn when_the_budget_is_short_runs_near_their_tolerance_are_refreshed_first() {
+async fn a_quota_override_sets_the_budget_and_open_runs_wait_their_turn() {
     let mut h = Harness::start(SOURCE, |c| {
         // An account whose DescribeMapRun quota is 14 calls, refilled about never.
         c.aws_api
@@ -387,32 +387,41 @@ async fn when_the_budget_is_short_runs_near_their_tolerance_are_refreshed_first(
     })
     .await;
     let now = unix_now();
-    let runs: Vec<String> = {
+    {
         let mut w = h.world();
         let sm = w.sfn.add_state_machine("wide", now - 86400.0);
         let exec = w.sfn.start_execution(&sm, "live", now - 100.0);
-        (0..12)
-            .map(|i| {
-                let run = w
-                    .sfn
-                    .add_map_run(&exec, spec(&format!("r{i:02}"), 1000), now - 90.0);
-                // r03 and r07 failed 7% of their items against 10% tolerated.
-                let failed = if i == 3 || i == 7 { 70 } else { 1 };
-                w.sfn.set_progress(&run, 10, 100, failed, 0);
-                run
-            })
-            .collect()
-    };
+        for i in 0..12 {
+            let run = w
+                .sfn
+                .add_map_run(&exec, spec(&format!("r{i:02}"), 1000), now - 90.0);
+            w.sfn.set_progress(&run, 10, 100, 1, 0);
+        }
+    }
     h.poll().await;
     assert_eq!(resources(&take_log(&h), "DescribeMapRun").len(), 12);
+    // The 2 tokens left go to 2 runs; the others wait for tokens, and keep their last values.
     h.poll().await;
-    let second = resources(&take_log(&h), "DescribeMapRun");
+    assert_eq!(resources(&take_log(&h), "DescribeMapRun").len(), 2);
+    h.poll().await;
+    assert!(resources(&take_log(&h), "DescribeMapRun").is_empty());
+    let s = h.scrape().await;
     assert_eq!(
-        ids(&second),
-        BTreeSet::from(["r03".to_string(), "r07".to_string()]),
-        "the 2 tokens left go to the runs closest to their tolerance"
+        s.count("aws_sfn_map_run_status", &[("status", "running")]),
+        12
     );
-    assert_eq!(runs.len(), 12);
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_api_requests_total",
+            &[
+                ("service", "sfn"),
+                ("operation", "DescribeMapRun"),
+                ("outcome", "throttled")
+            ]
+        ),
+        Some(0.0),
+        "waiting for tokens, never calling into a throttle"
+    );
 }
 
 #[tokio::test]

@@ -171,8 +171,13 @@ pub struct ListingPlan {
 /// that many polls.
 pub const REDRIVE_SCAN_EVERY_POLLS: u64 = 5;
 
-/// An open run whose failures reached this share of what it tolerates is described first.
+/// An open run whose failures reached this share of what it tolerates is near its tolerance.
 pub const NEAR_TOLERANCE: f64 = 0.5;
+/// How much sooner (by time since its last describe) an open run near its tolerance, or one
+/// that changed at its last describe, is described again than one that did neither. A weight,
+/// not a tier, so that the others still take their turn: none waits more than a pass.
+const NEAR_TOLERANCE_WEIGHT: f64 = 4.0;
+const CHANGED_WEIGHT: f64 = 2.0;
 
 /// The DescribeMapRun calls a poll should make, by kind.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -181,8 +186,9 @@ pub struct DescribePlan {
     /// first seen after it stopped), failed or aborted runs whose parent was redriven.
     pub required: Vec<String>,
     /// Runs of running executions, most urgent first: never described ones, overdue ones (not
-    /// described for `due_after` seconds), then runs near their tolerated failures, runs that
-    /// changed at their last describe, and the rest by how long ago they were described.
+    /// described for `due_after` seconds, one pass over the open runs), then by how long ago
+    /// they were described, that time weighted up for runs near their tolerated failures and
+    /// runs that changed at their last describe.
     pub refresh: Vec<String>,
     /// Runs of history executions never described, newest first.
     pub backfill: Vec<String>,
@@ -520,7 +526,9 @@ impl MapRunTracker {
     /// reruns those, never a succeeded run).
     pub fn runs_to_describe(&self, now: f64, due_after: f64) -> DescribePlan {
         let mut plan = DescribePlan::default();
-        let mut refresh: Vec<((bool, u8, f64), &String)> = Vec::new();
+        // (not due yet, urgency): due runs first, then by how long ago they were described,
+        // weighted up for runs near their tolerance or that changed at their last describe.
+        let mut refresh: Vec<((bool, f64), &String)> = Vec::new();
         let mut backfill: Vec<(f64, &String)> = Vec::new();
         for (arn, r) in &self.runs {
             let parent = self.executions.get(&r.execution_arn);
@@ -531,7 +539,7 @@ impl MapRunTracker {
                     backfill.push((start, arn));
                 } else if parent_running {
                     // Never described: overdue, first in line.
-                    refresh.push(((false, 0, f64::NEG_INFINITY), arn));
+                    refresh.push(((false, f64::INFINITY), arn));
                 } else {
                     plan.required.push(arn.clone());
                 }
@@ -540,14 +548,14 @@ impl MapRunTracker {
             if !obs.status.is_terminal() {
                 if parent_running {
                     let age = now - r.last_described;
-                    let tier = if r.tolerance_used() >= NEAR_TOLERANCE {
-                        0
+                    let weight = if r.tolerance_used() >= NEAR_TOLERANCE {
+                        NEAR_TOLERANCE_WEIGHT
                     } else if r.changed {
-                        1
+                        CHANGED_WEIGHT
                     } else {
-                        2
+                        1.0
                     };
-                    refresh.push(((age < due_after, tier, r.last_described), arn));
+                    refresh.push(((age < due_after, age * weight), arn));
                 } else {
                     plan.required.push(arn.clone());
                 }
@@ -562,12 +570,7 @@ impl MapRunTracker {
                 plan.required.push(arn.clone());
             }
         }
-        refresh.sort_by(|(a, x), (b, y)| {
-            a.0.cmp(&b.0)
-                .then(a.1.cmp(&b.1))
-                .then(a.2.total_cmp(&b.2))
-                .then(x.cmp(y))
-        });
+        refresh.sort_by(|(a, x), (b, y)| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(x.cmp(y)));
         plan.refresh = refresh.into_iter().map(|(_, arn)| arn.clone()).collect();
         backfill.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         plan.backfill = backfill.into_iter().map(|(_, arn)| arn.clone()).collect();
@@ -584,7 +587,8 @@ impl MapRunTracker {
         if let Some(parent) = self.executions.get(&run.execution_arn) {
             run.parent_redrive_at_describe = parent.obs.redrive_count;
         }
-        run.changed = run.obs.as_ref().is_some_and(|prev| {
+        // A first describe is news too.
+        run.changed = run.obs.as_ref().is_none_or(|prev| {
             prev.status != obs.status
                 || prev.items != obs.items
                 || prev.executions != obs.executions
@@ -1085,7 +1089,7 @@ mod tests {
     }
 
     #[test]
-    fn open_runs_are_refreshed_overdue_first_then_near_tolerance_then_changed() {
+    fn open_runs_are_refreshed_overdue_first_then_by_weighted_staleness() {
         let mut t = MapRunTracker::new(0.0, 60.0);
         listing(&mut t, Listing::Running, vec![exec(true, 0)], 100.0);
         let arn =
@@ -1106,9 +1110,12 @@ mod tests {
         let plan = t.runs_to_describe(120.0, 100.0);
         assert!(plan.required.is_empty());
         assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
-        // Without the overdue one, `stale` sorts by tier like the rest.
+        // Not overdue, `stale` still comes first: 110 s since its describe (which was news)
+        // outweighs `near`'s 20 s; weights order the rest.
         let plan = t.runs_to_describe(120.0, 1000.0);
-        assert_eq!(plan.refresh, ["near", "moving", "stale", "calm"].map(arn));
+        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
+        let plan = t.runs_to_describe(115.0, 1000.0);
+        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
     }
 
     #[test]
@@ -1194,6 +1201,83 @@ mod tests {
             t.executions_to_list(),
             vec![EXEC.to_string()],
             "still believed running"
+        );
+    }
+}
+#[cfg(test)]
+mod refresh_order {
+    use super::*;
+
+    const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:etl";
+    const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:etl:live";
+
+    #[test]
+    fn no_open_run_waits_more_than_one_pass_and_near_ones_go_first() {
+        // 100 open runs, 10 near their tolerance, all changing; 30 describes per 60 s poll
+        // (0.5/s): a pass takes 200 s, so none may wait more than 200 s + one poll.
+        let mut t = MapRunTracker::new(0.0, 3600.0);
+        t.observe_listing(
+            SM,
+            Listing::Running,
+            vec![ExecutionObs {
+                arn: EXEC.into(),
+                state_machine_arn: SM.into(),
+                name: "live".into(),
+                running: true,
+                start: 0.0,
+                stop: None,
+                redrive_count: 0,
+                redrive_date: None,
+            }],
+            0.0,
+            0.0,
+        );
+        let arn = |i: usize| format!("arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan:{i:03}");
+        t.record_map_runs(EXEC, (0..100).map(arn).collect());
+        let obs = |i: usize, step: i64| MapRunObs {
+            arn: arn(i),
+            execution_arn: EXEC.into(),
+            status: MapRunStatus::Running,
+            start: 0.0,
+            stop: None,
+            max_concurrency: 0,
+            tolerated_failure_ratio: 0.1,
+            tolerated_failure_count: 0,
+            // Near ones failed 6% of their items against 10% tolerated.
+            items: Counts {
+                total: 10_000,
+                succeeded: step * 10,
+                failed: if i % 10 == 0 { 600 } else { step },
+                ..Counts::default()
+            },
+            executions: Counts::default(),
+            redrive_count: 0,
+            redrive_date: None,
+        };
+        let mut last = vec![0.0; 100];
+        for i in 0..100 {
+            t.apply_describe(obs(i, 1), 1.0);
+            last[i] = 1.0;
+        }
+        let mut worst: f64 = 0.0;
+        let mut near_described = 0;
+        for poll in 1..=20 {
+            let now = 1.0 + poll as f64 * 60.0;
+            let plan = t.runs_to_describe(now, 100.0 / 0.5);
+            for a in plan.refresh.iter().take(30) {
+                let i: usize = a.rsplit(':').next().unwrap().parse().unwrap();
+                worst = worst.max(now - last[i]);
+                last[i] = now;
+                if i % 10 == 0 {
+                    near_described += 1;
+                }
+                t.apply_describe(obs(i, poll + 1), now);
+            }
+        }
+        assert!(worst <= 200.0 + 60.0, "an open run waited {worst} s");
+        assert!(
+            near_described > 20 * 30 / 10,
+            "runs near their tolerance are described more often than their share: {near_described}"
         );
     }
 }
