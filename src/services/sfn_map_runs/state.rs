@@ -1254,11 +1254,10 @@ mod refresh_order {
             redrive_count: 0,
             redrive_date: None,
         };
-        let mut last = vec![0.0; 100];
         for i in 0..100 {
             t.apply_describe(obs(i, 1), 1.0);
-            last[i] = 1.0;
         }
+        let mut last = vec![1.0; 100];
         let mut worst: f64 = 0.0;
         let mut near_described = 0;
         for poll in 1..=20 {
