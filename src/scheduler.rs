@@ -15,7 +15,7 @@ use crate::config::check::MAX_DURATION;
 use crate::config::format_duration;
 use crate::error::AwsError;
 use crate::exposition::hub::{MetricsHub, Snapshot};
-use crate::services::source::{unix_now, PollOutcome, Source};
+use crate::services::source::{unix_now, PollOutcome, Progress, Source};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
 #[derive(Debug)]
@@ -50,6 +50,36 @@ impl Readiness {
             .difference(&done)
             .map(|(s, t)| format!("{s}@{t}"))
             .collect()
+    }
+}
+
+/// Publishes a source's snapshots while it polls, at most once a second unless forced.
+struct PollProgress<'a> {
+    hub: &'a MetricsHub,
+    readiness: &'a Readiness,
+    source: &'static str,
+    target: String,
+    last: Mutex<Option<Instant>>,
+}
+
+/// The shortest time between two publishes of one source during a poll: each one re-encodes
+/// the whole exposition.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+impl Progress for PollProgress<'_> {
+    fn publish(&self, force: bool, snapshot: &mut dyn FnMut() -> Snapshot) {
+        {
+            let mut last = self.last.lock().expect("progress lock");
+            if !force && last.is_some_and(|t| t.elapsed() < PUBLISH_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.hub.publish(self.source, &self.target, snapshot());
+    }
+
+    fn ready(&self) {
+        self.readiness.mark(self.source, &self.target);
     }
 }
 
@@ -91,7 +121,15 @@ pub async fn poll_and_publish(
     let before = source.target().labels();
     let mut errors = Vec::new();
     let mut restart = None;
-    let ended = tokio::time::timeout(deadline, CatchUnwind(source.poll(&mut errors))).await;
+    let progress = PollProgress {
+        hub,
+        readiness,
+        source: source.name(),
+        target: source.target().key(),
+        last: Mutex::new(None),
+    };
+    let ended =
+        tokio::time::timeout(deadline, CatchUnwind(source.poll(&mut errors, &progress))).await;
     let failure = match ended {
         Ok(Ok(result)) => result.err(),
         Ok(Err(panic)) => {

@@ -273,13 +273,17 @@ async fn historical_runs_feed_no_counter_and_cost_at_most_two_pages() {
         Some(1000.0)
     );
     h.poll().await;
-    assert_eq!(get(&h.take_calls(), DESCRIBE), 2, "then one page per flow");
+    assert_eq!(
+        get(&h.take_calls(), DESCRIBE),
+        0,
+        "then none: ListFlows shows the same last run and nothing is in progress"
+    );
     let s = h.scrape().await;
     assert_eq!(s.sum("aws_appflow_flow_runs_total", &[]), 0.0);
 }
 
 #[tokio::test]
-async fn steady_state_costs_one_describe_per_flow_per_poll() {
+async fn steady_state_describes_only_flows_whose_last_run_changed() {
     let mut h = Harness::start(SOURCE, |_| {}).await;
     let now = unix_now();
     {
@@ -301,10 +305,14 @@ async fn steady_state_costs_one_describe_per_flow_per_poll() {
     for (i, calls) in per_poll.iter().enumerate() {
         println!("50 flows, steady-state poll {}: {calls:?}", i + 1);
         assert_eq!(get(calls, "ListFlows"), 1);
-        assert_eq!(get(calls, DESCRIBE), 50, "one page per flow");
+        assert_eq!(
+            get(calls, DESCRIBE),
+            0,
+            "lastRunExecutionDetails unchanged and nothing in progress: nothing to read"
+        );
     }
 
-    // A new run on one flow, seen through to its end, costs nothing more.
+    // A new run on one flow, seen through to its end, costs one page of that flow per poll.
     let id = {
         let mut w = h.world();
         let id = w.appflow.start_run("flow-07", now - 5.0);
@@ -315,7 +323,13 @@ async fn steady_state_costs_one_describe_per_flow_per_poll() {
     h.world().appflow.finish_run(&id, "Canceled", now - 1.0);
     h.poll().await;
     let calls = h.take_calls();
-    assert_eq!(get(&calls, DESCRIBE), 100);
+    assert_eq!(get(&calls, DESCRIBE), 2);
+    h.poll().await;
+    assert_eq!(
+        get(&h.take_calls(), DESCRIBE),
+        0,
+        "finished and seen: quiet again"
+    );
     let s = h.scrape().await;
     assert_eq!(
         s.value(
@@ -389,7 +403,11 @@ async fn an_in_progress_run_behind_many_newer_runs_is_followed_across_pages() {
         Some(91.0)
     );
     h.poll().await;
-    assert_eq!(get(&h.take_calls(), DESCRIBE), 1, "back to one page");
+    assert_eq!(
+        get(&h.take_calls(), DESCRIBE),
+        0,
+        "nothing in progress and no newer run: not read"
+    );
 }
 
 #[tokio::test]

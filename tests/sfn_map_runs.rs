@@ -491,10 +491,14 @@ async fn steady_state_costs_no_describes_of_finished_runs() {
     };
     assert_eq!(get(&first, "DescribeMapRun"), 22);
     assert_eq!(get(&first, "ListMapRuns"), 22);
-    // Steady state: 1 ListStateMachines, RUNNING list (1 page) + window list (4 pages of 7),
-    // ListMapRuns and DescribeMapRun for the 2 running executions only.
+    // Steady state: 1 ListStateMachines, the definition cached, RUNNING list (1 page) + newest
+    // first down to the newest execution already seen (1 page of 7; this poll is not the state
+    // machine's turn to look for redrives), ListMapRuns and DescribeMapRun for the 2 running
+    // executions only.
+    assert_eq!(get(&first, "DescribeStateMachine"), 1);
+    assert_eq!(get(&steady, "DescribeStateMachine"), 0);
     assert_eq!(get(&steady, "ListStateMachines"), 1);
-    assert_eq!(get(&steady, "ListExecutions"), 1 + 4);
+    assert_eq!(get(&steady, "ListExecutions"), 1 + 1);
     assert_eq!(get(&steady, "ListMapRuns"), 2);
     assert_eq!(get(&steady, "DescribeMapRun"), 2);
     println!("calls per poll, first: {first:?}\ncalls per poll, steady state: {steady:?}");
@@ -533,11 +537,21 @@ async fn per_run_series_expire_after_retention_while_aggregates_stay() {
         Some(0.0)
     );
 
-    // A deleted state machine drops its series.
+    // A deleted state machine drops its series, its counters included.
+    assert_eq!(
+        s.count(
+            "aws_sfn_map_runs_finished_total",
+            &[("state_machine", "etl")]
+        ),
+        3
+    );
     h.world().sfn.delete_state_machine(&sm);
     h.poll().await;
     let s = h.scrape().await;
     assert_eq!(s.count("aws_sfn_map_run_status", &[]), 0);
+    assert_eq!(s.count("aws_sfn_map_runs_finished_total", &[]), 0);
+    assert_eq!(s.count("aws_sfn_map_run_items_finished_total", &[]), 0);
+    assert_eq!(s.count("aws_sfn_map_runs_open", &[]), 0);
 }
 
 #[tokio::test]

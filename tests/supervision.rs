@@ -15,7 +15,7 @@ use aws_workflow_exporter::config::targets::{AwsApiConfig, TargetConfig};
 use aws_workflow_exporter::error::AwsError;
 use aws_workflow_exporter::exposition::{MetricsHub, SelfMetrics, Snapshot};
 use aws_workflow_exporter::scheduler::{run_source, Readiness};
-use aws_workflow_exporter::services::source::{BoxFuture, Source};
+use aws_workflow_exporter::services::source::{BoxFuture, Progress, Source};
 use aws_workflow_exporter::web::{self, HttpState, Web};
 use common::{http_get, Scrape};
 use tokio::net::TcpListener;
@@ -53,6 +53,7 @@ impl Source for TestSource {
     fn poll<'a>(
         &'a mut self,
         _errors: &'a mut Vec<AwsError>,
+        _progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         let n = self.polls.fetch_add(1, Ordering::SeqCst);
         let behaviour = self.behaviour;

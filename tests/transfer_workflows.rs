@@ -253,12 +253,13 @@ async fn an_execution_gone_before_its_describe_counts_as_finished() {
     {
         let mut w = h.world();
         w.transfer.start_execution(WF, "racer", "s-1");
+        w.transfer.step_failed("racer", "COPY", "ALREADY_EXISTS");
         w.transfer.finish_before_describe.insert("racer".into());
     }
     h.poll().await;
     let s = h.scrape().await;
-    assert_eq!(finished(&s, WF, "in_progress"), Some(1.0));
-    assert_eq!(executions(&s, WF, "in_progress"), Some(0.0));
+    assert_eq!(finished(&s, WF, "handling_exception"), Some(1.0));
+    assert_eq!(executions(&s, WF, "handling_exception"), Some(0.0));
     assert_eq!(poll_success(&s), Some(1.0));
     assert_eq!(
         s.value(
@@ -273,7 +274,7 @@ async fn an_execution_gone_before_its_describe_counts_as_finished() {
     );
     h.poll().await;
     let s = h.scrape().await;
-    assert_eq!(finished(&s, WF, "in_progress"), Some(1.0), "once");
+    assert_eq!(finished(&s, WF, "handling_exception"), Some(1.0), "once");
 }
 
 #[tokio::test]
@@ -387,7 +388,11 @@ async fn steady_state_with_10_workflows_and_50_executions() {
     );
     assert_eq!(get(&first, "ListWorkflows"), 1);
     assert_eq!(get(&first, "ListExecutions"), 10);
-    assert_eq!(get(&first, "DescribeExecution"), 50);
+    assert_eq!(
+        get(&first, "DescribeExecution"),
+        0,
+        "IN_PROGRESS executions cannot show a failed step: none described"
+    );
     assert_eq!(get(&steady, "ListWorkflows"), 1);
     assert_eq!(get(&steady, "ListExecutions"), 10);
     assert_eq!(get(&steady, "DescribeExecution"), 0);

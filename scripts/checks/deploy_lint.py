@@ -44,6 +44,7 @@ CONFIG_MOUNT = "/etc/aws-workflow-exporter"
 # The exporter's IAM permissions: exactly these, nothing more.
 POLICY_ACTIONS = {
     "states:ListStateMachines",
+    "states:DescribeStateMachine",
     "states:ListExecutions",
     "states:ListMapRuns",
     "states:DescribeMapRun",
@@ -57,6 +58,7 @@ POLICY_ACTIONS = {
 STAR_ACTIONS = {"states:ListStateMachines", "transfer:ListWorkflows", "appflow:ListFlows"}
 # Resource ARN shape each scoped action must use.
 ACTION_RESOURCES = {
+    "states:DescribeStateMachine": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:stateMachine:.+$"),
     "states:ListExecutions": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:stateMachine:.+$"),
     "states:ListMapRuns": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:execution:.+$"),
     "states:DescribeMapRun": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:mapRun:.+$"),

@@ -206,20 +206,24 @@ pub struct Connection {
     pub sdk_config: SdkConfig,
     pub budget: ApiBudget,
     pub instrumentation: ApiInstrumentation,
+    /// Attempts per call, retries included (`aws_api.max_attempts`).
+    pub max_attempts: u32,
 }
 
 impl Connection {
-    /// One AWS call: waits for a token of the operation's budget, then sends it.
-    pub async fn call<T, E>(
+    /// One AWS call: waits for a token of the operation's budget, then sends it (`send` builds
+    /// the request; it is called again for each retry, and every attempt pays a token).
+    pub async fn call<T, E, Fut>(
         &self,
         op: Operation,
-        request: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        send: impl FnMut() -> Fut,
     ) -> Result<T, AwsError>
     where
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         self.budget.acquire(op).await;
-        request.await.map_err(|e| AwsError::from_sdk(op.name, e))
+        attempts(&self.budget, self.max_attempts, op, send).await
     }
 
     /// Follows a paginated call, one budget token per page: `fetch` sends the page for a token,
@@ -235,9 +239,9 @@ impl Connection {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let mut out = Vec::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
-            let page = self.call(op, fetch(token)).await?;
+            let page = self.call(op, || fetch(token.clone())).await?;
             match take(page, &mut out) {
                 Some(next) => token = Some(next),
                 None => return Ok(out),
@@ -245,6 +249,53 @@ impl Connection {
         }
     }
 }
+
+/// Sends a call that already paid its first token, retrying what is worth retrying (throttling,
+/// server errors, timeouts, transport errors) up to `max_attempts` with exponential backoff.
+/// Retries come out of the same budget, and a throttle empties it: the exporter never spends
+/// the account's quota faster because AWS is throttling. The SDK's own retries are off.
+async fn attempts<T, E, Fut>(
+    budget: &ApiBudget,
+    max_attempts: u32,
+    op: Operation,
+    mut send: impl FnMut() -> Fut,
+) -> Result<T, AwsError>
+where
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut attempt = 1;
+    loop {
+        let err = match send().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let throttled = err.code().is_some_and(crate::error::is_throttling_code);
+        let retryable = throttled
+            || match &err {
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+                SdkError::ResponseError(_) => true,
+                SdkError::ServiceError(e) => e.raw().status().is_server_error(),
+                _ => false,
+            };
+        if !retryable || attempt >= max_attempts {
+            return Err(AwsError::from_sdk(op.name, err));
+        }
+        if throttled {
+            budget.drain(op);
+        }
+        let backoff = RETRY_BASE
+            .mul_f64(2f64.powi(attempt as i32 - 1))
+            .min(RETRY_CAP);
+        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+        budget.acquire(op).await;
+        attempt += 1;
+    }
+}
+
+/// First retry after about this long, doubling each time up to [`RETRY_CAP`].
+const RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY_CAP: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl Target {
     pub fn new(
@@ -309,7 +360,8 @@ impl Target {
 
     async fn establish(&self) -> Result<Arc<Connection>, AwsError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(self.api.max_attempts))
+            // Retries are made by `attempts`, out of the API budget.
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(self.api.connect_timeout)
@@ -374,6 +426,7 @@ impl Target {
         let budget = ApiBudget::new(
             &region,
             self.api.quota_share,
+            self.api.quotas.clone(),
             self.metrics.clone(),
             self.identity.clone(),
         );
@@ -392,6 +445,7 @@ impl Target {
             sdk_config,
             budget,
             instrumentation,
+            max_attempts: self.api.max_attempts,
         }))
     }
 }

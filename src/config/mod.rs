@@ -119,7 +119,11 @@ mod raw {
                 DEFAULT_POLL_INTERVAL,
                 Duration::from_secs(1),
             );
-            let aws_api = self.aws_api.validate(&mut c);
+            let iam_actions: Vec<&str> = crate::services::operations()
+                .iter()
+                .filter_map(|op| op.iam_action)
+                .collect();
+            let aws_api = self.aws_api.validate(&mut c, &iam_actions);
             let targets = validate_targets(&mut c, self.targets);
             let sources = self.sources.validate(&mut c, poll_interval);
             c.finish(Config {

@@ -1,7 +1,7 @@
 //! Where and how to reach AWS: the `aws_api` section and the `targets` list, validated into
 //! one [`TargetConfig`] per (target, region).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -15,6 +15,9 @@ pub struct AwsApiConfig {
     pub operation_timeout: Duration,
     /// Fraction (0..1] of each AWS API token bucket the exporter allows itself.
     pub quota_share: f64,
+    /// AWS's bucket per IAM action where the account's quota was raised: (bucket size, refill
+    /// per second). The exporter still takes `quota_share` of it.
+    pub quotas: BTreeMap<String, (f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +81,7 @@ impl Default for AwsApiConfig {
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(30),
             quota_share: 0.5,
+            quotas: BTreeMap::new(),
         }
     }
 }
@@ -90,6 +94,17 @@ pub struct RawAwsApi {
     pub connect_timeout: Option<DurationText>,
     pub operation_timeout: Option<DurationText>,
     pub quota_share: Option<f64>,
+    /// AWS's bucket by IAM action, for quotas raised for the account.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, RawQuota>,
+}
+
+/// AWS's bucket for one operation, as raised for the account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    pub bucket_size: f64,
+    pub refill_per_second: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,7 +121,8 @@ pub struct RawTarget {
 }
 
 impl RawAwsApi {
-    pub fn validate(self, c: &mut Check) -> AwsApiConfig {
+    /// `iam_actions`: the actions of every call the exporter can make (keys of `quotas`).
+    pub fn validate(self, c: &mut Check, iam_actions: &[&str]) -> AwsApiConfig {
         let one_second = Duration::from_secs(1);
         let defaults = AwsApiConfig::default();
         let max_attempts = self.max_attempts.unwrap_or(defaults.max_attempts);
@@ -135,8 +151,50 @@ impl RawAwsApi {
                 one_second,
             ),
             quota_share,
+            quotas: validate_quotas(c, &self.quotas, iam_actions),
         }
     }
+}
+
+/// Keys are IAM actions of calls the exporter makes; sizes and rates must be positive.
+fn validate_quotas(
+    c: &mut Check,
+    quotas: &BTreeMap<String, RawQuota>,
+    iam_actions: &[&str],
+) -> BTreeMap<String, (f64, f64)> {
+    let mut out = BTreeMap::new();
+    for (action, q) in quotas {
+        let path = format!("aws_api.quotas.{action}");
+        if !iam_actions.contains(&action.as_str()) {
+            c.fail(
+                path,
+                format!(
+                    "not an API the exporter calls; one of: {}",
+                    iam_actions.join(", ")
+                ),
+            );
+            continue;
+        }
+        let mut ok = true;
+        if !(q.bucket_size.is_finite() && q.bucket_size >= 1.0) {
+            c.fail(
+                format!("{path}.bucket_size"),
+                "must be a number of calls, at least 1",
+            );
+            ok = false;
+        }
+        if !(q.refill_per_second.is_finite() && q.refill_per_second > 0.0) {
+            c.fail(
+                format!("{path}.refill_per_second"),
+                "must be a rate greater than 0",
+            );
+            ok = false;
+        }
+        if ok {
+            out.insert(action.clone(), (q.bucket_size, q.refill_per_second));
+        }
+    }
+    out
 }
 
 /// The `targets` list, one entry per region; `None` (no list) means the default credentials and region.

@@ -33,6 +33,10 @@ pub struct MetricsHub {
     self_metrics: Arc<SelfMetrics>,
     /// Latest snapshot per (source, target key).
     published: Mutex<BTreeMap<(String, String), Snapshot>>,
+    /// Held through a whole rebuild: rebuilds run one at a time, each from the snapshots as they
+    /// are when it starts, so a slow rebuild of older snapshots never replaces a newer exposition
+    /// (a scrape could otherwise see a counter go down).
+    rebuilding: Mutex<()>,
     current: RwLock<Arc<Exposition>>,
 }
 
@@ -41,6 +45,7 @@ impl MetricsHub {
         let hub = Self {
             self_metrics,
             published: Mutex::new(BTreeMap::new()),
+            rebuilding: Mutex::new(()),
             current: RwLock::new(Arc::new(Exposition::default())),
         };
         hub.rebuild();
@@ -81,13 +86,14 @@ impl MetricsHub {
 
     /// Merges families of the same name across sources and targets, then encodes once.
     ///
-    /// The whole rebuild runs under the hub lock: two sources finishing at once must not let the
-    /// one that read the self-metrics first store its exposition last, which would take a
-    /// `poll_success` back and move counters backwards until the next poll.
+    /// Rebuilds run one at a time: two sources finishing at once must not let the one that read
+    /// the self-metrics first store its exposition last, which would take a `poll_success` back
+    /// and move counters backwards until the next poll.
     pub fn rebuild(&self) {
-        let published = self.published.lock().expect("hub lock");
+        let _one_at_a_time = self.rebuilding.lock().expect("rebuild lock");
         let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
         {
+            let published = self.published.lock().expect("hub lock");
             let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
             for snapshot in published.values() {
                 for (kind, n) in &snapshot.tracked {
@@ -127,6 +133,55 @@ impl MetricsHub {
             gzip: Bytes::from(gzip),
             families: Arc::new(families),
         });
-        drop(published);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::family::FamilyBuilder;
+    use crate::exposition::metric::{MetricDef, MetricKind};
+
+    const SERIES: MetricDef = MetricDef {
+        name: "test_series",
+        kind: MetricKind::Gauge,
+        help: "A test series.",
+        labels: &["n"],
+    };
+
+    fn snapshot(series: usize, value: f64) -> Snapshot {
+        let mut b = FamilyBuilder::new(&SERIES);
+        for i in 0..series {
+            b.add(&[&i.to_string()], value);
+        }
+        let mut families = Vec::new();
+        b.finish(&mut families);
+        Snapshot {
+            families,
+            tracked: vec![],
+        }
+    }
+
+    #[test]
+    fn a_slow_rebuild_never_publishes_over_a_newer_one() {
+        let hub = Arc::new(MetricsHub::new(Arc::new(SelfMetrics::new())));
+        // A publishes a large snapshot (slow to encode); B publishes a small one for the same
+        // source while A is still rebuilding. B's is the newer: the exposition must end with it.
+        let slow = {
+            let hub = hub.clone();
+            std::thread::spawn(move || hub.publish("s", "t", snapshot(200_000, 1.0)))
+        };
+        // Wait until A holds the snapshots (it is rebuilding), without sleeping.
+        while hub.published.try_lock().is_ok() && !slow.is_finished() {
+            std::hint::spin_loop();
+        }
+        hub.publish("s", "t", snapshot(1, 2.0));
+        slow.join().expect("slow publisher");
+        let text = String::from_utf8(hub.current().plain.to_vec()).expect("utf-8");
+        assert!(
+            text.contains("test_series{n=\"0\"} 2"),
+            "the newer snapshot is served"
+        );
+        assert!(!text.contains("n=\"1\""), "the older snapshot is gone");
     }
 }

@@ -23,6 +23,16 @@ impl PollOutcome {
     }
 }
 
+/// What a poll can do before it ends: publish what it learned so far, so a poll slowed down
+/// by the API budget never holds back what it already knows.
+pub trait Progress: Sync {
+    /// Publishes `snapshot()` unless the last publish was less than a second ago; `force`
+    /// publishes in any case.
+    fn publish(&self, force: bool, snapshot: &mut dyn FnMut() -> Snapshot);
+    /// The source's open work is published: /readyz need not wait for the end of its first poll.
+    fn ready(&self);
+}
+
 /// One AWS service, polled for one target.
 pub trait Source: Send {
     /// The `source` label: `sfn_map_runs`, `transfer_workflows`, `appflow_flows`.
@@ -30,10 +40,13 @@ pub trait Source: Send {
     fn target(&self) -> &Arc<Target>;
     /// How often to poll.
     fn interval(&self) -> std::time::Duration;
-    /// Calls AWS and updates the source's state.
+    /// Calls AWS and updates the source's state, publishing through `progress` as it goes.
     /// Errors that affect one resource go into `errors` and the poll goes on; an `Err` ends it.
-    fn poll<'a>(&'a mut self, errors: &'a mut Vec<AwsError>)
-        -> BoxFuture<'a, Result<(), AwsError>>;
+    fn poll<'a>(
+        &'a mut self,
+        errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
+    ) -> BoxFuture<'a, Result<(), AwsError>>;
     /// The source's metric families and tracked resource counts, from its state, at `now` (Unix seconds).
     fn snapshot(&self, now: f64) -> Snapshot;
 }

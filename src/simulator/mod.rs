@@ -6,13 +6,15 @@
 
 pub mod appflow;
 pub mod demo;
+pub mod quotas;
+pub mod scale;
 pub mod sfn;
 pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
@@ -89,8 +91,28 @@ pub struct Fault {
 pub struct Call {
     pub service: &'static str,
     pub operation: String,
-    /// When the request arrived.
-    pub at: std::time::SystemTime,
+    /// The resource the request names: its map run, execution, state machine, workflow or flow.
+    pub resource: Option<String>,
+    pub at: Instant,
+    /// Answered with ThrottlingException (an injected fault or an empty quota bucket).
+    pub throttled: bool,
+}
+
+/// The request fields that name the resource a call is about, most specific first.
+const RESOURCE_KEYS: [&str; 6] = [
+    "mapRunArn",
+    "executionArn",
+    "stateMachineArn",
+    "ExecutionId",
+    "WorkflowId",
+    "flowName",
+];
+
+fn resource_of(input: &Value) -> Option<String> {
+    RESOURCE_KEYS
+        .iter()
+        .find_map(|k| input.get(*k).and_then(Value::as_str))
+        .map(str::to_owned)
 }
 
 /// Everything the simulator knows; tests lock it to script scenarios and read the request log.
@@ -101,6 +123,8 @@ pub struct World {
     pub appflow: appflow::AppflowWorld,
     pub faults: Vec<Fault>,
     pub calls: Vec<Call>,
+    /// AWS's per-operation throttling; `None` (the default) never throttles on its own.
+    pub quotas: Option<quotas::Quotas>,
 }
 
 impl World {
@@ -440,12 +464,24 @@ async fn handle(
     };
     let fault = {
         let mut w = world.lock().expect("simulator world lock");
+        let now = Instant::now();
+        let fault = w.take_fault(service, &operation, &text);
+        let admitted = w
+            .quotas
+            .as_mut()
+            .is_none_or(|q| q.admit(service, &operation, now));
+        let fault = match fault {
+            None if !admitted => Some(FaultKind::Throttle),
+            f => f,
+        };
         w.calls.push(Call {
             service,
             operation: operation.clone(),
-            at: std::time::SystemTime::now(),
+            resource: input.as_ref().ok().and_then(resource_of),
+            at: now,
+            throttled: fault == Some(FaultKind::Throttle),
         });
-        w.take_fault(service, &operation, &text)
+        fault
     };
     if let Some(kind) = &fault {
         let parsed = input.as_ref().cloned().unwrap_or_default();

@@ -28,6 +28,10 @@ pub struct SimStateMachine {
     pub name: String,
     pub express: bool,
     pub created: f64,
+    /// The Amazon States Language definition DescribeStateMachine returns (see [`definitions`]).
+    pub definition: String,
+    /// Changes with every definition update, as DescribeStateMachine's `revisionId` does.
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +86,13 @@ pub struct MapRunSpec {
 }
 
 impl SfnWorld {
+    /// A STANDARD state machine whose definition has one Distributed Map state named `Map`.
     pub fn add_state_machine(&mut self, name: &str, created: f64) -> String {
+        self.add_state_machine_with(name, created, &definitions::distributed_map("Map"))
+    }
+
+    /// A STANDARD state machine with the given definition.
+    pub fn add_state_machine_with(&mut self, name: &str, created: f64, definition: &str) -> String {
         let arn = format!("arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}");
         self.state_machines.insert(
             arn.clone(),
@@ -91,9 +101,21 @@ impl SfnWorld {
                 name: name.into(),
                 express: false,
                 created,
+                definition: definition.into(),
+                revision: 1,
             },
         );
         arn
+    }
+
+    /// UpdateStateMachine: a new definition and revision.
+    pub fn update_definition(&mut self, arn: &str, definition: &str) {
+        let sm = self
+            .state_machines
+            .get_mut(arn)
+            .expect("known state machine");
+        sm.definition = definition.into();
+        sm.revision += 1;
     }
 
     pub fn delete_state_machine(&mut self, arn: &str) {
@@ -294,6 +316,25 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
                 .collect();
             Ok(json!({"stateMachines": items, "nextToken": next}))
         }
+        "DescribeStateMachine" => {
+            let arn = required(input, "stateMachineArn")?;
+            let sm = w.state_machines.get(arn).ok_or_else(|| {
+                ApiError::bad_request(
+                    "StateMachineDoesNotExist",
+                    format!("State Machine Does Not Exist: '{arn}'"),
+                )
+            })?;
+            Ok(json!({
+                "stateMachineArn": sm.arn,
+                "name": sm.name,
+                "status": "ACTIVE",
+                "definition": sm.definition,
+                "roleArn": format!("arn:aws:iam::{ACCOUNT_ID}:role/{}", sm.name),
+                "type": if sm.express { "EXPRESS" } else { "STANDARD" },
+                "creationDate": sm.created,
+                "revisionId": format!("rev-{}", sm.revision),
+            }))
+        }
         "ListExecutions" => {
             let sm = required(input, "stateMachineArn")?;
             if !w.state_machines.contains_key(sm) {
@@ -303,10 +344,25 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
                 ));
             }
             let filter = input.get("statusFilter").and_then(Value::as_str);
+            let redriven = match input.get("redriveFilter").and_then(Value::as_str) {
+                None => None,
+                Some("REDRIVEN") => Some(true),
+                Some("NOT_REDRIVEN") => Some(false),
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        "ValidationException",
+                        format!("invalid redriveFilter {other}"),
+                    ))
+                }
+            };
             let mut all: Vec<&SimExecution> = w
                 .executions
                 .values()
-                .filter(|e| e.state_machine_arn == sm && filter.is_none_or(|f| e.status == f))
+                .filter(|e| {
+                    e.state_machine_arn == sm
+                        && filter.is_none_or(|f| e.status == f)
+                        && redriven.is_none_or(|r| (e.redrive_count > 0) == r)
+                })
                 .collect();
             // Newest first, as AWS lists them.
             all.sort_by(|a, b| b.start.total_cmp(&a.start).then_with(|| a.arn.cmp(&b.arn)));
@@ -383,5 +439,119 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
             "UnknownOperationException",
             format!("Step Functions operation {other} is not simulated"),
         )),
+    }
+}
+
+/// Amazon States Language definitions for simulated state machines.
+pub mod definitions {
+    use serde_json::{json, Value};
+
+    fn map_state(mode: &str, inner: Value) -> Value {
+        json!({
+            "Type": "Map",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": mode, "ExecutionType": "STANDARD"},
+                "StartAt": "Inner",
+                "States": {"Inner": inner}
+            },
+            "End": true
+        })
+    }
+
+    fn work() -> Value {
+        json!({"Type": "Pass", "End": true})
+    }
+
+    fn machine(name: &str, state: Value) -> String {
+        json!({"StartAt": name, "States": {name: state}}).to_string()
+    }
+
+    /// One Map state in DISTRIBUTED mode: its runs are Map Runs.
+    pub fn distributed_map(state: &str) -> String {
+        machine(state, map_state("DISTRIBUTED", work()))
+    }
+
+    /// One Map state in INLINE mode: it never starts a Map Run.
+    pub fn inline_map(state: &str) -> String {
+        machine(state, map_state("INLINE", work()))
+    }
+
+    /// A Distributed Map nested in a Parallel branch inside an Inline Map.
+    pub fn nested_distributed_map(state: &str) -> String {
+        let parallel = json!({
+            "Type": "Parallel",
+            "Branches": [{"StartAt": "Fan", "States": {"Fan": map_state("DISTRIBUTED", work())}}],
+            "End": true
+        });
+        machine(state, map_state("INLINE", parallel))
+    }
+
+    /// Task states only: a callback waiting for an approval.
+    pub fn no_map(state: &str) -> String {
+        machine(
+            state,
+            json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "End": true}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_state_machine_returns_the_definition_and_revision() {
+        let mut w = SfnWorld::default();
+        let sm = w.add_state_machine_with("a", 1.0, &definitions::inline_map("Each"));
+        w.update_definition(&sm, &definitions::nested_distributed_map("Outer"));
+        let out = handle(
+            &mut w,
+            "DescribeStateMachine",
+            &json!({"stateMachineArn": sm}),
+        )
+        .unwrap();
+        assert_eq!(out["revisionId"], "rev-2");
+        assert!(out["definition"].as_str().unwrap().contains("DISTRIBUTED"));
+        let missing = handle(
+            &mut w,
+            "DescribeStateMachine",
+            &json!({"stateMachineArn": "x"}),
+        );
+        assert_eq!(missing.unwrap_err().code, "StateMachineDoesNotExist");
+    }
+
+    #[test]
+    fn list_executions_filters_by_redrive_and_status() {
+        let mut w = SfnWorld::default();
+        let sm = w.add_state_machine("a", 1.0);
+        let old = w.start_execution(&sm, "old", 10.0);
+        w.stop_execution(&old, "FAILED", 20.0);
+        let new = w.start_execution(&sm, "new", 30.0);
+        w.stop_execution(&new, "FAILED", 40.0);
+        w.redrive(&old, 50.0);
+        let mut names = |input: Value| -> Vec<String> {
+            let out = handle(&mut w, "ListExecutions", &input).unwrap();
+            out["executions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(json!({"stateMachineArn": sm, "redriveFilter": "REDRIVEN"})),
+            ["old"]
+        );
+        assert_eq!(
+            names(json!({"stateMachineArn": sm, "redriveFilter": "NOT_REDRIVEN"})),
+            ["new"]
+        );
+        assert_eq!(
+            names(
+                json!({"stateMachineArn": sm, "statusFilter": "RUNNING", "redriveFilter": "REDRIVEN"})
+            ),
+            ["old"]
+        );
+        assert_eq!(names(json!({"stateMachineArn": sm})), ["new", "old"]);
     }
 }

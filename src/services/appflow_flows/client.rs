@@ -9,7 +9,7 @@ use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::Connection;
 use crate::error::AwsError;
 use crate::services::appflow_flows::convert;
-use crate::services::appflow_flows::state::RunObs;
+use crate::services::appflow_flows::state::{LastRunDetails, RunObs};
 
 /// The AppFlow operations this source calls. AWS publishes no rate quota for them, so the
 /// buckets are conservative guesses and ThrottlingException stays the real signal.
@@ -35,6 +35,7 @@ pub const PAGE_SIZE: i32 = 100;
 pub struct Flow {
     pub name: String,
     pub arn: String,
+    pub last_run: LastRunDetails,
 }
 
 pub struct AppflowClient {
@@ -70,6 +71,7 @@ impl AppflowClient {
                 Some(Flow {
                     name: f.flow_name()?.to_owned(),
                     arn: f.flow_arn().unwrap_or_default().to_owned(),
+                    last_run: convert::last_run(f.last_run_execution_details()),
                 })
             }));
             page.next_token
@@ -83,13 +85,14 @@ impl AppflowClient {
         flow_name: &str,
         token: Option<String>,
     ) -> Result<(Vec<RunObs>, Option<String>), AwsError> {
-        let request = self
-            .sdk
-            .describe_flow_execution_records()
-            .flow_name(flow_name)
-            .max_results(PAGE_SIZE)
-            .set_next_token(token)
-            .send();
+        let request = || {
+            self.sdk
+                .describe_flow_execution_records()
+                .flow_name(flow_name)
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.clone())
+                .send()
+        };
         let page = self
             .conn
             .call(DESCRIBE_FLOW_EXECUTION_RECORDS, request)

@@ -1,12 +1,24 @@
 //! SDK types to plain observations. Pure functions, no I/O.
 
-use aws_sdk_appflow::types::{ExecutionRecord, ExecutionStatus};
+use aws_sdk_appflow::types::{ExecutionDetails, ExecutionRecord, ExecutionStatus};
 use aws_smithy_types::DateTime;
 
-use crate::services::appflow_flows::state::{RunObs, RunStatus};
+use crate::services::appflow_flows::state::{LastRunDetails, RunObs, RunStatus};
 
 fn secs(t: Option<&DateTime>) -> Option<f64> {
     t.map(DateTime::as_secs_f64)
+}
+
+/// ListFlows' `lastRunExecutionDetails`, compared between polls.
+pub fn last_run(d: Option<&ExecutionDetails>) -> LastRunDetails {
+    d.map(|d| LastRunDetails {
+        status: d
+            .most_recent_execution_status()
+            .map(|s| s.as_str().to_owned()),
+        time: secs(d.most_recent_execution_time()),
+        message: d.most_recent_execution_message().map(str::to_owned),
+    })
+    .unwrap_or_default()
 }
 
 /// An unknown status (a newer API than this SDK) is treated as in progress so the run is followed.

@@ -7,7 +7,7 @@ pub mod convert;
 pub mod metrics;
 pub mod state;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::aws::Target;
@@ -15,8 +15,8 @@ use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::appflow_flows::client::AppflowClient;
 use crate::services::appflow_flows::config::Config;
-use crate::services::appflow_flows::state::AppflowTracker;
-use crate::services::source::{unix_now, BoxFuture, Source};
+use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails};
+use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 
 /// The source for one target.
 pub fn build(target: Arc<Target>, config: &Config, started_at: f64) -> Box<dyn Source> {
@@ -41,23 +41,31 @@ impl AppflowFlows {
         }
     }
 
-    async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+    async fn poll_inner(
+        &mut self,
+        errors: &mut Vec<AwsError>,
+        progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
             self.client = Some(AppflowClient::new(conn));
         }
         let client = self.client.as_ref().expect("client set above");
 
-        let selected: BTreeSet<String> = client
+        let selected: BTreeMap<String, LastRunDetails> = client
             .list_flows()
             .await?
             .into_iter()
             .filter(|f| self.config.flows.matches(&f.name, &f.arn))
-            .map(|f| f.name)
+            .map(|f| (f.name, f.last_run))
             .collect();
-        self.tracker.set_flows(&selected);
+        self.tracker
+            .set_flows(&selected.keys().cloned().collect::<BTreeSet<_>>());
 
-        for flow in &selected {
+        for (flow, details) in &selected {
+            if !self.tracker.needs_records(flow, details) {
+                continue;
+            }
             // A flow's records are applied only once its paging completed, so a failed page
             // leaves the flow as it was and nothing is counted twice on the next poll.
             let mut read = Vec::new();
@@ -80,7 +88,11 @@ impl AppflowFlows {
                 }
             };
             match result {
-                Ok(exhausted) => self.tracker.apply_runs(flow, read, exhausted, unix_now()),
+                Ok(exhausted) => {
+                    self.tracker.apply_runs(flow, read, exhausted, unix_now());
+                    self.tracker.records_read(flow, details.clone());
+                    progress.publish(false, &mut || self.snapshot(unix_now()));
+                }
                 Err(AwsError::NotFound { .. }) => {
                     // Deleted between ListFlows and now: the next ListFlows drops it.
                     tracing::debug!(flow = %flow, "flow vanished while polling");
@@ -112,8 +124,9 @@ impl Source for AppflowFlows {
     fn poll<'a>(
         &'a mut self,
         errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors))
+        Box::pin(self.poll_inner(errors, progress))
     }
 
     fn snapshot(&self, _now: f64) -> Snapshot {

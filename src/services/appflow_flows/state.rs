@@ -120,10 +120,20 @@ struct TrackedRun {
     last_seen: f64,
 }
 
+/// ListFlows' `lastRunExecutionDetails` of a flow: status, time and message of its latest run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastRunDetails {
+    pub status: Option<String>,
+    pub time: Option<f64>,
+    pub message: Option<String>,
+}
+
 /// What one flow shows.
 #[derive(Debug, Default)]
 pub struct FlowState {
     runs: BTreeMap<String, TrackedRun>,
+    /// ListFlows' details when the flow's records were last read completely.
+    read_at_details: Option<LastRunDetails>,
     /// Unfollowed finished runs started at or before this are known (their dedup state expired).
     floor: Option<f64>,
     pub counters: FlowCounters,
@@ -172,6 +182,22 @@ impl AppflowTracker {
         self.flows.retain(|name, _| names.contains(name));
         for name in names {
             self.flows.entry(name.clone()).or_default();
+        }
+    }
+
+    /// Whether the flow's execution records must be read this poll: not when ListFlows shows the
+    /// same latest run as at the last complete read and no run is followed in progress, since
+    /// then no run can have started, progressed or finished.
+    pub fn needs_records(&self, flow: &str, details: &LastRunDetails) -> bool {
+        self.flows
+            .get(flow)
+            .is_none_or(|f| f.in_progress() > 0 || f.read_at_details.as_ref() != Some(details))
+    }
+
+    /// The flow's records were read completely while ListFlows showed `details`.
+    pub fn records_read(&mut self, flow: &str, details: LastRunDetails) {
+        if let Some(f) = self.flows.get_mut(flow) {
+            f.read_at_details = Some(details);
         }
     }
 
@@ -378,6 +404,43 @@ mod tests {
         assert_eq!(f.in_progress(), 0);
         assert_eq!(f.last_successful.as_ref().unwrap().last_updated_at, 1400.0);
         assert_eq!(f.last_run.as_ref().unwrap().status, RunStatus::Successful);
+    }
+
+    #[test]
+    fn records_are_read_only_when_the_last_run_changed_or_a_run_is_in_progress() {
+        let mut t = tracker(1000.0);
+        let details = |status: &str, time: f64| LastRunDetails {
+            status: Some(status.into()),
+            time: Some(time),
+            message: None,
+        };
+        let idle = details("Successful", 900.0);
+        assert!(t.needs_records(FLOW, &idle), "never read");
+        t.apply_runs(FLOW, vec![], true, 1100.0);
+        t.records_read(FLOW, idle.clone());
+        assert!(!t.needs_records(FLOW, &idle));
+        let started = details("InProgress", 1150.0);
+        assert!(t.needs_records(FLOW, &started), "a new latest run");
+        t.apply_runs(
+            FLOW,
+            vec![run("r1", RunStatus::InProgress, 1150.0, 1150.0)],
+            true,
+            1200.0,
+        );
+        t.records_read(FLOW, started.clone());
+        assert!(
+            t.needs_records(FLOW, &started),
+            "followed in progress: read every poll"
+        );
+        t.apply_runs(
+            FLOW,
+            vec![run("r1", RunStatus::Successful, 1150.0, 1300.0)],
+            true,
+            1400.0,
+        );
+        let done = details("Successful", 1300.0);
+        t.records_read(FLOW, done.clone());
+        assert!(!t.needs_records(FLOW, &done));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The Step Functions calls this source makes, over the SDK, each paying into the API budget.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_sfn::operation::list_executions::ListExecutionsOutput;
 use aws_sdk_sfn::operation::list_map_runs::ListMapRunsOutput;
 use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
-use aws_sdk_sfn::types::{ExecutionStatus, StateMachineType};
+use aws_sdk_sfn::types::{ExecutionRedriveFilter, ExecutionStatus, StateMachineType};
 
 use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::Connection;
@@ -16,6 +17,7 @@ use crate::services::sfn_map_runs::state::{ExecutionObs, MapRunObs};
 /// The Step Functions operations this source calls; buckets from AWS service quotas.
 pub const OPERATIONS: &[Operation] = &[
     LIST_STATE_MACHINES,
+    DESCRIBE_STATE_MACHINE,
     LIST_EXECUTIONS,
     LIST_MAP_RUNS,
     DESCRIBE_MAP_RUN,
@@ -32,6 +34,11 @@ pub const LIST_STATE_MACHINES: Operation = op(
     "ListStateMachines",
     "states:ListStateMachines",
     AwsBucket::flat(100.0, 5.0),
+);
+pub const DESCRIBE_STATE_MACHINE: Operation = op(
+    "DescribeStateMachine",
+    "states:DescribeStateMachine",
+    AwsBucket::flat(200.0, 20.0),
 );
 pub const LIST_EXECUTIONS: Operation = op(
     "ListExecutions",
@@ -57,8 +64,20 @@ pub const DESCRIBE_MAP_RUN: Operation = op(
 pub struct StateMachine {
     pub arn: String,
     pub name: String,
+    pub created: f64,
     /// Only STANDARD state machines have map runs; EXPRESS ones reject ListExecutions.
     pub standard: bool,
+}
+
+/// Which executions of a state machine to list.
+#[derive(Debug, Clone, Copy)]
+pub enum Executions {
+    /// `statusFilter=RUNNING`, every page.
+    Running,
+    /// Newest first, stopping at the first page that reaches executions started before this.
+    StartedSince(f64),
+    /// `redriveFilter=REDRIVEN`, every page.
+    Redriven,
 }
 
 pub struct SfnClient {
@@ -76,6 +95,16 @@ impl SfnClient {
         Self { sdk, conn }
     }
 
+    /// How long until `op` has a token to spare beyond `keep` (see [`crate::aws::budget::ApiBudget::time_until_spare`]).
+    pub fn time_until_spare(&self, op: Operation, keep: f64) -> Duration {
+        self.conn.budget.time_until_spare(op, keep)
+    }
+
+    /// The exporter's calls per second for `op`.
+    pub fn rate(&self, op: Operation) -> f64 {
+        self.conn.budget.refill_per_sec(op)
+    }
+
     pub async fn list_state_machines(&self) -> Result<Vec<StateMachine>, AwsError> {
         let fetch = |token| {
             self.sdk
@@ -88,6 +117,7 @@ impl SfnClient {
             out.extend(page.state_machines().iter().map(|sm| StateMachine {
                 arn: sm.state_machine_arn().to_owned(),
                 name: sm.name().to_owned(),
+                created: convert::secs(sm.creation_date()),
                 standard: *sm.r#type() != StateMachineType::Express,
             }));
             page.next_token
@@ -95,33 +125,52 @@ impl SfnClient {
         self.conn.pages(LIST_STATE_MACHINES, fetch, take).await
     }
 
-    /// RUNNING executions when `running_only`; otherwise all executions, newest first, stopping
-    /// once a page reaches executions started before `started_after`.
+    /// Whether the state machine's definition has a Map state in DISTRIBUTED mode.
+    pub async fn has_distributed_map(&self, arn: &str) -> Result<bool, AwsError> {
+        let out = self
+            .conn
+            .call(DESCRIBE_STATE_MACHINE, || {
+                self.sdk
+                    .describe_state_machine()
+                    .state_machine_arn(arn)
+                    .send()
+            })
+            .await?;
+        Ok(convert::has_distributed_map(out.definition()).unwrap_or_else(|e| {
+            // Unreadable: list it, as every state machine was listed before definitions were read.
+            tracing::warn!(state_machine = %arn, error = %e, "cannot read the state machine definition; treating it as having a Distributed Map");
+            true
+        }))
+    }
+
     pub async fn list_executions(
         &self,
         state_machine_arn: &str,
-        running_only: bool,
-        started_after: f64,
+        which: Executions,
     ) -> Result<Vec<ExecutionObs>, AwsError> {
         let fetch = |token| {
-            self.sdk
+            let request = self
+                .sdk
                 .list_executions()
                 .state_machine_arn(state_machine_arn)
                 .max_results(1000)
-                .set_next_token(token)
-                .set_status_filter(running_only.then_some(ExecutionStatus::Running))
-                .send()
+                .set_next_token(token);
+            match which {
+                Executions::Running => request.status_filter(ExecutionStatus::Running),
+                Executions::Redriven => request.redrive_filter(ExecutionRedriveFilter::Redriven),
+                Executions::StartedSince(_) => request,
+            }
+            .send()
         };
         let take = |page: ListExecutionsOutput, out: &mut Vec<ExecutionObs>| {
-            let mut past_window = false;
+            let mut past = false;
             for obs in page.executions().iter().map(convert::execution) {
-                if !running_only && obs.start < started_after {
-                    past_window = true;
-                } else {
-                    out.push(obs);
+                match which {
+                    Executions::StartedSince(since) if obs.start < since => past = true,
+                    _ => out.push(obs),
                 }
             }
-            page.next_token.filter(|_| !past_window)
+            page.next_token.filter(|_| !past)
         };
         self.conn.pages(LIST_EXECUTIONS, fetch, take).await
     }
@@ -143,8 +192,12 @@ impl SfnClient {
     }
 
     pub async fn describe_map_run(&self, map_run_arn: &str) -> Result<MapRunObs, AwsError> {
-        let request = self.sdk.describe_map_run().map_run_arn(map_run_arn).send();
-        let out = self.conn.call(DESCRIBE_MAP_RUN, request).await?;
+        let out = self
+            .conn
+            .call(DESCRIBE_MAP_RUN, || {
+                self.sdk.describe_map_run().map_run_arn(map_run_arn).send()
+            })
+            .await?;
         Ok(convert::map_run(&out))
     }
 }

@@ -8,6 +8,8 @@ use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
 
 /// How far back the first poll looks for executions unless the file says otherwise.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(6 * 3600);
+/// How long a state machine's definition is trusted unless the file says otherwise.
+pub const DEFAULT_DEFINITION_REFRESH: Duration = Duration::from_secs(3600);
 
 /// The section, validated.
 #[derive(Debug, Clone)]
@@ -23,6 +25,9 @@ pub struct Config {
     pub lookback: Duration,
     /// How long series of a finished Map Run stay exported.
     pub retention: Duration,
+    /// How long a state machine's definition (whether it has a Distributed Map) is trusted
+    /// before it is read again.
+    pub definition_refresh: Duration,
 }
 
 /// The section as written. A typo is an error, not a silent default.
@@ -40,6 +45,9 @@ pub struct Raw {
     pub lookback: Option<DurationText>,
     /// How long series of a finished Map Run stay exported (default 1h).
     pub retention: Option<DurationText>,
+    /// How long a definition is trusted before DescribeStateMachine reads it again (default 1h,
+    /// at least 1m).
+    pub definition_refresh: Option<DurationText>,
 }
 
 /// `state_machines`: any match selects a state machine (OR).
@@ -93,6 +101,12 @@ impl Raw {
                 &self.retention,
                 DEFAULT_RETENTION,
                 Duration::ZERO,
+            ),
+            definition_refresh: c.duration(
+                &format!("{path}.definition_refresh"),
+                &self.definition_refresh,
+                DEFAULT_DEFINITION_REFRESH,
+                Duration::from_secs(60),
             ),
         }
     }

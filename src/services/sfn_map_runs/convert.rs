@@ -22,7 +22,30 @@ pub fn execution(item: &ExecutionListItem) -> ExecutionObs {
         start: secs(item.start_date()),
         stop: item.stop_date().map(secs),
         redrive_count: item.redrive_count().unwrap_or(0).into(),
+        redrive_date: item.redrive_date().map(secs),
     }
+}
+
+/// Whether an Amazon States Language definition has a Map state in DISTRIBUTED mode anywhere,
+/// nested ones (inside Parallel branches or other Maps) included.
+pub fn has_distributed_map(definition: &str) -> Result<bool, serde_json::Error> {
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(o) => {
+                let distributed = o.get("Type").and_then(|t| t.as_str()) == Some("Map")
+                    && ["ItemProcessor", "Iterator"].iter().any(|k| {
+                        o.get(*k)
+                            .and_then(|p| p.pointer("/ProcessorConfig/Mode"))
+                            .and_then(|m| m.as_str())
+                            == Some("DISTRIBUTED")
+                    });
+                distributed || o.values().any(walk)
+            }
+            serde_json::Value::Array(a) => a.iter().any(walk),
+            _ => false,
+        }
+    }
+    Ok(walk(&serde_json::from_str(definition)?))
 }
 
 /// An unknown status (a newer API than this SDK) is treated as running so the run is described again.
@@ -89,6 +112,31 @@ pub fn map_run(out: &DescribeMapRunOutput) -> MapRunObs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distributed_maps_are_found_wherever_they_are_nested() {
+        let yes = |d: &str| has_distributed_map(d).unwrap();
+        let map = |mode: &str, inner: &str| {
+            format!(
+                r#"{{"Type":"Map","ItemProcessor":{{"ProcessorConfig":{{"Mode":"{mode}"}},"StartAt":"I","States":{{"I":{inner}}}}},"End":true}}"#
+            )
+        };
+        let machine = |state: &str| format!(r#"{{"StartAt":"S","States":{{"S":{state}}}}}"#);
+        let pass = r#"{"Type":"Pass","End":true}"#;
+        assert!(yes(&machine(&map("DISTRIBUTED", pass))));
+        assert!(!yes(&machine(&map("INLINE", pass))));
+        let parallel = format!(
+            r#"{{"Type":"Parallel","Branches":[{{"StartAt":"F","States":{{"F":{}}}}}],"End":true}}"#,
+            map("DISTRIBUTED", pass)
+        );
+        assert!(yes(&machine(&map("INLINE", &parallel))));
+        assert!(!yes(&machine(pass)));
+        // A state named like a mode, or a Map without a processor config, is not one.
+        assert!(!yes(
+            r#"{"StartAt":"DISTRIBUTED","States":{"DISTRIBUTED":{"Type":"Map","Iterator":{"StartAt":"x","States":{"x":{"Type":"Pass","End":true}}},"End":true}}}"#
+        ));
+        assert!(has_distributed_map("not json").is_err());
+    }
 
     #[test]
     fn describe_output_converts_every_field() {

@@ -26,6 +26,7 @@ const RUN_STATUS: &[&str] = &[
     "status",
 ];
 const AGG: &[&str] = &["account_id", "region", "state_machine", "map_state"];
+const BACKLOG: &[&str] = &["account_id", "region", "kind"];
 const AGG_STATUS: &[&str] = &[
     "account_id",
     "region",
@@ -150,6 +151,14 @@ def!(
 def!(FINISHED, "aws_sfn_map_runs_finished_total", Counter, AGG_STATUS, "Map runs the exporter saw reach succeeded, failed or aborted; each run counted once, redrives included. Runs finished before the exporter started are not counted.");
 def!(ITEMS_FINISHED, "aws_sfn_map_run_items_finished_total", Counter, AGG_STATUS, "Items of finished map runs by succeeded, failed, timed_out, aborted; a redriven run that finishes again adds only the items that newly reached a status.");
 
+def!(
+    HISTORY_BACKLOG,
+    "aws_sfn_map_runs_history_backlog",
+    Gauge,
+    BACKLOG,
+    "History (runs finished before the exporter started, within lookback) still to read in the background, newest first, with API budget open work does not need: state machines not listed yet, executions whose map runs are not listed yet, map runs not described yet."
+);
+
 pub const DEFS: &[&MetricDef] = &[
     &ITEMS,
     &ITEMS_RESULTS_WRITTEN,
@@ -170,6 +179,7 @@ pub const DEFS: &[&MetricDef] = &[
     &OPEN,
     &FINISHED,
     &ITEMS_FINISHED,
+    &HISTORY_BACKLOG,
 ];
 
 /// Builds every family of the source for one target.
@@ -263,6 +273,16 @@ pub fn render(
         }
     }
 
+    let mut backlog = FamilyBuilder::new(&HISTORY_BACKLOG);
+    let b = tracker.backlog();
+    for (kind, n) in [
+        ("state_machine", b.state_machines),
+        ("execution", b.executions),
+        ("map_run", b.map_runs),
+    ] {
+        backlog.add(&[account_id, region, kind], n as f64);
+    }
+
     for fam in [
         items,
         items_written,
@@ -283,6 +303,7 @@ pub fn render(
         open,
         finished,
         items_finished,
+        backlog,
     ] {
         fam.finish(out);
     }

@@ -1,4 +1,11 @@
-//! Step Functions Distributed Map Runs: ListStateMachines -> ListExecutions -> ListMapRuns -> DescribeMapRun.
+//! Step Functions Distributed Map Runs: ListStateMachines (+ DescribeStateMachine, cached) ->
+//! ListExecutions of state machines with a Distributed Map -> ListMapRuns -> DescribeMapRun.
+//!
+//! A poll does the open work first and publishes it as it goes: running executions, their map
+//! runs, open runs in the order that serves the alerts, final describes and redriven runs. Then,
+//! until the poll's time is up, it reads history in the background (runs that finished before
+//! the exporter started, within `lookback`) newest first, with budget tokens open work does not
+//! need. Which calls are needed is decided in [`state`].
 
 pub mod client;
 pub mod config;
@@ -6,16 +13,32 @@ pub mod convert;
 pub mod metrics;
 pub mod state;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::aws::Target;
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
-use crate::services::sfn_map_runs::client::SfnClient;
+use crate::services::sfn_map_runs::client::{
+    Executions, SfnClient, DESCRIBE_MAP_RUN, LIST_EXECUTIONS, LIST_MAP_RUNS,
+};
 use crate::services::sfn_map_runs::config::Config;
-use crate::services::sfn_map_runs::state::MapRunTracker;
-use crate::services::source::{unix_now, BoxFuture, Source};
+use crate::services::sfn_map_runs::state::{Backlog, Listing, MapRunTracker, StateMachineObs};
+use crate::services::source::{unix_now, BoxFuture, Progress, Source};
+
+/// Background work stops this far into the poll interval, so the next poll starts on time.
+const BACKGROUND_SHARE_OF_INTERVAL: f64 = 0.9;
+
+/// The kinds of history work, each with its own budget bucket.
+#[derive(Debug, Clone, Copy)]
+enum History {
+    /// A state machine's first listing, down to `now - lookback`.
+    Listing,
+    /// ListMapRuns of a finished execution found by it.
+    MapRuns,
+    /// DescribeMapRun of a run found that way.
+    Describe,
+}
 
 /// The source for one target.
 pub fn build(target: Arc<Target>, config: &Config, started_at: f64) -> Box<dyn Source> {
@@ -27,6 +50,8 @@ pub struct SfnMapRuns {
     config: Config,
     client: Option<SfnClient>,
     tracker: MapRunTracker,
+    /// The history backlog as last logged.
+    logged_backlog: Option<Backlog>,
 }
 
 impl SfnMapRuns {
@@ -37,71 +62,279 @@ impl SfnMapRuns {
             config,
             client: None,
             tracker,
+            logged_backlog: None,
         }
     }
 
-    async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+    fn publish(&self, progress: &dyn Progress, force: bool) {
+        progress.publish(force, &mut || self.snapshot(unix_now()));
+    }
+
+    async fn poll_inner(
+        &mut self,
+        errors: &mut Vec<AwsError>,
+        progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
             self.client = Some(SfnClient::new(conn));
         }
-        let client = self.client.as_ref().expect("client set above");
-        let now = unix_now();
-        let window_start = now - self.config.lookback.as_secs_f64();
+        let client = self.client.take().expect("client set above");
+        let result = self.poll_with(&client, errors, progress).await;
+        self.client = Some(client);
+        result
+    }
 
-        let selected: Vec<_> = client
+    async fn poll_with(
+        &mut self,
+        client: &SfnClient,
+        errors: &mut Vec<AwsError>,
+        progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
+        let deadline = Instant::now()
+            + self
+                .config
+                .poll_interval
+                .mul_f64(BACKGROUND_SHARE_OF_INTERVAL);
+        self.state_machines(client, errors).await?;
+        self.open_work(client, errors, progress).await;
+        self.publish(progress, true);
+        progress.ready();
+        self.history(client, deadline, errors, progress).await;
+        self.tracker.expire(unix_now());
+        self.log_backlog();
+        Ok(())
+    }
+
+    /// Lists state machines and reads the definitions not known (or not checked) lately.
+    async fn state_machines(
+        &mut self,
+        client: &SfnClient,
+        errors: &mut Vec<AwsError>,
+    ) -> Result<(), AwsError> {
+        let selected: Vec<StateMachineObs> = client
             .list_state_machines()
             .await?
             .into_iter()
             .filter(|sm| sm.standard && self.config.state_machines.matches(&sm.name, &sm.arn))
+            .map(|sm| StateMachineObs {
+                arn: sm.arn,
+                name: sm.name,
+                created: sm.created,
+            })
             .collect();
-        self.tracker.retain_state_machines(
-            &selected
-                .iter()
-                .map(|sm| sm.arn.clone())
-                .collect::<BTreeSet<_>>(),
-        );
+        let refresh = self.config.definition_refresh.as_secs_f64();
+        for arn in self
+            .tracker
+            .observe_state_machines(selected, refresh, unix_now())
+        {
+            match client.has_distributed_map(&arn).await {
+                Ok(distributed) => self.tracker.set_definition(&arn, distributed, unix_now()),
+                // Deleted since it was listed: the next ListStateMachines drops it.
+                Err(AwsError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(state_machine = %arn, error = %e, "reading the state machine definition failed; retried next poll");
+                    errors.push(e);
+                }
+            }
+        }
+        Ok(())
+    }
 
-        for sm in &selected {
-            let running = client.list_executions(&sm.arn, true, window_start).await;
-            let recent = client.list_executions(&sm.arn, false, window_start).await;
-            let complete = running.is_ok();
-            let mut listed = Vec::new();
-            for result in [running, recent] {
-                match result {
-                    Ok(list) => listed.extend(list),
+    /// Running executions, their map runs, open runs, final describes and redrives.
+    async fn open_work(
+        &mut self,
+        client: &SfnClient,
+        errors: &mut Vec<AwsError>,
+        progress: &dyn Progress,
+    ) {
+        for plan in self.tracker.listing_plan() {
+            let mut listings = Vec::new();
+            if plan.running {
+                listings.push((Listing::Running, Executions::Running));
+            }
+            if let Some(since) = plan.newest_since {
+                listings.push((Listing::Newest, Executions::StartedSince(since)));
+            }
+            if plan.redriven {
+                listings.push((Listing::Redriven, Executions::Redriven));
+            }
+            for (kind, which) in listings {
+                // A listing that fails is not applied: nothing is believed stopped because of it.
+                match client.list_executions(&plan.arn, which).await {
+                    Ok(listed) => {
+                        self.tracker
+                            .observe_listing(&plan.arn, kind, listed, 0.0, unix_now())
+                    }
                     Err(e) => {
-                        tracing::warn!(state_machine = %sm.name, error = %e, "listing executions failed");
+                        tracing::warn!(state_machine = %plan.arn, listing = ?kind, error = %e, "listing executions failed");
                         errors.push(e);
                     }
                 }
             }
-            self.tracker
-                .observe_executions(&sm.arn, listed, complete, now);
         }
-
         for execution_arn in self.tracker.executions_to_list() {
-            match client.list_map_runs(&execution_arn).await {
-                Ok(runs) => self.tracker.record_map_runs(&execution_arn, runs),
-                Err(e) => {
-                    tracing::warn!(execution = %execution_arn, error = %e, "listing map runs failed");
-                    errors.push(e);
-                }
-            }
+            self.list_map_runs(client, &execution_arn, errors).await;
         }
+        let rate = client.rate(DESCRIBE_MAP_RUN);
+        let due_after = self.tracker.open_run_count() as f64 / rate;
+        let plan = self.tracker.runs_to_describe(unix_now(), due_after);
+        for arn in &plan.required {
+            self.describe(client, arn, errors).await;
+            self.publish(progress, false);
+        }
+        // Open runs get the tokens there are now; the rest wait for the next poll, in order.
+        for arn in &plan.refresh {
+            if !client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero() {
+                break;
+            }
+            self.describe(client, arn, errors).await;
+            self.publish(progress, false);
+        }
+    }
 
-        for map_run_arn in self.tracker.runs_to_describe() {
-            match client.describe_map_run(&map_run_arn).await {
-                Ok(obs) => self.tracker.apply_describe(obs, unix_now()),
-                Err(AwsError::NotFound { .. }) => self.tracker.forget_run(&map_run_arn),
-                Err(e) => {
-                    tracing::warn!(map_run = %map_run_arn, error = %e, "describing map run failed; keeping its last values");
-                    errors.push(e);
+    /// History, newest first, with spare tokens only, until `deadline`.
+    async fn history(
+        &mut self,
+        client: &SfnClient,
+        deadline: Instant,
+        errors: &mut Vec<AwsError>,
+        progress: &dyn Progress,
+    ) {
+        let lookback = self.config.lookback.as_secs_f64();
+        loop {
+            // What the next poll's open work needs of each bucket stays there.
+            let listings: usize = self
+                .tracker
+                .listing_plan()
+                .iter()
+                .map(|p| {
+                    usize::from(p.running)
+                        + usize::from(p.newest_since.is_some())
+                        + usize::from(p.redriven)
+                })
+                .sum();
+            let next_sm = self.tracker.history_to_list().into_iter().next();
+            let next_exec = self.tracker.history_executions_to_list().into_iter().next();
+            let next_run = self
+                .tracker
+                .runs_to_describe(unix_now(), f64::INFINITY)
+                .backfill
+                .into_iter()
+                .next();
+            let work = [
+                next_sm.map(|a| (History::Listing, LIST_EXECUTIONS, listings as f64, a)),
+                next_exec.map(|a| {
+                    let keep = self.tracker.running_execution_count() as f64;
+                    (History::MapRuns, LIST_MAP_RUNS, keep, a)
+                }),
+                next_run.map(|a| {
+                    let keep = self.tracker.open_run_count() as f64;
+                    (History::Describe, DESCRIBE_MAP_RUN, keep, a)
+                }),
+            ];
+            let Some((wait, kind, arn)) = work
+                .into_iter()
+                .flatten()
+                .map(|(kind, op, keep, arn)| (client.time_until_spare(op, keep), kind, arn))
+                .min_by_key(|(wait, _, _)| *wait)
+            else {
+                return;
+            };
+            if Instant::now() + wait >= deadline {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            match kind {
+                History::Listing => {
+                    let since = unix_now() - lookback;
+                    match client
+                        .list_executions(&arn, Executions::StartedSince(since))
+                        .await
+                    {
+                        Ok(listed) => self.tracker.observe_listing(
+                            &arn,
+                            Listing::History,
+                            listed,
+                            since,
+                            unix_now(),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(state_machine = %arn, error = %e, "listing execution history failed");
+                            errors.push(e);
+                            return;
+                        }
+                    }
+                }
+                History::MapRuns => {
+                    if !self.list_map_runs(client, &arn, errors).await {
+                        return;
+                    }
+                }
+                History::Describe => {
+                    if !self.describe(client, &arn, errors).await {
+                        return;
+                    }
                 }
             }
+            self.publish(progress, false);
         }
-        self.tracker.expire(unix_now());
-        Ok(())
+    }
+
+    /// Returns whether the call succeeded (or found the execution gone).
+    async fn list_map_runs(
+        &mut self,
+        client: &SfnClient,
+        execution_arn: &str,
+        errors: &mut Vec<AwsError>,
+    ) -> bool {
+        match client.list_map_runs(execution_arn).await {
+            Ok(runs) => self.tracker.record_map_runs(execution_arn, runs),
+            Err(AwsError::NotFound { .. }) => self.tracker.record_map_runs(execution_arn, vec![]),
+            Err(e) => {
+                tracing::warn!(execution = %execution_arn, error = %e, "listing map runs failed");
+                errors.push(e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Returns whether the call succeeded (or found the run gone).
+    async fn describe(
+        &mut self,
+        client: &SfnClient,
+        map_run_arn: &str,
+        errors: &mut Vec<AwsError>,
+    ) -> bool {
+        match client.describe_map_run(map_run_arn).await {
+            Ok(obs) => self.tracker.apply_describe(obs, unix_now()),
+            Err(AwsError::NotFound { .. }) => self.tracker.forget_run(map_run_arn),
+            Err(e) => {
+                tracing::warn!(map_run = %map_run_arn, error = %e, "describing map run failed; keeping its last values");
+                errors.push(e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One log line per poll while history is being read, and one when it is done.
+    fn log_backlog(&mut self) {
+        let backlog = self.tracker.backlog();
+        let target = self.target.key();
+        if !backlog.is_empty() {
+            tracing::info!(
+                target_key = %target,
+                state_machines = backlog.state_machines,
+                executions = backlog.executions,
+                map_runs = backlog.map_runs,
+                "history backfill in progress: state machines, executions and map runs still to read"
+            );
+        } else if self.logged_backlog.is_some_and(|b| !b.is_empty()) {
+            tracing::info!(target_key = %target, "history backfill complete");
+        }
+        self.logged_backlog = Some(backlog);
     }
 }
 
@@ -114,15 +347,16 @@ impl Source for SfnMapRuns {
         &self.target
     }
 
-    fn interval(&self) -> std::time::Duration {
+    fn interval(&self) -> Duration {
         self.config.poll_interval
     }
 
     fn poll<'a>(
         &'a mut self,
         errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors))
+        Box::pin(self.poll_inner(errors, progress))
     }
 
     fn snapshot(&self, now: f64) -> Snapshot {

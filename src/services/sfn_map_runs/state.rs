@@ -16,6 +16,7 @@ pub struct ExecutionObs {
     pub start: f64,
     pub stop: Option<f64>,
     pub redrive_count: i64,
+    pub redrive_date: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +132,83 @@ pub struct Aggregate {
     pub items_finished: [u64; 4],
 }
 
+/// A state machine as ListStateMachines shows it (after the selection).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMachineObs {
+    pub arn: String,
+    pub name: String,
+    pub created: f64,
+}
+
+/// Which listing of a state machine's executions an observation comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `statusFilter=RUNNING`, complete: a tracked execution it does not show has stopped.
+    Running,
+    /// Newest first, down to the watermark: executions started since the last listing.
+    Newest,
+    /// Newest first, down to `now - lookback`: the first listing, whose finished executions are
+    /// history (described in the background, newest first).
+    History,
+    /// `redriveFilter=REDRIVEN`: executions redriven at any time, however old.
+    Redriven,
+}
+
+/// The listings a state machine needs this poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListingPlan {
+    pub arn: String,
+    /// List RUNNING executions: until the history listing is done, and while some are tracked running.
+    pub running: bool,
+    /// List newest first down to this start time (the watermark); `None` until history is listed.
+    pub newest_since: Option<f64>,
+    /// Look for redrives this poll (each state machine every [`REDRIVE_SCAN_EVERY_POLLS`] polls).
+    pub redriven: bool,
+}
+
+/// Each state machine's redriven executions are listed every this many polls (in turn, so each
+/// poll lists a share of them): a redrive of an execution that nothing else lists is found within
+/// that many polls.
+pub const REDRIVE_SCAN_EVERY_POLLS: u64 = 5;
+
+/// An open run whose failures reached this share of what it tolerates is near its tolerance.
+pub const NEAR_TOLERANCE: f64 = 0.5;
+/// How much sooner (by time since its last describe) an open run near its tolerance, or one
+/// that changed at its last describe, is described again than one that did neither. A weight,
+/// not a tier, so that the others still take their turn: none waits more than a pass.
+const NEAR_TOLERANCE_WEIGHT: f64 = 4.0;
+const CHANGED_WEIGHT: f64 = 2.0;
+
+/// The DescribeMapRun calls a poll should make, by kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribePlan {
+    /// Must be described now: the final describe of a run whose parent stopped (or that was
+    /// first seen after it stopped), failed or aborted runs whose parent was redriven.
+    pub required: Vec<String>,
+    /// Runs of running executions, most urgent first: never described ones, overdue ones (not
+    /// described for `due_after` seconds, one pass over the open runs), then by how long ago
+    /// they were described, that time weighted up for runs near their tolerated failures and
+    /// runs that changed at their last describe.
+    pub refresh: Vec<String>,
+    /// Runs of history executions never described, newest first.
+    pub backfill: Vec<String>,
+}
+
+/// History still to read: state machines whose first listing is pending, executions whose map
+/// runs are not listed yet, map runs not described yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub state_machines: usize,
+    pub executions: usize,
+    pub map_runs: usize,
+}
+
+impl Backlog {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Listed {
     Never,
@@ -139,11 +217,25 @@ enum Listed {
 }
 
 #[derive(Debug)]
+struct TrackedStateMachine {
+    name: String,
+    created: f64,
+    /// Whether the definition has a Distributed Map; `None` until described.
+    distributed: Option<bool>,
+    checked_at: f64,
+    /// Start time of the newest execution a complete listing showed; `None` until the history
+    /// listing completed.
+    watermark: Option<f64>,
+}
+
+#[derive(Debug)]
 struct TrackedExecution {
     obs: ExecutionObs,
     listed: Listed,
     redrive_at_listing: i64,
     last_seen: f64,
+    /// Found finished by the first listing: its runs are described in the background.
+    history: bool,
 }
 
 #[derive(Debug)]
@@ -152,18 +244,41 @@ struct TrackedRun {
     execution_arn: String,
     obs: Option<MapRunObs>,
     parent_redrive_at_describe: i64,
-    /// Finished item counts already fed into the aggregate counters.
+    /// Finished item counts already fed into the aggregate counters (or taken as a baseline).
     counted: Option<[u64; 4]>,
     /// Seen running: it then surely finished while we watched, whatever the clocks say.
     seen_running: bool,
     /// Per-run series are shown until then; `None` while running.
     visible_until: Option<f64>,
+    history: bool,
+    last_described: f64,
+    /// The last describe showed different counts or status than the one before.
+    changed: bool,
+}
+
+impl TrackedRun {
+    /// Failed and timed-out items as a share of what the run tolerates (the larger of the two
+    /// thresholds' shares; 0 when it tolerates nothing, since then the first failure ends it).
+    fn tolerance_used(&self) -> f64 {
+        let Some(obs) = &self.obs else { return 0.0 };
+        let failed = (obs.items.failed + obs.items.timed_out).max(0) as f64;
+        let mut used: f64 = 0.0;
+        if obs.tolerated_failure_ratio > 0.0 && obs.items.total > 0 {
+            used = used.max(failed / obs.items.total as f64 / obs.tolerated_failure_ratio);
+        }
+        if obs.tolerated_failure_count > 0 {
+            used = used.max(failed / obs.tolerated_failure_count as f64);
+        }
+        used
+    }
 }
 
 #[derive(Debug)]
 pub struct MapRunTracker {
     started_at: f64,
     retention: f64,
+    polls: u64,
+    state_machines: BTreeMap<String, TrackedStateMachine>,
     executions: BTreeMap<String, TrackedExecution>,
     runs: BTreeMap<String, TrackedRun>,
     aggregates: BTreeMap<(String, String), Aggregate>,
@@ -175,32 +290,115 @@ impl MapRunTracker {
         Self {
             started_at,
             retention: retention_secs,
+            polls: 0,
+            state_machines: BTreeMap::new(),
             executions: BTreeMap::new(),
             runs: BTreeMap::new(),
             aggregates: BTreeMap::new(),
         }
     }
 
-    /// Drops everything belonging to state machines that are gone or no longer selected.
-    pub fn retain_state_machines(&mut self, arns: &BTreeSet<String>) {
+    /// Records this poll's (selected) state machines. Everything of state machines that are gone
+    /// or no longer selected is dropped, their aggregate counters included. Returns the ones whose
+    /// definition must be (re)read: new ones, re-created ones, and ones last read `refresh_secs` ago.
+    pub fn observe_state_machines(
+        &mut self,
+        listed: Vec<StateMachineObs>,
+        refresh_secs: f64,
+        now: f64,
+    ) -> Vec<String> {
+        self.polls += 1;
+        let mut keep = BTreeMap::new();
+        for sm in listed {
+            let tracked = match self.state_machines.remove(&sm.arn) {
+                // Deleted and created again under the same name: a new state machine.
+                Some(t) if t.created == sm.created => t,
+                _ => TrackedStateMachine {
+                    name: sm.name,
+                    created: sm.created,
+                    distributed: None,
+                    checked_at: f64::NEG_INFINITY,
+                    watermark: None,
+                },
+            };
+            keep.insert(sm.arn, tracked);
+        }
+        self.state_machines = keep;
+        let sms = &self.state_machines;
         self.executions
-            .retain(|_, e| arns.contains(&e.obs.state_machine_arn));
+            .retain(|_, e| sms.contains_key(&e.obs.state_machine_arn));
         let executions = &self.executions;
         self.runs
             .retain(|_, r| executions.contains_key(&r.execution_arn));
+        let names: BTreeSet<&str> = sms.values().map(|s| s.name.as_str()).collect();
+        self.aggregates
+            .retain(|(sm, _), _| names.contains(sm.as_str()));
+        self.state_machines
+            .iter()
+            .filter(|(_, s)| s.distributed.is_none() || now - s.checked_at >= refresh_secs)
+            .map(|(arn, _)| arn.clone())
+            .collect()
     }
 
-    /// Records a state machine's executions from this poll's listings. When the RUNNING listing
-    /// was complete, executions we believed running but absent from it have stopped.
-    pub fn observe_executions(
+    /// Records what a state machine's definition says: only state machines with a Distributed
+    /// Map (or with executions still tracked running) have their executions listed.
+    pub fn set_definition(&mut self, arn: &str, distributed: bool, now: f64) {
+        if let Some(sm) = self.state_machines.get_mut(arn) {
+            sm.distributed = Some(distributed);
+            sm.checked_at = now;
+        }
+    }
+
+    fn has_running(&self, state_machine_arn: &str) -> bool {
+        self.executions
+            .values()
+            .any(|e| e.obs.running && e.obs.state_machine_arn == state_machine_arn)
+    }
+
+    /// The execution listings of this poll, per state machine that needs any.
+    pub fn listing_plan(&self) -> Vec<ListingPlan> {
+        let mut out = Vec::new();
+        let mut turn = 0u64;
+        for (arn, sm) in &self.state_machines {
+            let running = self.has_running(arn);
+            if sm.distributed != Some(true) && !running {
+                continue;
+            }
+            turn += 1;
+            out.push(ListingPlan {
+                arn: arn.clone(),
+                running: running || sm.watermark.is_none(),
+                newest_since: sm.watermark,
+                redriven: sm.watermark.is_some()
+                    && (turn + self.polls) % REDRIVE_SCAN_EVERY_POLLS == 0,
+            });
+        }
+        out
+    }
+
+    /// State machines whose first (history) listing is still to do.
+    pub fn history_to_list(&self) -> Vec<String> {
+        self.state_machines
+            .iter()
+            .filter(|(_, s)| s.distributed == Some(true) && s.watermark.is_none())
+            .map(|(arn, _)| arn.clone())
+            .collect()
+    }
+
+    /// Records a complete listing of one state machine's executions. `since` is where a
+    /// [`Listing::History`] listing stopped (`now - lookback`).
+    pub fn observe_listing(
         &mut self,
         state_machine_arn: &str,
+        kind: Listing,
         listed: Vec<ExecutionObs>,
-        running_list_complete: bool,
+        since: f64,
         now: f64,
     ) {
         let mut seen_running = BTreeSet::new();
+        let mut newest = None::<f64>;
         for obs in listed {
+            newest = Some(newest.map_or(obs.start, |n| n.max(obs.start)));
             if obs.running {
                 seen_running.insert(obs.arn.clone());
             }
@@ -210,19 +408,33 @@ impl MapRunTracker {
                     t.last_seen = now;
                 }
                 None => {
+                    // A redrive found by the redrive listing matters only if it happened while
+                    // we watched; older ones are history we never read.
+                    if kind == Listing::Redriven
+                        && !obs.running
+                        && obs.redrive_date.is_none_or(|d| d < self.started_at)
+                    {
+                        continue;
+                    }
+                    let history = kind == Listing::History && !obs.running;
                     self.executions.insert(
                         obs.arn.clone(),
                         TrackedExecution {
-                            redrive_at_listing: obs.redrive_count,
+                            redrive_at_listing: if kind == Listing::Redriven {
+                                -1
+                            } else {
+                                obs.redrive_count
+                            },
                             obs,
                             listed: Listed::Never,
                             last_seen: now,
+                            history,
                         },
                     );
                 }
             }
         }
-        if running_list_complete {
+        if kind == Listing::Running {
             for (arn, t) in self.executions.iter_mut() {
                 if t.obs.state_machine_arn == state_machine_arn
                     && t.obs.running
@@ -232,20 +444,43 @@ impl MapRunTracker {
                 }
             }
         }
+        if let Some(sm) = self.state_machines.get_mut(state_machine_arn) {
+            match kind {
+                Listing::History => sm.watermark = Some(newest.unwrap_or(since).max(since)),
+                Listing::Newest => {
+                    if let (Some(w), Some(n)) = (sm.watermark, newest) {
+                        sm.watermark = Some(w.max(n));
+                    }
+                }
+                Listing::Running | Listing::Redriven => {}
+            }
+        }
     }
 
-    /// Executions whose map runs must be listed: running ones, finished ones not listed since they
-    /// finished, and redriven ones.
+    /// Executions whose map runs must be listed now: running ones, finished ones not listed
+    /// since they finished, and redriven ones. History executions are not among them.
     pub fn executions_to_list(&self) -> Vec<String> {
         self.executions
             .iter()
             .filter(|(_, t)| {
                 t.obs.running
-                    || t.listed != Listed::Final
+                    || (t.listed != Listed::Final && !t.history)
                     || t.redrive_at_listing != t.obs.redrive_count
             })
             .map(|(arn, _)| arn.clone())
             .collect()
+    }
+
+    /// History executions whose map runs were never listed, newest first.
+    pub fn history_executions_to_list(&self) -> Vec<String> {
+        let mut out: Vec<(&String, f64)> = self
+            .executions
+            .iter()
+            .filter(|(_, t)| t.history && t.listed == Listed::Never && !t.obs.running)
+            .map(|(arn, t)| (arn, t.obs.start))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        out.into_iter().map(|(arn, _)| arn.clone()).collect()
     }
 
     /// Records the map runs ListMapRuns returned for an execution.
@@ -259,6 +494,7 @@ impl MapRunTracker {
             Listed::Final
         };
         exec.redrive_at_listing = exec.obs.redrive_count;
+        let history = exec.history;
         for arn in map_run_arns {
             if self.runs.contains_key(&arn) {
                 continue;
@@ -277,33 +513,73 @@ impl MapRunTracker {
                     counted: None,
                     seen_running: false,
                     visible_until: None,
+                    history,
+                    last_described: f64::NEG_INFINITY,
+                    changed: false,
                 },
             );
         }
     }
 
-    /// Map runs that need DescribeMapRun: new or running ones, and terminal ones whose parent
-    /// execution was redriven since their last describe. Terminal runs are otherwise never described again.
-    pub fn runs_to_describe(&self) -> Vec<String> {
-        self.runs
-            .iter()
-            .filter(|(_, r)| {
-                let Some(obs) = &r.obs else { return true };
-                if !obs.status.is_terminal() {
-                    return true;
+    /// The DescribeMapRun calls of this poll (see [`DescribePlan`]). A terminal run is described
+    /// again only when its parent was redriven and it had failed or been aborted (a redrive
+    /// reruns those, never a succeeded run).
+    pub fn runs_to_describe(&self, now: f64, due_after: f64) -> DescribePlan {
+        let mut plan = DescribePlan::default();
+        // (not due yet, urgency): due runs first, then by how long ago they were described,
+        // weighted up for runs near their tolerance or that changed at their last describe.
+        let mut refresh: Vec<((bool, f64), &String)> = Vec::new();
+        let mut backfill: Vec<(f64, &String)> = Vec::new();
+        for (arn, r) in &self.runs {
+            let parent = self.executions.get(&r.execution_arn);
+            let parent_running = parent.is_some_and(|p| p.obs.running);
+            let Some(obs) = &r.obs else {
+                if r.history {
+                    let start = parent.map_or(0.0, |p| p.obs.start);
+                    backfill.push((start, arn));
+                } else if parent_running {
+                    // Never described: overdue, first in line.
+                    refresh.push(((false, f64::INFINITY), arn));
+                } else {
+                    plan.required.push(arn.clone());
                 }
-                let Some(parent) = self.executions.get(&r.execution_arn) else {
-                    return false;
-                };
-                parent.obs.redrive_count != r.parent_redrive_at_describe
-                    || (parent.obs.running && parent.obs.redrive_count > obs.redrive_count)
-            })
-            .map(|(arn, _)| arn.clone())
-            .collect()
+                continue;
+            };
+            if !obs.status.is_terminal() {
+                if parent_running {
+                    let age = now - r.last_described;
+                    let weight = if r.tolerance_used() >= NEAR_TOLERANCE {
+                        NEAR_TOLERANCE_WEIGHT
+                    } else if r.changed {
+                        CHANGED_WEIGHT
+                    } else {
+                        1.0
+                    };
+                    refresh.push(((age < due_after, age * weight), arn));
+                } else {
+                    plan.required.push(arn.clone());
+                }
+                continue;
+            }
+            let Some(parent) = parent else { continue };
+            let rerun = matches!(obs.status, MapRunStatus::Failed | MapRunStatus::Aborted);
+            if rerun
+                && (parent.obs.redrive_count != r.parent_redrive_at_describe
+                    || (parent.obs.running && parent.obs.redrive_count > obs.redrive_count))
+            {
+                plan.required.push(arn.clone());
+            }
+        }
+        refresh.sort_by(|(a, x), (b, y)| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(x.cmp(y)));
+        plan.refresh = refresh.into_iter().map(|(_, arn)| arn.clone()).collect();
+        backfill.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        plan.backfill = backfill.into_iter().map(|(_, arn)| arn.clone()).collect();
+        plan
     }
 
     /// Applies a DescribeMapRun result. A terminal run feeds the aggregate counters once; a redriven
-    /// run that finishes again adds only the items that reached a finished status since.
+    /// run that finishes again adds only the items that reached a finished status since. A run first
+    /// seen after a redrive (its earlier counts unknown) is a baseline: only later changes count.
     pub fn apply_describe(&mut self, obs: MapRunObs, now: f64) {
         let Some(run) = self.runs.get_mut(&obs.arn) else {
             return;
@@ -311,6 +587,13 @@ impl MapRunTracker {
         if let Some(parent) = self.executions.get(&run.execution_arn) {
             run.parent_redrive_at_describe = parent.obs.redrive_count;
         }
+        // A first describe is news too.
+        run.changed = run.obs.as_ref().is_none_or(|prev| {
+            prev.status != obs.status
+                || prev.items != obs.items
+                || prev.executions != obs.executions
+        });
+        run.last_described = now;
         // Counters exist at 0 from the first sighting, so the first finish shows in increase().
         let agg = self
             .aggregates
@@ -319,9 +602,12 @@ impl MapRunTracker {
                 run.labels.map_state.clone(),
             ))
             .or_default();
+        let finished = obs.items.finished();
+        if run.obs.is_none() && run.counted.is_none() && obs.redrive_count > 0 {
+            run.counted = Some(finished);
+        }
         if obs.status.is_terminal() {
             let stop = obs.stop.unwrap_or(now);
-            let finished = obs.items.finished();
             match run.counted {
                 None if run.seen_running || stop >= self.started_at => {
                     let idx = MapRunStatus::TERMINAL
@@ -356,11 +642,19 @@ impl MapRunTracker {
     }
 
     /// Drops state nobody needs any more: runs and executions stopped longer ago than a redrive
-    /// is possible. Per-run series hide after `retention` on their own (see [`Self::visible_runs`]).
+    /// is possible. A run is kept while its parent execution runs (ListMapRuns still returns it,
+    /// and forgetting it would count it again). Per-run series hide after `retention` on their
+    /// own (see [`Self::visible_runs`]).
     pub fn expire(&mut self, now: f64) {
         let horizon = now - REDRIVE_WINDOW_SECS;
+        let executions = &self.executions;
         self.runs.retain(|_, r| match (&r.obs, r.visible_until) {
-            (Some(obs), Some(_)) => obs.stop.unwrap_or(now) >= horizon,
+            (Some(obs), Some(_)) => {
+                obs.stop.unwrap_or(now) >= horizon
+                    || executions
+                        .get(&r.execution_arn)
+                        .is_some_and(|e| e.obs.running)
+            }
             _ => true,
         });
         let runs = &self.runs;
@@ -369,6 +663,36 @@ impl MapRunTracker {
                 || e.last_seen >= horizon
                 || runs.values().any(|r| &r.execution_arn == arn)
         });
+    }
+
+    /// History not read yet.
+    pub fn backlog(&self) -> Backlog {
+        Backlog {
+            state_machines: self.history_to_list().len(),
+            executions: self
+                .executions
+                .values()
+                .filter(|t| t.history && t.listed == Listed::Never && !t.obs.running)
+                .count(),
+            map_runs: self
+                .runs
+                .values()
+                .filter(|r| r.history && r.obs.is_none())
+                .count(),
+        }
+    }
+
+    /// Running map runs (as last described).
+    pub fn open_run_count(&self) -> usize {
+        self.runs
+            .values()
+            .filter(|r| r.obs.as_ref().is_some_and(|o| !o.status.is_terminal()))
+            .count()
+    }
+
+    /// Executions believed running.
+    pub fn running_execution_count(&self) -> usize {
+        self.executions.values().filter(|e| e.obs.running).count()
     }
 
     /// Runs whose per-run series are shown at `now`, with their last description.
@@ -430,6 +754,7 @@ mod tests {
             start: 1000.0,
             stop: (!running).then_some(2000.0),
             redrive_count,
+            redrive_date: (redrive_count > 0).then_some(2500.0),
         }
     }
 
@@ -466,6 +791,27 @@ mod tests {
         ("etl".into(), "Fan Out".into())
     }
 
+    /// Every run the poll would describe, whatever its kind.
+    fn to_describe(t: &MapRunTracker) -> Vec<String> {
+        let plan = t.runs_to_describe(0.0, f64::INFINITY);
+        let mut all = plan.required;
+        all.extend(plan.refresh);
+        all.extend(plan.backfill);
+        all
+    }
+
+    fn listing(t: &mut MapRunTracker, kind: Listing, listed: Vec<ExecutionObs>, now: f64) {
+        t.observe_listing(SM, kind, listed, 0.0, now);
+    }
+
+    fn sm_obs(arn: &str, name: &str) -> StateMachineObs {
+        StateMachineObs {
+            arn: arn.into(),
+            name: name.into(),
+            created: 1.0,
+        }
+    }
+
     #[test]
     fn labels_come_from_the_arns() {
         let l = RunLabels::from_arns(RUN, EXEC).unwrap();
@@ -479,28 +825,32 @@ mod tests {
     #[test]
     fn a_run_finishing_after_start_feeds_counters_once_and_is_not_described_again() {
         let mut t = MapRunTracker::new(500.0, 3600.0);
-        t.observe_executions(SM, vec![exec(true, 0)], true, 1100.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 1100.0);
         assert_eq!(t.executions_to_list(), vec![EXEC.to_string()]);
         t.record_map_runs(EXEC, vec![RUN.into()]);
-        assert_eq!(t.runs_to_describe(), vec![RUN.to_string()]);
+        assert_eq!(t.runs_to_describe(0.0, 1.0).refresh, vec![RUN.to_string()]);
         t.apply_describe(run(MapRunStatus::Running, 10, 1, None, 0), 1100.0);
         assert_eq!(t.aggregates()[&key()], Aggregate::default());
         assert_eq!(t.open_runs()[&key()], 1);
+        assert_eq!(
+            t.runs_to_describe(1100.0, 1e9).refresh,
+            vec![RUN.to_string()]
+        );
 
         // Parent stops between polls: one final list and one final describe, then nothing.
-        t.observe_executions(SM, vec![], true, 2100.0);
+        listing(&mut t, Listing::Running, vec![], 2100.0);
         assert_eq!(t.executions_to_list(), vec![EXEC.to_string()]);
         t.record_map_runs(EXEC, vec![RUN.into()]);
-        assert_eq!(t.runs_to_describe(), vec![RUN.to_string()]);
+        assert_eq!(t.runs_to_describe(0.0, 1.0).required, vec![RUN.to_string()]);
         t.apply_describe(run(MapRunStatus::Failed, 90, 10, Some(2000.0), 0), 2100.0);
         let agg = &t.aggregates()[&key()];
         assert_eq!(agg.runs_finished, [0, 1, 0]);
         assert_eq!(agg.items_finished, [90, 10, 0, 0]);
         assert_eq!(t.open_runs()[&key()], 0);
         for _ in 0..10 {
-            t.observe_executions(SM, vec![exec(false, 0)], true, 2200.0);
+            listing(&mut t, Listing::Newest, vec![exec(false, 0)], 2200.0);
             assert!(t.executions_to_list().is_empty());
-            assert!(t.runs_to_describe().is_empty());
+            assert!(to_describe(&t).is_empty());
         }
         // Describing the same terminal state again changes nothing.
         t.apply_describe(run(MapRunStatus::Failed, 90, 10, Some(2000.0), 0), 2300.0);
@@ -510,15 +860,15 @@ mod tests {
     #[test]
     fn a_redriven_run_adds_only_the_difference() {
         let mut t = MapRunTracker::new(500.0, 3600.0);
-        t.observe_executions(SM, vec![exec(false, 0)], true, 2100.0);
+        listing(&mut t, Listing::Newest, vec![exec(false, 0)], 2100.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
         t.apply_describe(run(MapRunStatus::Failed, 90, 10, Some(2000.0), 0), 2100.0);
 
         // Redriven: the execution runs again with redriveCount 1.
-        t.observe_executions(SM, vec![exec(true, 1)], true, 3000.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 1)], 3000.0);
         assert_eq!(t.executions_to_list(), vec![EXEC.to_string()]);
         t.record_map_runs(EXEC, vec![RUN.into()]);
-        assert_eq!(t.runs_to_describe(), vec![RUN.to_string()]);
+        assert_eq!(to_describe(&t), vec![RUN.to_string()]);
         t.apply_describe(run(MapRunStatus::Running, 95, 0, None, 1), 3000.0);
         assert_eq!(t.open_runs()[&key()], 1);
         t.apply_describe(
@@ -536,31 +886,72 @@ mod tests {
             [100, 10, 0, 0],
             "only the 10 newly succeeded items are added"
         );
-        t.observe_executions(SM, vec![exec(false, 1)], true, 3700.0);
+        listing(&mut t, Listing::Running, vec![], 3700.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
-        assert!(t.runs_to_describe().is_empty());
+        assert!(to_describe(&t).is_empty());
+    }
+
+    #[test]
+    fn a_redrive_describes_only_the_runs_it_reruns() {
+        const OK_RUN: &str = "arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan Out:ok";
+        let mut t = MapRunTracker::new(500.0, 3600.0);
+        listing(&mut t, Listing::Newest, vec![exec(false, 0)], 2100.0);
+        t.record_map_runs(EXEC, vec![RUN.into(), OK_RUN.into()]);
+        t.apply_describe(run(MapRunStatus::Failed, 90, 10, Some(2000.0), 0), 2100.0);
+        let mut ok = run(MapRunStatus::Succeeded, 100, 0, Some(1900.0), 0);
+        ok.arn = OK_RUN.into();
+        t.apply_describe(ok, 2100.0);
+        listing(&mut t, Listing::Redriven, vec![exec(false, 1)], 4000.0);
+        assert_eq!(
+            to_describe(&t),
+            vec![RUN.to_string()],
+            "the succeeded run of the redriven execution is untouched by the redrive"
+        );
     }
 
     #[test]
     fn a_redrive_that_finished_between_polls_is_still_described_once() {
         let mut t = MapRunTracker::new(500.0, 3600.0);
-        t.observe_executions(SM, vec![exec(false, 0)], true, 2100.0);
+        listing(&mut t, Listing::Newest, vec![exec(false, 0)], 2100.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
         t.apply_describe(run(MapRunStatus::Failed, 90, 10, Some(2000.0), 0), 2100.0);
-        t.observe_executions(SM, vec![exec(false, 1)], true, 4000.0);
-        assert_eq!(t.runs_to_describe(), vec![RUN.to_string()]);
+        listing(&mut t, Listing::Redriven, vec![exec(false, 1)], 4000.0);
+        assert_eq!(to_describe(&t), vec![RUN.to_string()]);
         t.apply_describe(
             run(MapRunStatus::Succeeded, 100, 0, Some(3500.0), 1),
             4000.0,
         );
-        assert!(t.runs_to_describe().is_empty());
+        assert!(to_describe(&t).is_empty());
         assert_eq!(t.aggregates()[&key()].items_finished, [100, 10, 0, 0]);
+    }
+
+    #[test]
+    fn an_old_execution_redriven_while_we_watch_is_tracked_from_a_baseline() {
+        let mut t = MapRunTracker::new(2400.0, 3600.0);
+        // Redriven before we started: history, ignored.
+        let mut before = exec(false, 1);
+        before.redrive_date = Some(2000.0);
+        listing(&mut t, Listing::Redriven, vec![before], 3000.0);
+        assert_eq!(t.tracked_executions(), 0);
+        // Redriven after: its runs are listed and described, counting only what changes from now.
+        listing(&mut t, Listing::Redriven, vec![exec(false, 1)], 3000.0);
+        assert_eq!(t.executions_to_list(), vec![EXEC.to_string()]);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        assert_eq!(to_describe(&t), vec![RUN.to_string()]);
+        t.apply_describe(run(MapRunStatus::Running, 95, 0, None, 1), 3000.0);
+        t.apply_describe(
+            run(MapRunStatus::Succeeded, 100, 0, Some(3500.0), 1),
+            3600.0,
+        );
+        let agg = &t.aggregates()[&key()];
+        assert_eq!(agg.items_finished, [5, 0, 0, 0]);
+        assert_eq!(agg.runs_finished, [0, 0, 0]);
     }
 
     #[test]
     fn runs_finished_before_start_feed_no_counter_but_show_series() {
         let mut t = MapRunTracker::new(5000.0, 3600.0);
-        t.observe_executions(SM, vec![exec(false, 0)], true, 5000.0);
+        listing(&mut t, Listing::Newest, vec![exec(false, 0)], 5000.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
         t.apply_describe(run(MapRunStatus::Failed, 90, 10, Some(2000.0), 0), 5000.0);
         assert_eq!(t.aggregates()[&key()], Aggregate::default());
@@ -572,9 +963,190 @@ mod tests {
     }
 
     #[test]
+    fn history_is_read_in_the_background_newest_first_and_never_counted() {
+        let mut t = MapRunTracker::new(5000.0, 3600.0);
+        t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 5000.0);
+        t.set_definition(SM, true, 5000.0);
+        assert_eq!(t.history_to_list(), vec![SM.to_string()]);
+        assert_eq!(t.backlog().state_machines, 1);
+        let old = |name: &str, start: f64| ExecutionObs {
+            arn: format!("{EXEC}-{name}"),
+            name: name.into(),
+            start,
+            stop: Some(start + 10.0),
+            ..exec(false, 0)
+        };
+        t.observe_listing(
+            SM,
+            Listing::History,
+            vec![old("a", 3000.0), old("b", 4000.0), exec(true, 0)],
+            1000.0,
+            5000.0,
+        );
+        assert!(t.history_to_list().is_empty());
+        assert_eq!(
+            t.executions_to_list(),
+            vec![EXEC.to_string()],
+            "only the running one is open work"
+        );
+        assert_eq!(
+            t.history_executions_to_list(),
+            vec![format!("{EXEC}-b"), format!("{EXEC}-a")],
+            "newest first"
+        );
+        assert_eq!(
+            t.backlog(),
+            Backlog {
+                state_machines: 0,
+                executions: 2,
+                map_runs: 0
+            }
+        );
+        let hist_run = "arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan Out:old";
+        t.record_map_runs(&format!("{EXEC}-b"), vec![hist_run.into()]);
+        let plan = t.runs_to_describe(5000.0, 1e9);
+        assert!(plan.required.is_empty());
+        assert_eq!(plan.backfill, vec![hist_run.to_string()]);
+        let mut obs = run(MapRunStatus::Failed, 90, 10, Some(4010.0), 0);
+        obs.arn = hist_run.into();
+        obs.execution_arn = format!("{EXEC}-b");
+        t.apply_describe(obs, 5001.0);
+        assert_eq!(t.aggregates()[&key()], Aggregate::default());
+        assert_eq!(t.backlog().map_runs, 0);
+        assert_eq!(t.backlog().executions, 1);
+    }
+
+    #[test]
+    fn only_state_machines_with_a_distributed_map_are_listed() {
+        const PLAIN: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:plain";
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        let stale = t.observe_state_machines(
+            vec![sm_obs(SM, "etl"), sm_obs(PLAIN, "plain")],
+            3600.0,
+            100.0,
+        );
+        assert_eq!(stale.len(), 2, "unknown definitions are read");
+        assert!(
+            t.listing_plan().is_empty(),
+            "nothing listed before the definitions are known"
+        );
+        t.set_definition(SM, true, 100.0);
+        t.set_definition(PLAIN, false, 100.0);
+        let plan = t.listing_plan();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].arn, SM);
+        assert!(plan[0].running && plan[0].newest_since.is_none());
+        // Cached until the refresh interval, or until the state machine is re-created.
+        assert!(t
+            .observe_state_machines(
+                vec![sm_obs(SM, "etl"), sm_obs(PLAIN, "plain")],
+                3600.0,
+                200.0
+            )
+            .is_empty());
+        let mut recreated = sm_obs(PLAIN, "plain");
+        recreated.created = 150.0;
+        assert_eq!(
+            t.observe_state_machines(vec![sm_obs(SM, "etl"), recreated.clone()], 3600.0, 300.0),
+            vec![PLAIN.to_string()]
+        );
+        assert_eq!(
+            t.observe_state_machines(vec![sm_obs(SM, "etl"), recreated], 3600.0, 3700.0)
+                .len(),
+            2,
+            "the re-created one is still not described; the other is due again"
+        );
+    }
+
+    #[test]
+    fn after_the_history_listing_only_new_executions_and_running_ones_are_listed() {
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 100.0);
+        t.set_definition(SM, true, 100.0);
+        t.observe_listing(SM, Listing::History, vec![exec(true, 0)], 50.0, 1100.0);
+        let plan = &t.listing_plan()[0];
+        assert!(
+            plan.running,
+            "a tracked running execution: its stop is seen by the RUNNING listing"
+        );
+        assert_eq!(plan.newest_since, Some(1000.0), "the newest start seen");
+        listing(&mut t, Listing::Running, vec![], 1200.0);
+        let plan = &t.listing_plan()[0];
+        assert!(!plan.running);
+        let mut newer = exec(false, 0);
+        newer.arn = format!("{EXEC}-2");
+        newer.start = 1150.0;
+        listing(&mut t, Listing::Newest, vec![newer], 1200.0);
+        assert_eq!(t.listing_plan()[0].newest_since, Some(1150.0));
+        // Each state machine looks for redrives once every few polls.
+        let scans = (0..REDRIVE_SCAN_EVERY_POLLS)
+            .filter(|_| {
+                t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 1300.0);
+                t.listing_plan()[0].redriven
+            })
+            .count();
+        assert_eq!(scans, 1);
+    }
+
+    #[test]
+    fn open_runs_are_refreshed_overdue_first_then_by_weighted_staleness() {
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 100.0);
+        let arn =
+            |id: &str| format!("arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan Out:{id}");
+        t.record_map_runs(EXEC, ["calm", "near", "moving", "stale"].map(arn).to_vec());
+        let describe = |t: &mut MapRunTracker, id: &str, failed: i64, succeeded: i64, at: f64| {
+            let mut o = run(MapRunStatus::Running, succeeded, failed, None, 0);
+            o.arn = arn(id);
+            t.apply_describe(o, at);
+        };
+        describe(&mut t, "stale", 0, 10, 10.0);
+        for (id, failed) in [("calm", 1), ("near", 6), ("moving", 1)] {
+            describe(&mut t, id, failed, 10, 100.0);
+        }
+        describe(&mut t, "moving", 1, 20, 110.0);
+        describe(&mut t, "calm", 1, 10, 110.0);
+        // `near` has 6 of 10 tolerated failures; `moving` changed at its last describe.
+        let plan = t.runs_to_describe(120.0, 100.0);
+        assert!(plan.required.is_empty());
+        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
+        // Not overdue, `stale` still comes first: 110 s since its describe (which was news)
+        // outweighs `near`'s 20 s; weights order the rest.
+        let plan = t.runs_to_describe(120.0, 1000.0);
+        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
+        let plan = t.runs_to_describe(115.0, 1000.0);
+        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
+    }
+
+    #[test]
+    fn a_finished_run_whose_tracking_expired_is_not_counted_again_while_its_parent_runs() {
+        // A long Wait after the Map: the parent keeps running for weeks after its map run ended.
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 1100.0);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        t.apply_describe(run(MapRunStatus::Running, 10, 0, None, 0), 1100.0);
+        t.apply_describe(
+            run(MapRunStatus::Succeeded, 100, 0, Some(2000.0), 0),
+            2100.0,
+        );
+        assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
+        for day in 1..=30 {
+            let now = 2100.0 + day as f64 * 86400.0;
+            listing(&mut t, Listing::Running, vec![exec(true, 0)], now);
+            t.record_map_runs(EXEC, vec![RUN.into()]);
+            let plan = t.runs_to_describe(now, 1e9);
+            assert!(plan.required.is_empty() && plan.refresh.is_empty());
+            t.expire(now);
+        }
+        assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
+        assert_eq!(t.aggregates()[&key()].items_finished, [100, 0, 0, 0]);
+    }
+
+    #[test]
     fn state_is_forgotten_after_the_redrive_window_and_with_its_state_machine() {
         let mut t = MapRunTracker::new(0.0, 60.0);
-        t.observe_executions(SM, vec![exec(false, 0)], true, 2100.0);
+        t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 2100.0);
+        listing(&mut t, Listing::Newest, vec![exec(false, 0)], 2100.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
         t.apply_describe(
             run(MapRunStatus::Succeeded, 100, 0, Some(2000.0), 0),
@@ -590,23 +1162,121 @@ mod tests {
         assert_eq!(t.tracked_map_runs(), 0);
         assert_eq!(t.tracked_executions(), 0);
 
-        t.observe_executions(SM, vec![exec(true, 0)], true, 10.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 10.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
-        t.retain_state_machines(&BTreeSet::new());
+        t.observe_state_machines(vec![], 3600.0, 20.0);
         assert_eq!(t.tracked_executions(), 0);
         assert_eq!(t.tracked_map_runs(), 0);
     }
 
     #[test]
-    fn an_incomplete_running_listing_does_not_stop_executions() {
+    fn aggregates_of_deleted_or_deselected_state_machines_are_dropped() {
         let mut t = MapRunTracker::new(0.0, 60.0);
-        t.observe_executions(SM, vec![exec(true, 0)], true, 10.0);
+        t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 100.0);
+        listing(&mut t, Listing::Newest, vec![exec(false, 0)], 2100.0);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        t.apply_describe(
+            run(MapRunStatus::Succeeded, 100, 0, Some(2000.0), 0),
+            2100.0,
+        );
+        assert_eq!(t.aggregates().len(), 1);
+        t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 2200.0);
+        assert_eq!(
+            t.aggregates().len(),
+            1,
+            "kept while the state machine is selected"
+        );
+        t.observe_state_machines(vec![], 3600.0, 2300.0);
+        assert!(t.aggregates().is_empty());
+        assert!(t.open_runs().is_empty());
+    }
+
+    #[test]
+    fn a_listing_that_is_not_the_running_one_does_not_stop_executions() {
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 10.0);
         t.record_map_runs(EXEC, vec![]);
-        t.observe_executions(SM, vec![], false, 20.0);
+        listing(&mut t, Listing::Newest, vec![], 20.0);
         assert_eq!(
             t.executions_to_list(),
             vec![EXEC.to_string()],
             "still believed running"
+        );
+    }
+}
+#[cfg(test)]
+mod refresh_order {
+    use super::*;
+
+    const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:etl";
+    const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:etl:live";
+
+    #[test]
+    fn no_open_run_waits_more_than_one_pass_and_near_ones_go_first() {
+        // 100 open runs, 10 near their tolerance, all changing; 30 describes per 60 s poll
+        // (0.5/s): a pass takes 200 s, so none may wait more than 200 s + one poll.
+        let mut t = MapRunTracker::new(0.0, 3600.0);
+        t.observe_listing(
+            SM,
+            Listing::Running,
+            vec![ExecutionObs {
+                arn: EXEC.into(),
+                state_machine_arn: SM.into(),
+                name: "live".into(),
+                running: true,
+                start: 0.0,
+                stop: None,
+                redrive_count: 0,
+                redrive_date: None,
+            }],
+            0.0,
+            0.0,
+        );
+        let arn = |i: usize| format!("arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan:{i:03}");
+        t.record_map_runs(EXEC, (0..100).map(arn).collect());
+        let obs = |i: usize, step: i64| MapRunObs {
+            arn: arn(i),
+            execution_arn: EXEC.into(),
+            status: MapRunStatus::Running,
+            start: 0.0,
+            stop: None,
+            max_concurrency: 0,
+            tolerated_failure_ratio: 0.1,
+            tolerated_failure_count: 0,
+            // Near ones failed 6% of their items against 10% tolerated.
+            items: Counts {
+                total: 10_000,
+                succeeded: step * 10,
+                failed: if i % 10 == 0 { 600 } else { step },
+                ..Counts::default()
+            },
+            executions: Counts::default(),
+            redrive_count: 0,
+            redrive_date: None,
+        };
+        for i in 0..100 {
+            t.apply_describe(obs(i, 1), 1.0);
+        }
+        let mut last = vec![1.0; 100];
+        let mut worst: f64 = 0.0;
+        let mut near_described = 0;
+        for poll in 1..=20 {
+            let now = 1.0 + poll as f64 * 60.0;
+            let plan = t.runs_to_describe(now, 100.0 / 0.5);
+            for a in plan.refresh.iter().take(30) {
+                let i: usize = a.rsplit(':').next().unwrap().parse().unwrap();
+                worst = worst.max(now - last[i]);
+                last[i] = now;
+                if i % 10 == 0 {
+                    near_described += 1;
+                }
+                t.apply_describe(obs(i, poll + 1), now);
+            }
+        }
+        assert!(worst <= 200.0 + 60.0, "an open run waited {worst} s");
+        assert!(
+            near_described > 20 * 30 / 10,
+            "runs near their tolerance are described more often than their share: {near_described}"
         );
     }
 }

@@ -84,12 +84,13 @@ impl TransferClient {
         execution_id: &str,
     ) -> Result<DescribeObs, AwsError> {
         let op = DESCRIBE_EXECUTION;
-        let request = self
-            .sdk
-            .describe_execution()
-            .workflow_id(workflow_id)
-            .execution_id(execution_id)
-            .send();
+        let request = || {
+            self.sdk
+                .describe_execution()
+                .workflow_id(workflow_id)
+                .execution_id(execution_id)
+                .send()
+        };
         let out = self.conn.call(op, request).await?;
         convert::describe(&out).ok_or_else(|| AwsError::Other {
             operation: op.name,

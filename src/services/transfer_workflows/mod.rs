@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::aws::Target;
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
-use crate::services::source::{unix_now, BoxFuture, Source};
+use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
 use crate::services::transfer_workflows::state::TransferTracker;
@@ -41,7 +41,11 @@ impl TransferWorkflows {
         }
     }
 
-    async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+    async fn poll_inner(
+        &mut self,
+        errors: &mut Vec<AwsError>,
+        _progress: &dyn Progress,
+    ) -> Result<(), AwsError> {
         if self.client.is_none() {
             let conn = self.target.connect().await?;
             self.client = Some(TransferClient::new(conn));
@@ -107,8 +111,9 @@ impl Source for TransferWorkflows {
     fn poll<'a>(
         &'a mut self,
         errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors))
+        Box::pin(self.poll_inner(errors, progress))
     }
 
     fn snapshot(&self, _now: f64) -> Snapshot {

@@ -1,0 +1,588 @@
+//! The scale benchmark: the release exporter binary against a large account in the built-in
+//! simulator (AWS's own throttling buckets on), with the exporter's default configuration and
+//! API budget. Run it with `scripts/bench-scale.sh`; `cargo test` only builds it.
+//!
+//! Prints: seconds to ready, seconds until every open map run is on /metrics, calls per operation
+//! in a steady minute with the wasted ones, the slowest open run's refresh age, RSS, and
+//! /metrics requests per second and p99.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_workflow_exporter::simulator::quotas::{self, Quotas};
+use aws_workflow_exporter::simulator::scale::{self, ScaleSpec, ScaleWorld};
+use aws_workflow_exporter::simulator::{Call, Simulator, World};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Options {
+    /// Give up waiting for ready and all open runs (or, raised, all map runs tracked) after this long.
+    cap: Duration,
+    /// The window calls are counted in.
+    steady: Duration,
+    /// The window open runs' refresh ages are measured over (from the steady window's start).
+    observe: Duration,
+    load: Duration,
+    quota_share: f64,
+    /// An account whose Step Functions quotas were raised far beyond need (and the simulator
+    /// not throttling): measures memory with every map run tracked instead of the call budget.
+    raised: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        cap: Duration::from_secs(300),
+        steady: Duration::from_secs(60),
+        observe: Duration::from_secs(300),
+        load: Duration::from_secs(10),
+        quota_share: 0.5,
+        raised: false,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    o.raised = args.iter().any(|a| a == "--raised-quotas");
+    for pair in args.windows(2) {
+        let secs = || Duration::from_secs(pair[1].parse().expect("seconds"));
+        match pair[0].as_str() {
+            "--cap" => o.cap = secs(),
+            "--steady" => o.steady = secs(),
+            "--observe" => o.observe = secs(),
+            "--load" => o.load = secs(),
+            "--quota-share" => o.quota_share = pair[1].parse().expect("a fraction"),
+            _ => {}
+        }
+    }
+    o
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench targets too: only `cargo bench` (which passes
+    // `--bench`) runs the benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let opts = options();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run(opts));
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// The exporter process; killed when dropped.
+struct Exporter {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Exporter {
+    fn start(endpoint: &str, dir: &std::path::Path, quota_share: f64, raised: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = dir.join("config.yaml");
+        // A new user's configuration: one target, every default (poll interval, lookback,
+        // retention, quota_share) as shipped.
+        let mut yaml = format!(
+            "targets:\n  - name: bench\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n"
+        );
+        yaml.push_str(&format!("aws_api:\n  quota_share: {quota_share}\n"));
+        if raised {
+            yaml.push_str("  quotas:\n");
+            for action in ["ListExecutions", "ListMapRuns", "DescribeMapRun"] {
+                yaml.push_str(&format!(
+                    "    states:{action}: {{bucket_size: 100000, refill_per_second: 10000}}\n"
+                ));
+            }
+        }
+        std::fs::write(&config, yaml).expect("write config");
+        let log = std::fs::File::create(dir.join("exporter.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+            .arg("--config.file")
+            .arg(&config)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("exporter binary starts");
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection that GETs paths and returns (status, body length, body).
+struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        Ok(Self {
+            reader: BufReader::new(TcpStream::connect(addr).await?),
+        })
+    }
+
+    async fn get(&mut self, path: &str, gzip: bool) -> std::io::Result<(u16, Vec<u8>)> {
+        let enc = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{enc}\r\n");
+        self.reader.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+async fn get_once(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut c = Conn::open(addr).await.ok()?;
+    let (status, body) = c.get(path, false).await.ok()?;
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Ids of map runs shown as running on /metrics.
+fn open_runs_shown(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with("aws_sfn_map_run_status{") && l.ends_with(" 1"))
+        .filter(|l| l.contains("status=\"running\""))
+        .filter_map(|l| l.split("map_run=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Default)]
+struct OpStats {
+    calls: usize,
+    wasted: usize,
+    throttled: usize,
+}
+
+/// Which calls of `window` were wasted, per (service, operation), judged against the world and
+/// every earlier call: ListExecutions of a state machine without a Distributed Map, ListMapRuns of
+/// an execution that cannot have map runs (no Distributed Map, or finished and already listed),
+/// DescribeMapRun of a terminal run already described. A historical run's first describe and a
+/// finished execution's first listing are backfill, not waste.
+fn classify(
+    world: &World,
+    built: &ScaleWorld,
+    earlier: &[Call],
+    window: &[Call],
+) -> BTreeMap<(String, String), OpStats> {
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    let mut described: BTreeSet<String> = BTreeSet::new();
+    let remember = |c: &Call, listed: &mut BTreeSet<String>, described: &mut BTreeSet<String>| {
+        if c.throttled || c.service != "sfn" {
+            return;
+        }
+        if let Some(r) = &c.resource {
+            match c.operation.as_str() {
+                "ListMapRuns" => {
+                    listed.insert(r.clone());
+                }
+                "DescribeMapRun" => {
+                    described.insert(r.clone());
+                }
+                _ => {}
+            }
+        }
+    };
+    for c in earlier {
+        remember(c, &mut listed, &mut described);
+    }
+    let mut out: BTreeMap<(String, String), OpStats> = BTreeMap::new();
+    for c in window {
+        let stats = out
+            .entry((c.service.to_owned(), c.operation.clone()))
+            .or_default();
+        stats.calls += 1;
+        if c.throttled {
+            stats.throttled += 1;
+        }
+        let r = c.resource.as_deref().unwrap_or_default();
+        let wasted = match (c.service, c.operation.as_str()) {
+            ("sfn", "ListExecutions") => !built.distributed.contains(r),
+            ("sfn", "ListMapRuns") => match world.sfn.executions.get(r) {
+                Some(e) => {
+                    !built.distributed.contains(&e.state_machine_arn)
+                        || (e.status != "RUNNING" && listed.contains(r))
+                }
+                None => false,
+            },
+            ("sfn", "DescribeMapRun") => world
+                .sfn
+                .map_runs
+                .get(r)
+                .is_some_and(|run| run.status != "RUNNING" && described.contains(r)),
+            _ => false,
+        };
+        if wasted {
+            stats.wasted += 1;
+        }
+        remember(c, &mut listed, &mut described);
+    }
+    out
+}
+
+/// The exporter's share of AWS's bucket for the operation: burst, and refill per minute.
+fn share_per_minute(service: &str, operation: &str, share: f64) -> Option<(f64, f64)> {
+    quotas::aws_bucket(service, operation)
+        .map(|(size, refill)| (size * share, refill * 60.0 * share))
+}
+
+async fn scrape_load(
+    addr: SocketAddr,
+    duration: Duration,
+    connections: usize,
+) -> (f64, Duration, Duration, usize) {
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut bytes = 0;
+            let Ok(mut conn) = Conn::open(addr).await else {
+                return (latencies, bytes);
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match conn.get("/metrics", true).await {
+                    Ok((200, body)) => {
+                        latencies.push(t.elapsed());
+                        bytes = body.len();
+                    }
+                    _ => break,
+                }
+            }
+            (latencies, bytes)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut size = 0;
+    for t in tasks {
+        let (l, b) = t.await.expect("load task");
+        all.extend(l);
+        size = size.max(b);
+    }
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    (
+        all.len() as f64 / duration.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        size,
+    )
+}
+
+/// Counts calls over the steady window, then measures open runs' refresh ages over `observe`.
+async fn steady_window(
+    opts: &Options,
+    world: &Arc<std::sync::Mutex<World>>,
+    built: &ScaleWorld,
+    started: Instant,
+) {
+    let steady_from = Instant::now();
+    let before: usize = world.lock().expect("world").calls.len();
+    tokio::time::sleep(opts.steady).await;
+    let steady_to = Instant::now();
+    let stats = {
+        let w = world.lock().expect("world");
+        let upto = w.calls.partition_point(|c| c.at <= steady_to);
+        classify(&w, built, &w.calls[..before], &w.calls[before..upto])
+    };
+    println!(
+        "steady window: {:.0} s, starting {:.0} s after start",
+        opts.steady.as_secs_f64(),
+        (steady_from - started).as_secs_f64()
+    );
+    println!("| service | operation | calls | wasted | throttled | exporter's share: burst + per minute |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut wasted_total = 0;
+    for ((service, op), s) in &stats {
+        wasted_total += s.wasted;
+        let share = share_per_minute(service, op, opts.quota_share)
+            .map(|(burst, rate)| format!("{burst:.0} + {rate:.0}"))
+            .unwrap_or_else(|| "undocumented".into());
+        println!(
+            "| {service} | {op} | {} | {} | {} | {share} |",
+            s.calls, s.wasted, s.throttled
+        );
+    }
+    println!("wasted calls in the steady window: {wasted_total}");
+
+    let rest = opts.observe.saturating_sub(steady_from.elapsed());
+    tokio::time::sleep(rest).await;
+    let observe_to = Instant::now();
+    // Refresh age: per open run, the longest time without a successful describe over the
+    // observed window (from its start to the first describe, between describes, and from the
+    // last one to its end).
+    let (ages, never) = {
+        let w = world.lock().expect("world");
+        let mut last: BTreeMap<&str, Instant> = BTreeMap::new();
+        let mut worst: BTreeMap<&str, Duration> = BTreeMap::new();
+        for c in w.calls.iter().take_while(|c| c.at <= observe_to) {
+            if c.operation != "DescribeMapRun" || c.throttled {
+                continue;
+            }
+            let Some(r) = &c.resource else { continue };
+            if c.at >= steady_from {
+                let prev = last.get(r.as_str()).copied().unwrap_or(steady_from);
+                let e = worst.entry(r.as_str()).or_default();
+                *e = (*e).max(c.at - prev.max(steady_from));
+            }
+            last.insert(r.as_str(), c.at);
+        }
+        let mut ages = Vec::new();
+        let mut never = 0;
+        for (arn, _) in &built.open_runs {
+            match last.get(arn.as_str()) {
+                None => never += 1,
+                Some(t) => {
+                    let tail = observe_to - (*t).max(steady_from);
+                    let worst = worst.get(arn.as_str()).copied().unwrap_or_default();
+                    ages.push(worst.max(tail));
+                }
+            }
+        }
+        (ages, never)
+    };
+    let window = (observe_to - steady_from).as_secs_f64();
+    match ages.iter().max() {
+        Some(max) if never == 0 => println!(
+            "slowest open map run refresh age: {:.0} s (longest time without a describe over {window:.0} s)",
+            max.as_secs_f64()
+        ),
+        max => println!(
+            "slowest open map run refresh age: {} of {} open runs never described{}",
+            never,
+            built.open_runs.len(),
+            max.map(|m| format!("; the others up to {:.0} s", m.as_secs_f64()))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+async fn run(opts: Options) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sim = Simulator::start().await.expect("simulator starts");
+    let built = {
+        let mut w = sim.world();
+        let built = scale::build(&mut w, &ScaleSpec::default(), unix_now());
+        if !opts.raised {
+            w.quotas = Some(Quotas::default());
+        }
+        built
+    };
+    let built = Arc::new(built);
+    {
+        // One lock for the whole summary: the world's mutex is not reentrant.
+        let w = sim.world();
+        let running = w
+            .sfn
+            .executions
+            .values()
+            .filter(|e| e.status == "RUNNING")
+            .count();
+        println!(
+            "world: {} state machines ({} with a Distributed Map), {} executions ({} running), {} map runs ({} open)",
+            w.sfn.state_machines.len(),
+            built.distributed.len(),
+            w.sfn.executions.len(),
+            running,
+            built.map_runs,
+            built.open_runs.len()
+        );
+    }
+    let world = sim.world_handle();
+    let stepper = {
+        let (world, built) = (world.clone(), built.clone());
+        tokio::spawn(async move {
+            let mut step = 1;
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                scale::advance(&mut world.lock().expect("world"), &built, step);
+                step += 1;
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let exporter = Exporter::start(&sim.endpoint, dir.path(), opts.quota_share, opts.raised);
+    let wanted: BTreeSet<String> = built.open_runs.iter().map(|(_, id)| id.clone()).collect();
+    let mut ready_at = None;
+    let mut all_open_at = None;
+    let mut shown = 0;
+    let mut peak_during_start = 0;
+    while started.elapsed() < opts.cap {
+        if ready_at.is_none() {
+            if let Some((200, _)) = get_once(exporter.addr, "/readyz").await {
+                ready_at = Some(started.elapsed());
+            }
+        }
+        if let Some((200, text)) = get_once(exporter.addr, "/metrics").await {
+            shown = open_runs_shown(&text).intersection(&wanted).count();
+            if shown == wanted.len() && all_open_at.is_none() {
+                all_open_at = Some(started.elapsed());
+            }
+        }
+        peak_during_start = peak_during_start.max(exporter.memory_kib().0);
+        if ready_at.is_some() && all_open_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let fmt = |d: Option<Duration>, what: &str| match d {
+        Some(d) => format!("{:.1} s", d.as_secs_f64()),
+        None => format!(
+            "not reached after {:.0} s ({what})",
+            started.elapsed().as_secs_f64()
+        ),
+    };
+    println!("ready after: {}", fmt(ready_at, "/readyz 503"));
+    println!(
+        "all {} open map runs on /metrics after: {}",
+        wanted.len(),
+        fmt(all_open_at, &format!("{shown} shown"))
+    );
+
+    if opts.raised {
+        // Memory with every map run tracked: wait until the exporter has read them all.
+        let mut tracked = 0.0;
+        while started.elapsed() < opts.cap * 4 {
+            if let Some((200, text)) = get_once(exporter.addr, "/metrics").await {
+                tracked = text
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("aws_workflow_exporter_tracked_resources{")
+                            && l.contains("kind=\"map_run\"")
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                if tracked >= built.map_runs as f64 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!(
+            "map runs tracked: {tracked:.0} of {} after {:.1} s",
+            built.map_runs,
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        steady_window(&opts, &world, &built, started).await;
+    }
+    if let Some((_, text)) = get_once(exporter.addr, "/metrics").await {
+        println!(
+            "exposition: {} series, {} bytes",
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            text.len()
+        );
+        for l in text
+            .lines()
+            .filter(|l| l.contains("backlog") && !l.starts_with('#'))
+        {
+            println!("  {l}");
+        }
+    }
+    let (rss, hwm) = exporter.memory_kib();
+    println!(
+        "rss: {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm.max(peak_during_start) as f64 / 1024.0
+    );
+    let (rps, p50, p99, size) = scrape_load(exporter.addr, opts.load, 4).await;
+    println!(
+        "/metrics (gzip, 4 keep-alive connections, {:.0} s): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} bytes",
+        opts.load.as_secs_f64(),
+        rps,
+        p50.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        size
+    );
+    let (rss, hwm) = exporter.memory_kib();
+    println!(
+        "rss after the scrape load: {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    let log = std::fs::read_to_string(dir.path().join("exporter.log")).unwrap_or_default();
+    if let Some(l) = log.lines().rfind(|l| l.contains("backfill")) {
+        println!("last backfill log line: {l}");
+    }
+    stepper.abort();
+    drop(exporter);
+}
