@@ -107,7 +107,7 @@ impl Daemon {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if v["message"] == "serving /metrics" {
+                if v["message"] == "serving metrics" {
                     let _ = addr_tx.send(v["address"].as_str().unwrap_or_default().to_owned());
                 }
                 sink.lock().unwrap().push((SystemTime::now(), v));
