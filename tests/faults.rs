@@ -755,6 +755,8 @@ async fn resource_deleted_between_list_and_describe() {
             let exec = exec.expect("run-2").clone();
             w.sfn.add_map_run(&exec, map_run("mr-3", 3), now());
             w.transfer.start_execution("w-b", "x-3", "s-1");
+            // Only an execution that can show a failed step is described.
+            w.transfer.step_failed("x-3", "COPY", "BAD_REQUEST");
         },
         verify: |source, s| match source {
             "sfn_map_runs" => {
