@@ -539,8 +539,10 @@ async fn run(opts: Options) {
     );
 
     if opts.raised {
-        // Memory with every map run tracked: wait until the exporter has read them all.
+        // Memory with every map run tracked: wait until the exporter has read them all, each
+        // one described (no history backlog left).
         let mut tracked = 0.0;
+        let mut backlog = f64::NAN;
         while started.elapsed() < opts.cap * 4 {
             if let Some((200, text)) = get_once(exporter.addr, "/metrics").await {
                 tracked = text
@@ -552,14 +554,20 @@ async fn run(opts: Options) {
                     .and_then(|l| l.rsplit(' ').next())
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(0.0);
-                if tracked >= built.map_runs as f64 {
+                backlog = text
+                    .lines()
+                    .filter(|l| l.starts_with("aws_sfn_map_runs_history_backlog{"))
+                    .filter_map(|l| l.rsplit(' ').next())
+                    .filter_map(|v| v.parse::<f64>().ok())
+                    .sum();
+                if tracked >= built.map_runs as f64 && backlog == 0.0 {
                     break;
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         println!(
-            "map runs tracked: {tracked:.0} of {} after {:.1} s",
+            "map runs tracked: {tracked:.0} of {}, history backlog {backlog:.0}, after {:.1} s",
             built.map_runs,
             started.elapsed().as_secs_f64()
         );
