@@ -345,23 +345,44 @@ async fn scrape_load(
 }
 
 /// Counts calls over the steady window, then measures open runs' refresh ages over `observe`.
+/// Polls are a poll interval (60 s by default) apart: a ListStateMachines this long after the
+/// start is the second poll's.
+const SECOND_POLL_AFTER: Duration = Duration::from_secs(30);
+
 async fn steady_window(
     opts: &Options,
     world: &Arc<std::sync::Mutex<World>>,
     built: &ScaleWorld,
     started: Instant,
 ) {
-    let steady_from = Instant::now();
-    let before: usize = world.lock().expect("world").calls.len();
-    tokio::time::sleep(opts.steady).await;
-    let steady_to = Instant::now();
+    // The steady window starts with the second poll (its ListStateMachines call): the first
+    // one's start-up work is over, history is being read in the background.
+    let (before, steady_from) = loop {
+        let found = {
+            let w = world.lock().expect("world");
+            w.calls
+                .iter()
+                .enumerate()
+                .skip(1)
+                .find(|(_, c)| {
+                    c.operation == "ListStateMachines" && c.at > started + SECOND_POLL_AFTER
+                })
+                .map(|(i, c)| (i, c.at))
+        };
+        match found {
+            Some(f) => break f,
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let steady_to = steady_from + opts.steady;
+    tokio::time::sleep_until(steady_to.into()).await;
     let stats = {
         let w = world.lock().expect("world");
         let upto = w.calls.partition_point(|c| c.at <= steady_to);
         classify(&w, built, &w.calls[..before], &w.calls[before..upto])
     };
     println!(
-        "steady window: {:.0} s, starting {:.0} s after start",
+        "steady window: {:.0} s, from the second poll's start, {:.0} s after start",
         opts.steady.as_secs_f64(),
         (steady_from - started).as_secs_f64()
     );
@@ -518,8 +539,10 @@ async fn run(opts: Options) {
     );
 
     if opts.raised {
-        // Memory with every map run tracked: wait until the exporter has read them all.
+        // Memory with every map run tracked: wait until the exporter has read them all, each
+        // one described (no history backlog left).
         let mut tracked = 0.0;
+        let mut backlog = f64::NAN;
         while started.elapsed() < opts.cap * 4 {
             if let Some((200, text)) = get_once(exporter.addr, "/metrics").await {
                 tracked = text
@@ -531,14 +554,20 @@ async fn run(opts: Options) {
                     .and_then(|l| l.rsplit(' ').next())
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(0.0);
-                if tracked >= built.map_runs as f64 {
+                backlog = text
+                    .lines()
+                    .filter(|l| l.starts_with("aws_sfn_map_runs_history_backlog{"))
+                    .filter_map(|l| l.rsplit(' ').next())
+                    .filter_map(|v| v.parse::<f64>().ok())
+                    .sum();
+                if tracked >= built.map_runs as f64 && backlog == 0.0 {
                     break;
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         println!(
-            "map runs tracked: {tracked:.0} of {} after {:.1} s",
+            "map runs tracked: {tracked:.0} of {}, history backlog {backlog:.0}, after {:.1} s",
             built.map_runs,
             started.elapsed().as_secs_f64()
         );

@@ -202,36 +202,40 @@ impl SfnMapRuns {
         progress: &dyn Progress,
     ) {
         let lookback = self.config.lookback.as_secs_f64();
+        // What the next poll's open work needs of each bucket stays there.
+        let listings: usize = self
+            .tracker
+            .listing_plan()
+            .iter()
+            .map(|p| {
+                usize::from(p.running)
+                    + usize::from(p.newest_since.is_some())
+                    + usize::from(p.redriven)
+            })
+            .sum();
+        let running = self.tracker.running_execution_count() as f64;
+        let open = self.tracker.open_run_count() as f64;
+        // The work lists are recomputed only when used up: each is a walk over all state.
+        let mut runs = std::collections::VecDeque::new();
+        let mut execs = std::collections::VecDeque::new();
         loop {
-            // What the next poll's open work needs of each bucket stays there.
-            let listings: usize = self
-                .tracker
-                .listing_plan()
-                .iter()
-                .map(|p| {
-                    usize::from(p.running)
-                        + usize::from(p.newest_since.is_some())
-                        + usize::from(p.redriven)
-                })
-                .sum();
+            if runs.is_empty() {
+                runs = self
+                    .tracker
+                    .runs_to_describe(unix_now(), f64::INFINITY)
+                    .backfill
+                    .into();
+            }
+            if execs.is_empty() {
+                execs = self.tracker.history_executions_to_list().into();
+            }
             let next_sm = self.tracker.history_to_list().into_iter().next();
-            let next_exec = self.tracker.history_executions_to_list().into_iter().next();
-            let next_run = self
-                .tracker
-                .runs_to_describe(unix_now(), f64::INFINITY)
-                .backfill
-                .into_iter()
-                .next();
+            let next_exec = execs.front().cloned();
+            let next_run = runs.front().cloned();
             let work = [
                 next_sm.map(|a| (History::Listing, LIST_EXECUTIONS, listings as f64, a)),
-                next_exec.map(|a| {
-                    let keep = self.tracker.running_execution_count() as f64;
-                    (History::MapRuns, LIST_MAP_RUNS, keep, a)
-                }),
-                next_run.map(|a| {
-                    let keep = self.tracker.open_run_count() as f64;
-                    (History::Describe, DESCRIBE_MAP_RUN, keep, a)
-                }),
+                next_exec.map(|a| (History::MapRuns, LIST_MAP_RUNS, running, a)),
+                next_run.map(|a| (History::Describe, DESCRIBE_MAP_RUN, open, a)),
             ];
             let Some((wait, kind, arn)) = work
                 .into_iter()
@@ -245,6 +249,15 @@ impl SfnMapRuns {
                 return;
             }
             tokio::time::sleep(wait).await;
+            match kind {
+                History::Listing => {}
+                History::MapRuns => {
+                    execs.pop_front();
+                }
+                History::Describe => {
+                    runs.pop_front();
+                }
+            }
             match kind {
                 History::Listing => {
                     let since = unix_now() - lookback;

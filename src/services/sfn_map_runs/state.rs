@@ -349,18 +349,18 @@ impl MapRunTracker {
         }
     }
 
-    fn has_running(&self, state_machine_arn: &str) -> bool {
-        self.executions
-            .values()
-            .any(|e| e.obs.running && e.obs.state_machine_arn == state_machine_arn)
-    }
-
     /// The execution listings of this poll, per state machine that needs any.
     pub fn listing_plan(&self) -> Vec<ListingPlan> {
+        let with_running: BTreeSet<&str> = self
+            .executions
+            .values()
+            .filter(|e| e.obs.running)
+            .map(|e| e.obs.state_machine_arn.as_str())
+            .collect();
         let mut out = Vec::new();
         let mut turn = 0u64;
         for (arn, sm) in &self.state_machines {
-            let running = self.has_running(arn);
+            let running = with_running.contains(arn.as_str());
             if sm.distributed != Some(true) && !running {
                 continue;
             }
