@@ -26,6 +26,7 @@ impl Exporter {
     pub fn new(config: &Config, static_credentials: Option<StaticCredentials>) -> Self {
         let self_metrics = Arc::new(SelfMetrics::new());
         ApiInstrumentation::declare(&self_metrics, &services::operations());
+        self_metrics.set_shard(config.shard.ordinal(), config.shard.total());
         let targets: Vec<Arc<Target>> = config
             .targets
             .iter()
@@ -33,6 +34,7 @@ impl Exporter {
                 Arc::new(Target::new(
                     t.clone(),
                     config.aws_api.clone(),
+                    config.shard,
                     static_credentials.clone(),
                     self_metrics.clone(),
                 ))

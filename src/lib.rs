@@ -14,4 +14,5 @@ pub mod histogram;
 pub mod http;
 pub mod scheduler;
 pub mod services;
+pub mod shard;
 pub mod simulator;

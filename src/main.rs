@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 use aws_workflow_exporter::app::Exporter;
 use aws_workflow_exporter::cli::{Cli, Command, LogFormat};
 use aws_workflow_exporter::config::Config;
+use aws_workflow_exporter::shard::Shard;
 use aws_workflow_exporter::simulator;
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -83,11 +84,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let config = match &cli.config_file {
+            let mut config = match &cli.config_file {
                 Some(path) => Config::load(path)?,
                 None => Config::defaults(),
             };
-            tracing::info!(targets = config.targets.len(), sources = ?config.enabled_sources(), "starting");
+            config.shard = Shard::new(cli.shard, cli.total_shards)?;
+            tracing::info!(
+                targets = config.targets.len(),
+                sources = ?config.enabled_sources(),
+                shard = config.shard.ordinal(),
+                total_shards = config.shard.total(),
+                "starting"
+            );
             serve(Exporter::new(&config, None), &cli.listen_address).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -21,6 +21,7 @@ use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
 use crate::config::targets::{AwsApiConfig, TargetConfig};
 use crate::error::AwsError;
 use crate::exposition::self_metrics::SelfMetrics;
+use crate::shard::Shard;
 
 /// Static credentials, for the built-in simulator only (the demo and tests); never read from YAML.
 #[derive(Debug, Clone)]
@@ -34,6 +35,7 @@ pub struct StaticCredentials {
 pub struct Target {
     pub config: TargetConfig,
     api: AwsApiConfig,
+    shard: Shard,
     static_credentials: Option<StaticCredentials>,
     metrics: Arc<SelfMetrics>,
     connection: OnceCell<Arc<Connection>>,
@@ -47,9 +49,16 @@ pub struct Connection {
     pub sdk_config: SdkConfig,
     pub budget: ApiBudget,
     pub instrumentation: ApiInstrumentation,
+    shard: Shard,
 }
 
 impl Connection {
+    /// Whether this replica polls and exports `resource_id` (an ARN or id) of this account and
+    /// region; always true unless sharded.
+    pub fn owns(&self, resource_id: &str) -> bool {
+        self.shard.owns(&self.account_id, &self.region, resource_id)
+    }
+
     /// One AWS call: waits for a token of the operation's budget, then sends it.
     pub async fn call<T, E, R>(
         &self,
@@ -93,12 +102,14 @@ impl Target {
     pub fn new(
         config: TargetConfig,
         api: AwsApiConfig,
+        shard: Shard,
         static_credentials: Option<StaticCredentials>,
         metrics: Arc<SelfMetrics>,
     ) -> Self {
         Self {
             config,
             api,
+            shard,
             static_credentials,
             metrics,
             connection: OnceCell::new(),
@@ -183,7 +194,9 @@ impl Target {
                 .build();
         }
         let instrumentation = ApiInstrumentation::new(self.metrics.clone());
-        let budget = ApiBudget::new(&region, self.api.quota_share, self.metrics.clone());
+        // Each of the replicas takes its part of every bucket, so together they keep to quota_share.
+        let share = self.shard.share_of(self.api.quota_share);
+        let budget = ApiBudget::new(&region, share, self.metrics.clone());
         budget.acquire(op).await;
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(&sdk_config)
@@ -196,13 +209,14 @@ impl Target {
             .await
             .map_err(|e| AwsError::from_sdk(op.name, e))?;
         let account_id = identity.account().unwrap_or("unknown").to_owned();
-        tracing::info!(target_name = %self.config.name, %region, %account_id, "connected to AWS target");
+        tracing::info!(target_name = %self.config.name, %region, %account_id, shard = self.shard.ordinal(), total_shards = self.shard.total(), api_quota_share = share, "connected to AWS target");
         Ok(Arc::new(Connection {
             account_id,
             region,
             sdk_config,
             budget,
             instrumentation,
+            shard: self.shard,
         }))
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
 };
 
 use crate::exposition::metric::{MetricDef, MetricKind};
@@ -58,6 +58,19 @@ pub const TRACKED: MetricDef = MetricDef {
     labels: &["kind"],
 };
 
+pub const SHARD_ORDINAL: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_shard_ordinal",
+    kind: MetricKind::Gauge,
+    help: "The shard this replica polls and exports (--shard); 0 when the exporter is not sharded.",
+    labels: &[],
+};
+pub const TOTAL_SHARDS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_total_shards",
+    kind: MetricKind::Gauge,
+    help: "How many shards the resources are split across (--total-shards); 1 when the exporter is not sharded.",
+    labels: &[],
+};
+
 pub const DEFS: &[&MetricDef] = &[
     &BUILD_INFO,
     &POLL_SUCCESS,
@@ -67,6 +80,8 @@ pub const DEFS: &[&MetricDef] = &[
     &API_DURATION,
     &API_BUDGET_WAIT,
     &TRACKED,
+    &SHARD_ORDINAL,
+    &TOTAL_SHARDS,
 ];
 
 /// Live self-metrics, updated by the AWS layer and the scheduler.
@@ -80,6 +95,8 @@ pub struct SelfMetrics {
     api_duration: HistogramVec,
     api_budget_wait: CounterVec,
     tracked: GaugeVec,
+    shard_ordinal: Gauge,
+    total_shards: Gauge,
 }
 
 fn opts(def: &MetricDef) -> Opts {
@@ -113,6 +130,9 @@ impl SelfMetrics {
         let api_budget_wait =
             CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
         let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
+        let shard_ordinal = Gauge::with_opts(opts(&SHARD_ORDINAL)).expect("valid metric");
+        let total_shards = Gauge::with_opts(opts(&TOTAL_SHARDS)).expect("valid metric");
+        total_shards.set(1.0);
         for c in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(poll_success.clone()),
@@ -122,6 +142,8 @@ impl SelfMetrics {
             Box::new(api_duration.clone()),
             Box::new(api_budget_wait.clone()),
             Box::new(tracked.clone()),
+            Box::new(shard_ordinal.clone()),
+            Box::new(total_shards.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -140,7 +162,14 @@ impl SelfMetrics {
             api_duration,
             api_budget_wait,
             tracked,
+            shard_ordinal,
+            total_shards,
         }
+    }
+
+    pub fn set_shard(&self, ordinal: u32, total: u32) {
+        self.shard_ordinal.set(f64::from(ordinal));
+        self.total_shards.set(f64::from(total));
     }
 
     /// Starts a call's counter at 0, so the first throttle shows up in increase().

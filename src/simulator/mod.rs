@@ -71,6 +71,10 @@ pub struct Fault {
 pub struct Call {
     pub service: &'static str,
     pub operation: String,
+    /// The access key id the request was signed with, which tells clients apart.
+    pub access_key: String,
+    /// The request body as sent.
+    pub body: String,
 }
 
 /// Everything the simulator knows; tests lock it to script scenarios and read the request log.
@@ -198,6 +202,17 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
     None
 }
 
+/// The access key id of a SigV4 `Authorization` header (`... Credential=KEY/date/...`).
+fn access_key(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn json_response(status: u16, content_type: &'static str, value: &Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -265,6 +280,8 @@ async fn handle(
         w.calls.push(Call {
             service,
             operation: operation.clone(),
+            access_key: access_key(&parts.headers),
+            body: text.clone(),
         });
         w.take_fault(service, &operation, &text)
     };

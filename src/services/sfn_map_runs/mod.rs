@@ -41,9 +41,9 @@ impl SfnMapRuns {
     }
 
     async fn poll_inner(&mut self, errors: &mut Vec<AwsError>) -> Result<(), AwsError> {
+        let conn = self.target.connect().await?;
         if self.client.is_none() {
-            let conn = self.target.connect().await?;
-            self.client = Some(SfnClient::new(conn));
+            self.client = Some(SfnClient::new(conn.clone()));
         }
         let client = self.client.as_ref().expect("client set above");
         let now = unix_now();
@@ -53,7 +53,12 @@ impl SfnMapRuns {
             .list_state_machines()
             .await?
             .into_iter()
-            .filter(|sm| sm.standard && self.config.state_machines.matches(&sm.name, &sm.arn))
+            // Listing is every replica's cost; only this replica's share is polled further.
+            .filter(|sm| {
+                sm.standard
+                    && self.config.state_machines.matches(&sm.name, &sm.arn)
+                    && conn.owns(&sm.arn)
+            })
             .collect();
         self.tracker.retain_state_machines(
             &selected
