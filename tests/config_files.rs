@@ -115,3 +115,26 @@ fn check_config_exits_zero_for_good_and_one_for_bad_files() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("unknown field `poll_intervall`"));
 }
+
+#[test]
+fn a_shard_outside_the_total_is_refused_before_serving() {
+    let bin = env!("CARGO_BIN_EXE_aws-workflow-exporter");
+    let run = Command::new(bin)
+        .args([
+            "--shard",
+            "3",
+            "--total-shards",
+            "3",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("--shard 3 is out of range") && stderr.contains("between 0 and 2"),
+        "{stderr}"
+    );
+}

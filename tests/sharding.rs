@@ -229,8 +229,25 @@ async fn three_replicas_serve_exactly_the_unsharded_series_each_resource_polled_
     let mut union: BTreeMap<String, f64> = BTreeMap::new();
     let mut duplicates = Vec::new();
     let mut per_replica = Vec::new();
-    for r in &replicas {
+    let unsharded_scrape = unsharded.scrape().await;
+    assert_eq!(
+        unsharded_scrape.value("aws_workflow_exporter_shard_ordinal", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        unsharded_scrape.value("aws_workflow_exporter_total_shards", &[]),
+        Some(1.0)
+    );
+    for (n, r) in replicas.iter().enumerate() {
         let scrape = r.scrape().await;
+        assert_eq!(
+            scrape.value("aws_workflow_exporter_shard_ordinal", &[]),
+            Some(n as f64)
+        );
+        assert_eq!(
+            scrape.value("aws_workflow_exporter_total_shards", &[]),
+            Some(3.0)
+        );
         let own = aws_series(&scrape);
         per_replica.push(own.len());
         for x in own {
