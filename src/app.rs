@@ -1,24 +1,29 @@
 //! Wires configuration, targets, sources, the scheduler and the HTTP server together.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::aws::instrument::ApiInstrumentation;
 use crate::aws::{StaticCredentials, Target};
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::exposition::self_metrics::SelfMetrics;
-use crate::http::{self, HttpState};
+use crate::reload::{self, Supervisor};
 use crate::scheduler::{self, Readiness};
 use crate::services;
 use crate::services::source::{unix_now, Source};
+use crate::web::{self, HttpState, ReloadReply, Web};
 
 pub struct Exporter {
     hub: Arc<MetricsHub>,
     readiness: Arc<Readiness>,
     sources: Vec<Box<dyn Source>>,
+    config: Config,
+    config_file: Option<PathBuf>,
+    static_credentials: Option<StaticCredentials>,
 }
 
 impl Exporter {
@@ -27,6 +32,8 @@ impl Exporter {
         let self_metrics = Arc::new(SelfMetrics::new());
         ApiInstrumentation::declare(&self_metrics, &services::operations());
         self_metrics.set_shard(config.shard.ordinal(), config.shard.total());
+        // The configuration in use was loaded at startup.
+        self_metrics.record_reload(true, unix_now());
         let targets: Vec<Arc<Target>> = config
             .targets
             .iter()
@@ -45,7 +52,16 @@ impl Exporter {
             hub: Arc::new(MetricsHub::new(self_metrics)),
             readiness: Arc::new(Readiness::new(&sources)),
             sources,
+            config: config.clone(),
+            config_file: None,
+            static_credentials,
         }
+    }
+
+    /// The file the configuration came from: reloads read it again.
+    pub fn with_config_file(mut self, path: PathBuf) -> Self {
+        self.config_file = Some(path);
+        self
     }
 
     pub fn http_state(&self) -> HttpState {
@@ -62,21 +78,82 @@ impl Exporter {
         }
     }
 
-    /// Runs the scheduler and the HTTP server until `shutdown` turns true.
-    pub async fn run(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    /// Runs the sources, reloads (from `reloads`) and the HTTP server until `shutdown` turns true.
+    pub async fn run(
+        self,
+        listeners: Vec<TcpListener>,
+        web: Arc<Web>,
+        reloads: mpsc::Receiver<ReloadReply>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let state = self.http_state();
-        let mut tasks = Vec::new();
-        for source in self.sources {
-            tasks.push(tokio::spawn(scheduler::run_source(
-                source,
-                self.hub.clone(),
-                self.readiness.clone(),
-                shutdown.clone(),
-            )));
-        }
-        http::serve(listener, state, shutdown).await;
-        for t in tasks {
-            let _ = t.await;
+        // OTLP push settings are read at startup only; a reload says so if they changed.
+        let otlp =
+            self.config.otlp.clone().map(|otlp| {
+                tokio::spawn(crate::otlp::run(otlp, self.hub.clone(), shutdown.clone()))
+            });
+        let supervisor = Supervisor::start(
+            self.config,
+            self.static_credentials,
+            self.hub.clone(),
+            self.readiness.clone(),
+            self.sources,
+        );
+        let watcher = tokio::spawn(web.config.clone().watch(shutdown.clone()));
+        let reloader = tokio::spawn(reload_loop(
+            supervisor,
+            self.config_file,
+            web.clone(),
+            self.hub.clone(),
+            reloads,
+            shutdown.clone(),
+        ));
+        web::serve(listeners, web, state, shutdown).await;
+        let _ = watcher.await;
+        let _ = reloader.await;
+        if let Some(otlp) = otlp {
+            let _ = otlp.await;
         }
     }
+}
+
+/// Serves reload requests (SIGHUP, `POST /-/reload`) one at a time; stops the sources at shutdown.
+async fn reload_loop(
+    mut supervisor: Supervisor,
+    config_file: Option<PathBuf>,
+    web: Arc<Web>,
+    hub: Arc<MetricsHub>,
+    mut reloads: mpsc::Receiver<ReloadReply>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let reply = tokio::select! {
+            r = reloads.recv() => match r {
+                Some(r) => r,
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let outcome = reload::reload(&mut supervisor, config_file.as_deref(), &web.config).await;
+        hub.self_metrics()
+            .record_reload(outcome.is_ok(), unix_now());
+        hub.rebuild();
+        let outcome = match outcome {
+            Ok(summary) => {
+                tracing::info!(
+                    kept = summary.kept,
+                    started = summary.started,
+                    stopped = summary.stopped,
+                    "configuration reloaded"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                Err(e)
+            }
+        };
+        let _ = reply.send(outcome);
+    }
+    supervisor.stop_all().await;
 }

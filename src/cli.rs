@@ -17,9 +17,25 @@ pub struct Cli {
     #[arg(long = "config.file", value_name = "PATH", global = true)]
     pub config_file: Option<PathBuf>,
 
-    /// Address to serve /metrics, /healthz, /readyz and / on.
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = DEFAULT_LISTEN_ADDRESS, global = true)]
-    pub listen_address: String,
+    /// Address to serve on; repeat the flag to listen on several.
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_values_t = [DEFAULT_LISTEN_ADDRESS.to_owned()], action = clap::ArgAction::Append, global = true)]
+    pub listen_addresses: Vec<String>,
+
+    /// Path under which the metrics are served.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = parse_telemetry_path, global = true)]
+    pub telemetry_path: String,
+
+    /// Web configuration file (exporter-toolkit format) for TLS, basic authentication and response headers.
+    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Enable the lifecycle endpoints: POST /-/reload and POST /-/quit.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    pub enable_lifecycle: bool,
+
+    /// Maximum number of simultaneous HTTP connections; more wait until one closes.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: u32,
 
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as `info,aws_workflow_exporter=debug`).
     #[arg(
@@ -76,4 +92,15 @@ pub enum Command {
         )]
         poll_interval_secs: u64,
     },
+}
+
+/// A telemetry path must be absolute and must not hide another endpoint.
+fn parse_telemetry_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') || path == "/" {
+        return Err("must start with `/` and name a path, e.g. /metrics".into());
+    }
+    if path.starts_with("/-/") || path == "/healthz" || path == "/readyz" {
+        return Err(format!("`{path}` is taken by another endpoint"));
+    }
+    Ok(path.to_owned())
 }

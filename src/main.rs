@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing_subscriber::EnvFilter;
 
 use aws_workflow_exporter::app::Exporter;
@@ -11,6 +12,7 @@ use aws_workflow_exporter::cli::{Cli, Command, LogFormat};
 use aws_workflow_exporter::config::Config;
 use aws_workflow_exporter::shard::Shard;
 use aws_workflow_exporter::simulator;
+use aws_workflow_exporter::web::{self, Lifecycle, Limits, ReloadReply, Web, WebConfigHandle};
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log_level)
@@ -25,9 +27,23 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A watch channel that turns true on SIGTERM or SIGINT.
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
+/// Turns `shutdown` true on SIGTERM or SIGINT; sends a reload request on SIGHUP.
+fn handle_signals(shutdown: Arc<watch::Sender<bool>>, reloads: mpsc::Sender<ReloadReply>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install a SIGHUP handler; reload with POST /-/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let (reply, _outcome) = oneshot::channel();
+            if reloads.send(reply).await.is_err() {
+                return;
+            }
+        }
+    });
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -43,17 +59,41 @@ fn shutdown_signal() -> watch::Receiver<bool> {
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
         tracing::info!("shutting down");
-        let _ = tx.send(true);
+        let _ = shutdown.send(true);
     });
-    rx
 }
 
-async fn serve(exporter: Exporter, address: &str) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
-    exporter.run(listener, shutdown_signal()).await;
+async fn serve(exporter: Exporter, cli: &Cli) -> anyhow::Result<()> {
+    let web_config = match &cli.web_config_file {
+        Some(path) => WebConfigHandle::load(path).context("invalid --web.config.file")?,
+        None => WebConfigHandle::none(),
+    };
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    let (reload_tx, reloads) = mpsc::channel(4);
+    let web = Arc::new(Web {
+        telemetry_path: cli.telemetry_path.clone(),
+        config: Arc::new(web_config),
+        lifecycle: cli.enable_lifecycle.then(|| Lifecycle {
+            reload: reload_tx.clone(),
+            quit: shutdown_tx.clone(),
+        }),
+        limits: Limits {
+            max_connections: cli.max_connections as usize,
+            ..Limits::default()
+        },
+    });
+    let mut listeners = Vec::new();
+    for address in &cli.listen_addresses {
+        let listener = web::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let tls = web.config.current().tls.is_some();
+        tracing::info!(address = %listener.local_addr()?, path = %web.telemetry_path, tls, "serving metrics");
+        listeners.push(listener);
+    }
+    handle_signals(shutdown_tx, reload_tx);
+    exporter.run(listeners, web, reloads, shutdown).await;
     Ok(())
 }
 
@@ -80,13 +120,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))
             .await?;
             tracing::info!(simulator = %demo.endpoint, "demo: the exporter polls the built-in AWS simulator");
-            serve(demo.exporter, &cli.listen_address).await?;
+            serve(demo.exporter, &cli).await?;
             Ok(ExitCode::SUCCESS)
         }
         None => {
             let mut config = match &cli.config_file {
                 Some(path) => Config::load(path)?,
-                None => Config::defaults(),
+                None => Config::from_environment()?,
             };
             config.shard = Shard::new(cli.shard, cli.total_shards)?;
             tracing::info!(
@@ -96,7 +136,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 total_shards = config.shard.total(),
                 "starting"
             );
-            serve(Exporter::new(&config, None), &cli.listen_address).await?;
+            let mut exporter = Exporter::new(&config, None);
+            if let Some(path) = &cli.config_file {
+                exporter = exporter.with_config_file(path.clone());
+            }
+            serve(exporter, &cli).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

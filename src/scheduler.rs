@@ -28,7 +28,8 @@ impl Readiness {
         }
     }
 
-    fn mark(&self, source: &str, target: &str) {
+    /// Counts the pair as done (also for a source a reload removed before its first poll).
+    pub(crate) fn mark(&self, source: &str, target: &str) {
         self.done
             .lock()
             .expect("readiness lock")

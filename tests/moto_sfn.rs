@@ -5,16 +5,13 @@ mod common;
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::{ExecutionStatus, MapRunStatus};
 use aws_workflow_exporter::app::Exporter;
-use aws_workflow_exporter::http;
-use common::{assert_promtool_clean, config_for, credentials, http_get, Scrape};
+use aws_workflow_exporter::web::{self, Web};
+use common::{assert_promtool_clean, config_for, credentials, http_get, wait_until, Scrape};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// moto_server on a free loopback port; killed on drop.
 struct Moto {
@@ -79,24 +76,6 @@ async fn start_moto() -> Moto {
         String::from_utf8_lossy(&resp)
     );
     moto
-}
-
-/// Re-checks `cond` on a fixed cadence until it holds or the deadline passes: moto runs
-/// executions on its own threads, so there is no event to await.
-async fn wait_until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    let mut ticks = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        ticks.tick().await;
-        if cond().await {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-    }
 }
 
 fn definition(item_processor_states: &str, start_at: &str, tolerance: &str) -> String {
@@ -258,7 +237,12 @@ async fn metrics_match_describe_map_run_in_moto() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = watch::channel(false);
-    tokio::spawn(http::serve(listener, exporter.http_state(), rx));
+    tokio::spawn(web::serve(
+        vec![listener],
+        std::sync::Arc::new(Web::plain()),
+        exporter.http_state(),
+        rx,
+    ));
     exporter.poll_once().await;
     let scrape =
         Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap());

@@ -4,12 +4,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
 
 use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::shard::Shard;
 use aws_workflow_exporter::simulator::sfn::MapRunSpec;
-use aws_workflow_exporter::simulator::{Simulator, World};
-use common::{config_for, Sample, Scrape, Served};
+use aws_workflow_exporter::simulator::{Simulator, World, ACCOUNT_ID, REGION};
+use aws_workflow_exporter::web::Web;
+use common::{config_for, free_port, http_request, wait_until, KillOnDrop, Sample, Scrape, Served};
+use tokio::net::TcpStream;
 
 const ALL: &[&str] = &["sfn_map_runs", "transfer_workflows", "appflow_flows"];
 /// Resources per service.
@@ -35,7 +38,7 @@ async fn replica(sim: &Simulator, shard: Option<(u32, u32)>) -> Served {
     if let Some((n, m)) = shard {
         config.shard = Shard::new(n, m).unwrap();
     }
-    Served::start(&config, &key(shard)).await
+    Served::start(&config, &key(shard), Web::plain()).await
 }
 
 /// One running Map Run, Transfer execution and AppFlow run per resource, N of each.
@@ -360,4 +363,94 @@ async fn resizing_from_three_to_two_shards_counts_no_finished_run_twice() {
             "{name} after new runs finished"
         );
     }
+}
+
+/// The Transfer workflow ids a scrape carries series of.
+fn workflow_ids(s: &Scrape) -> BTreeSet<String> {
+    s.samples
+        .iter()
+        .filter_map(|x| x.labels.get("workflow_id").cloned())
+        .collect()
+}
+
+fn transfer_only(endpoint: &str, max_attempts: u32) -> String {
+    format!(
+        "poll_interval: 1s\naws_api:\n  max_attempts: {max_attempts}\n  quota_share: 1.0\ntargets:\n  - name: sim\n    regions: [{REGION}]\n    endpoint_url: {endpoint}\nsources:\n  sfn_map_runs:\n    enabled: false\n  transfer_workflows:\n    enabled: true\n  appflow_flows:\n    enabled: false\n"
+    )
+}
+
+/// The shard comes from the command line: a configuration reload (here one that changes
+/// `aws_api`, so every target is rebuilt) keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_shard_given_on_the_command_line() {
+    let sim = Simulator::start().await.expect("simulator");
+    add_resources(&mut sim.world());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, transfer_only(&sim.endpoint, 1)).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+            .arg("--config.file")
+            .arg(&file)
+            .args(["--web.listen-address", &addr, "--web.enable-lifecycle"])
+            .args(["--shard", "1", "--total-shards", "2", "--log.level", "warn"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let shard = Shard::new(1, 2).unwrap();
+    let want: BTreeSet<String> = (0..N)
+        .map(workflow)
+        .filter(|id| shard.owns(ACCOUNT_ID, REGION, id))
+        .collect();
+    assert!(!want.is_empty() && want.len() < N, "{want:?}");
+    let scrape = || async {
+        let stream = TcpStream::connect(&addr).await.ok()?;
+        let resp = http_request(stream, "GET", "/metrics", &[]).await.ok()?;
+        (resp.status == 200).then(|| Scrape::parse(&String::from_utf8_lossy(&resp.body)))
+    };
+    let owns_its_share = |s: &Scrape| {
+        workflow_ids(s) == want
+            && s.value("aws_workflow_exporter_total_shards", &[]) == Some(2.0)
+            && s.value("aws_workflow_exporter_shard_ordinal", &[]) == Some(1.0)
+    };
+    wait_until("the first poll exports shard 1's workflows", || async {
+        scrape().await.is_some_and(|s| owns_its_share(&s))
+    })
+    .await;
+
+    std::fs::write(&file, transfer_only(&sim.endpoint, 2)).unwrap();
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let resp = http_request(stream, "POST", "/-/reload", &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    sim.world().calls.clear();
+    // After the reload every workflow is listed again; only shard 1's are polled and exported.
+    wait_until("a poll after the reload", || async {
+        sim.world().count("transfer", "ListWorkflows") > 0
+            && scrape().await.is_some_and(|s| {
+                s.value("aws_workflow_exporter_config_last_reload_successful", &[]) == Some(1.0)
+            })
+    })
+    .await;
+    wait_until("two polls after the reload", || async {
+        sim.world().count("transfer", "ListWorkflows") > 1
+    })
+    .await;
+    let s = scrape().await.expect("a scrape");
+    assert!(owns_its_share(&s), "{:?}", workflow_ids(&s));
+    let polled: BTreeSet<String> = sim
+        .world()
+        .calls
+        .iter()
+        .filter(|c| c.operation == "ListExecutions")
+        .filter_map(|c| resource_of(c.service, &c.body))
+        .collect();
+    let want_polled: BTreeSet<String> = want.iter().map(|id| format!("transfer:{id}")).collect();
+    assert_eq!(polled, want_polled);
 }

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::check::{Check, DurationText, DEFAULT_POLL_INTERVAL};
+use crate::config::check::{Check, DEFAULT_POLL_INTERVAL};
 use crate::config::targets::{validate_targets, AwsApiConfig, RawAwsApi, RawTarget, TargetConfig};
 use crate::error::{ConfigError, FieldError};
 use crate::services::{RawSources, SourcesConfig};
 use crate::shard::Shard;
 
-pub use check::{format_duration, inline_path, parse_duration, Selection};
+pub use check::{format_duration, inline_path, parse_duration, DurationText, Selection};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// This replica's shard, from `--shard`/`--total-shards` (not a file key): one by default.
     pub shard: Shard,
+    /// OTLP push; `None` when no endpoint is configured (file or `OTEL_*` environment).
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 impl Config {
@@ -57,15 +59,29 @@ impl Config {
                 message: e.to_string(),
             })?
         };
-        raw.validate().map_err(|errors| ConfigError::Invalid {
-            file: file.to_owned(),
-            errors,
-        })
+        raw.validate(&crate::otlp::config::process_env)
+            .map_err(|errors| ConfigError::Invalid {
+                file: file.to_owned(),
+                errors,
+            })
     }
 
-    /// The configuration used when no file is given: everything enabled, default credentials and region.
+    /// No file: the defaults, plus OTLP push if the `OTEL_*` environment configures it.
+    pub fn from_environment() -> Result<Self, ConfigError> {
+        raw::Root::default()
+            .validate(&crate::otlp::config::process_env)
+            .map_err(|errors| ConfigError::Invalid {
+                file: std::path::PathBuf::from("<environment>"),
+                errors,
+            })
+    }
+
+    /// The configuration used when no file is given: everything enabled, default credentials and
+    /// region, no OTLP push (the environment is not read).
     pub fn defaults() -> Self {
-        raw::Root::default().validate().expect("defaults are valid")
+        raw::Root::default()
+            .validate(&|_| None)
+            .expect("defaults are valid")
     }
 
     /// Sources that are enabled, by their metric label name.
@@ -87,11 +103,19 @@ mod raw {
         pub targets: Option<Vec<RawTarget>>,
         #[serde(default)]
         pub sources: RawSources,
+        #[serde(default)]
+        pub otlp: crate::otlp::config::raw::Otlp,
     }
 
     impl Root {
-        pub fn validate(self) -> Result<Config, Vec<FieldError>> {
+        pub fn validate(self, env: crate::otlp::config::Env) -> Result<Config, Vec<FieldError>> {
             let mut c = Check::default();
+            let otlp = crate::otlp::config::validate(&self.otlp, env).unwrap_or_else(|errors| {
+                for e in errors {
+                    c.fail(e.path, e.reason);
+                }
+                None
+            });
             let poll_interval = c.duration(
                 "poll_interval",
                 &self.poll_interval,
@@ -107,6 +131,7 @@ mod raw {
                 targets,
                 sources,
                 shard: Shard::SINGLE,
+                otlp,
             })
         }
     }

@@ -15,6 +15,8 @@ use crate::exposition::self_metrics::SelfMetrics;
 pub struct Exposition {
     pub plain: Bytes,
     pub gzip: Bytes,
+    /// The families encoded above, for the OTLP push (same data as /metrics).
+    pub families: Arc<Vec<MetricFamily>>,
 }
 
 /// What one source instance publishes after a poll.
@@ -55,6 +57,20 @@ impl MetricsHub {
             .lock()
             .expect("hub lock")
             .insert((source.to_owned(), target.to_owned()), snapshot);
+        self.rebuild();
+    }
+
+    /// Drops what a source instance published (it was removed by a reload).
+    pub fn remove(&self, source: &str, target: &str) {
+        let removed = self
+            .published
+            .lock()
+            .expect("hub lock")
+            .remove(&(source.to_owned(), target.to_owned()));
+        // Kinds only the removed instance tracked would keep their last count otherwise.
+        for (kind, _) in removed.map(|s| s.tracked).unwrap_or_default() {
+            self.self_metrics.set_tracked(kind, 0);
+        }
         self.rebuild();
     }
 
@@ -105,6 +121,7 @@ impl MetricsHub {
         *self.current.write().expect("exposition lock") = Arc::new(Exposition {
             plain: Bytes::from(plain),
             gzip: Bytes::from(gzip),
+            families: Arc::new(families),
         });
     }
 }

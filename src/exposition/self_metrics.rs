@@ -70,6 +70,18 @@ pub const TOTAL_SHARDS: MetricDef = MetricDef {
     help: "How many shards the resources are split across (--total-shards); 1 when the exporter is not sharded.",
     labels: &[],
 };
+pub const CONFIG_RELOAD_SUCCESSFUL: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_config_last_reload_successful",
+    kind: MetricKind::Gauge,
+    help: "1 if the last configuration reload (SIGHUP or POST /-/reload) succeeded, 0 if it was refused; 1 at startup.",
+    labels: &[],
+};
+pub const CONFIG_RELOAD_SUCCESS_TIMESTAMP: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_config_last_reload_success_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time of the last successful configuration load: startup or a reload.",
+    labels: &[],
+};
 
 pub const DEFS: &[&MetricDef] = &[
     &BUILD_INFO,
@@ -82,6 +94,8 @@ pub const DEFS: &[&MetricDef] = &[
     &TRACKED,
     &SHARD_ORDINAL,
     &TOTAL_SHARDS,
+    &CONFIG_RELOAD_SUCCESSFUL,
+    &CONFIG_RELOAD_SUCCESS_TIMESTAMP,
 ];
 
 /// Live self-metrics, updated by the AWS layer and the scheduler.
@@ -97,6 +111,8 @@ pub struct SelfMetrics {
     tracked: GaugeVec,
     shard_ordinal: Gauge,
     total_shards: Gauge,
+    reload_successful: Gauge,
+    reload_success_timestamp: Gauge,
 }
 
 fn opts(def: &MetricDef) -> Opts {
@@ -133,6 +149,10 @@ impl SelfMetrics {
         let shard_ordinal = Gauge::with_opts(opts(&SHARD_ORDINAL)).expect("valid metric");
         let total_shards = Gauge::with_opts(opts(&TOTAL_SHARDS)).expect("valid metric");
         total_shards.set(1.0);
+        let reload_successful =
+            Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESSFUL)).expect("valid metric");
+        let reload_success_timestamp =
+            Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESS_TIMESTAMP)).expect("valid metric");
         for c in [
             Box::new(build_info) as Box<dyn prometheus::core::Collector>,
             Box::new(poll_success.clone()),
@@ -144,6 +164,8 @@ impl SelfMetrics {
             Box::new(tracked.clone()),
             Box::new(shard_ordinal.clone()),
             Box::new(total_shards.clone()),
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_timestamp.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -164,6 +186,16 @@ impl SelfMetrics {
             tracked,
             shard_ordinal,
             total_shards,
+            reload_successful,
+            reload_success_timestamp,
+        }
+    }
+
+    /// Records the outcome of a configuration load; `at` is Unix seconds.
+    pub fn record_reload(&self, success: bool, at: f64) {
+        self.reload_successful.set(if success { 1.0 } else { 0.0 });
+        if success {
+            self.reload_success_timestamp.set(at);
         }
     }
 
@@ -235,6 +267,11 @@ impl SelfMetrics {
 
     pub fn set_tracked(&self, kind: &str, count: usize) {
         self.tracked.with_label_values(&[kind]).set(count as f64);
+    }
+
+    /// Adds metrics owned by another part of the exporter (the OTLP push) to this registry.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
     }
 
     pub fn gather(&self) -> Vec<MetricFamily> {

@@ -74,6 +74,15 @@ macro_rules! registry {
             pub fn set_poll_interval(&mut self, interval: Duration) {
                 $(self.$service.poll_interval = interval;)+
             }
+
+            /// The settings of `source`'s section, to tell whether a reload changed them
+            /// (Debug text: sections hold regular expressions, which have no equality).
+            pub fn settings(&self, source: &str) -> String {
+                $(if source == stringify!($service) {
+                    return format!("{:?}", self.$service);
+                })+
+                String::new()
+            }
         }
 
         /// One instance of every enabled source for every target; each gets only its own section.
@@ -96,6 +105,10 @@ macro_rules! registry {
             vec![
                 $(($title, $service::metrics::DEFS),)+
                 ("The exporter itself", self_metrics::DEFS),
+                (
+                    "OTLP push (only when an OTLP endpoint is configured)",
+                    crate::otlp::push::DEFS,
+                ),
             ]
         }
 

@@ -10,10 +10,10 @@ use std::process::{Command, Stdio};
 use aws_workflow_exporter::app::Exporter;
 use aws_workflow_exporter::aws::StaticCredentials;
 use aws_workflow_exporter::config::Config;
-use aws_workflow_exporter::http;
 use aws_workflow_exporter::simulator::{demo, Simulator, World};
+use aws_workflow_exporter::web::{self, Web};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 pub fn credentials() -> Option<StaticCredentials> {
@@ -43,16 +43,22 @@ pub struct Served {
 }
 
 impl Served {
-    pub async fn start(config: &Config, access_key: &str) -> Self {
+    /// Serves with `web` (TLS, authentication, limits; `Web::plain()` for none).
+    pub async fn start(config: &Config, access_key: &str, web: Web) -> Self {
         let creds = StaticCredentials {
             access_key_id: access_key.into(),
             secret_access_key: "test".into(),
         };
         let exporter = Exporter::new(config, Some(creds));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = web::bind("127.0.0.1:0").await.expect("bind");
         let http_addr = listener.local_addr().expect("addr");
         let (tx, rx) = watch::channel(false);
-        tokio::spawn(http::serve(listener, exporter.http_state(), rx));
+        tokio::spawn(web::serve(
+            vec![listener],
+            std::sync::Arc::new(web),
+            exporter.http_state(),
+            rx,
+        ));
         Self {
             exporter,
             http_addr,
@@ -77,10 +83,19 @@ pub struct Harness {
 impl Harness {
     /// Starts the simulator and an exporter for `sources`; `adjust` may change the config.
     pub async fn start(sources: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_web(sources, adjust, Web::plain()).await
+    }
+
+    /// As [`Harness::start`], serving with `web` (TLS, authentication, limits).
+    pub async fn start_with_web(
+        sources: &[&str],
+        adjust: impl FnOnce(&mut Config),
+        web: Web,
+    ) -> Self {
         let sim = Simulator::start().await.expect("simulator starts");
         let mut config = config_for(&sim.endpoint, sources);
         adjust(&mut config);
-        let served = Served::start(&config, "test").await;
+        let served = Served::start(&config, "test", web).await;
         Self {
             sim,
             exporter: served.exporter,
@@ -136,35 +151,56 @@ pub async fn scrape_at(addr: SocketAddr) -> Scrape {
 
 /// A minimal HTTP/1.1 GET, so tests see exactly what a scraper sees.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    http_request(stream, "GET", path, headers)
+        .await
+        .expect("a response")
+}
+
+/// One request with `Connection: close` on any stream (plain or TLS); the response read to EOF.
+pub async fn http_request<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("write");
+    stream.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    stream.read_to_end(&mut raw).await?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+/// A whole HTTP/1.1 response (head and body) as read from the wire.
+pub fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
+        .and_then(|s| s.parse().ok())?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    HttpResponse {
+    Some(HttpResponse {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
-    }
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -311,4 +347,43 @@ pub fn assert_promtool_clean(text: &str) {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics reported:\n{report}"
     );
+}
+
+/// How long [`wait_until`] waits.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Re-checks `cond` every 50 ms until it holds; panics after [`DEADLINE`]. For conditions with no
+/// event to await (moto runs executions on its own threads, Prometheus scrapes on its own clock).
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        ticks.tick().await;
+        if cond().await {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+    }
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free a moment ago, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }

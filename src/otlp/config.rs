@@ -1,0 +1,512 @@
+//! The `otlp:` section of the config file and the standard `OTEL_*` environment variables,
+//! merged into one [`OtlpConfig`]. Where the file and the environment both set something,
+//! the file wins (per header and per resource attribute for those maps).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{format_duration, parse_duration};
+use crate::error::FieldError;
+
+/// Validated OTLP push settings; present only when an endpoint is configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpConfig {
+    /// The full URL metrics are POSTed to, e.g. `http://collector:4318/v1/metrics`.
+    pub endpoint: String,
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub gzip: bool,
+    pub interval: Duration,
+    /// PEM CA bundle trusted instead of the system roots.
+    pub certificate: Option<PathBuf>,
+    /// Resource attributes set by the user (`service.name` included when set).
+    pub resource_attributes: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The section as written in the file.
+pub mod raw {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Otlp {
+        /// `false` turns push off even if `OTEL_EXPORTER_OTLP_*ENDPOINT` is set.
+        pub enabled: Option<bool>,
+        /// Base URL; `/v1/metrics` is appended (like `OTEL_EXPORTER_OTLP_ENDPOINT`).
+        pub endpoint: Option<String>,
+        /// Full URL used as is (like `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
+        pub metrics_endpoint: Option<String>,
+        /// Only `http/protobuf`.
+        pub protocol: Option<String>,
+        /// Extra request headers, e.g. an authorization token.
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        /// Time limit of one export request.
+        pub timeout: Option<crate::config::DurationText>,
+        /// `gzip` or `none`.
+        pub compression: Option<String>,
+        /// Time between pushes.
+        pub interval: Option<crate::config::DurationText>,
+        /// PEM file of CA certificates to trust instead of the system roots.
+        pub certificate: Option<PathBuf>,
+        /// Overrides `service.name`.
+        pub service_name: Option<String>,
+        /// Extra resource attributes.
+        #[serde(default)]
+        pub resource_attributes: BTreeMap<String, String>,
+    }
+}
+
+/// Reads one environment variable; injected so tests need not touch the process environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, ignoring empty values as the OpenTelemetry spec asks.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A value that comes either from a file field or an environment variable, for error messages.
+struct Setting {
+    value: String,
+    origin: String,
+}
+
+struct Merge<'a> {
+    file: &'a raw::Otlp,
+    env: Env<'a>,
+    errors: Vec<FieldError>,
+}
+
+impl Merge<'_> {
+    fn fail(&mut self, origin: &str, reason: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: origin.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    /// The signal-specific variable first, then the generic one.
+    fn env(&self, generic: &str) -> Option<Setting> {
+        [metrics_specific(generic), generic.to_owned()]
+            .into_iter()
+            .find_map(|name| {
+                (self.env)(&name).map(|value| Setting {
+                    value: value.trim().to_owned(),
+                    origin: format!("{name} (environment)"),
+                })
+            })
+    }
+
+    fn file(&self, field: &str, value: &Option<String>) -> Option<Setting> {
+        value.as_ref().map(|v| Setting {
+            value: v.trim().to_owned(),
+            origin: format!("otlp.{field}"),
+        })
+    }
+
+    fn endpoint(&mut self) -> Option<String> {
+        let file_metrics = self.file("metrics_endpoint", &self.file.metrics_endpoint);
+        let file_base = self.file("endpoint", &self.file.endpoint);
+        let env_metrics = (self.env)("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").map(|v| Setting {
+            value: v.trim().to_owned(),
+            origin: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT (environment)".into(),
+        });
+        let env_base = (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT").map(|v| Setting {
+            value: v.trim().to_owned(),
+            origin: "OTEL_EXPORTER_OTLP_ENDPOINT (environment)".into(),
+        });
+        let (setting, append) = match (file_metrics, file_base) {
+            (Some(s), _) => (s, false),
+            (None, Some(s)) => (s, true),
+            (None, None) => match (env_metrics, env_base) {
+                (Some(s), _) => (s, false),
+                (None, Some(s)) => (s, true),
+                (None, None) => return None,
+            },
+        };
+        let url = &setting.value;
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
+            self.fail(
+                &setting.origin,
+                format!("`{url}` must start with http:// or https://"),
+            );
+            return None;
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            self.fail(&setting.origin, format!("`{url}` has no host"));
+            return None;
+        }
+        if url.parse::<hyper::Uri>().is_err() {
+            self.fail(&setting.origin, format!("`{url}` is not a valid URL"));
+            return None;
+        }
+        Some(if append {
+            format!("{}/v1/metrics", url.trim_end_matches('/'))
+        } else {
+            url.clone()
+        })
+    }
+
+    fn duration(
+        &mut self,
+        file_field: &str,
+        file: &Option<crate::config::DurationText>,
+        env_name: &str,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let parsed = match (file, (self.env)(env_name)) {
+            (Some(text), _) => {
+                let origin = format!("otlp.{file_field}");
+                parse_duration(&text.0).map_err(|reason| (origin, reason))
+            }
+            (None, Some(ms)) => {
+                let origin = format!("{env_name} (environment)");
+                ms.trim()
+                    .parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| {
+                        (
+                            origin,
+                            format!("`{ms}` is not a whole number of milliseconds"),
+                        )
+                    })
+            }
+            (None, None) => return default,
+        };
+        match parsed {
+            Ok(d) if d < min => {
+                let origin = if file.is_some() {
+                    format!("otlp.{file_field}")
+                } else {
+                    format!("{env_name} (environment)")
+                };
+                self.fail(
+                    &origin,
+                    format!("must be at least {}", format_duration(min)),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err((origin, reason)) => {
+                self.fail(&origin, reason);
+                default
+            }
+        }
+    }
+
+    /// `key=value,key2=value2` with percent-encoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_*_HEADERS).
+    fn pairs(&mut self, setting: Option<Setting>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(setting) = setting else {
+            return out;
+        };
+        for item in setting.value.split(',').filter(|i| !i.trim().is_empty()) {
+            let Some((key, value)) = item.split_once('=') else {
+                self.fail(
+                    &setting.origin,
+                    format!("`{item}` is not key=value (list items are separated by commas)"),
+                );
+                continue;
+            };
+            let decoded = percent_encoding::percent_decode_str(value.trim()).decode_utf8();
+            match (key.trim(), decoded) {
+                ("", _) => self.fail(&setting.origin, format!("`{item}` has an empty key")),
+                (_, Err(_)) => self.fail(
+                    &setting.origin,
+                    format!("`{item}`: the value is not valid percent-encoded UTF-8"),
+                ),
+                (k, Ok(v)) => {
+                    out.insert(k.to_owned(), v.into_owned());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Merges the file section with the environment. `Ok(None)`: push is off.
+pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<FieldError>> {
+    let mut m = Merge {
+        file,
+        env,
+        errors: Vec::new(),
+    };
+    let endpoint = m.endpoint();
+
+    let protocol = m
+        .file("protocol", &file.protocol)
+        .or_else(|| m.env("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    if let Some(p) = protocol {
+        match p.value.as_str() {
+            "http/protobuf" => {}
+            "grpc" => m.fail(
+                &p.origin,
+                "`grpc` is not supported: use `http/protobuf` (receivers listen on port 4318 for it). \
+                 gRPC would pull in a second HTTP/2 client stack (tonic) for the same data",
+            ),
+            other => m.fail(
+                &p.origin,
+                format!("unsupported protocol `{other}`: only `http/protobuf` is supported"),
+            ),
+        }
+    }
+    if let Some(t) = m.env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") {
+        if !t.value.eq_ignore_ascii_case("cumulative") {
+            m.fail(
+                &t.origin,
+                format!("`{}` is not supported: the exporter pushes cumulative sums and histograms, as Prometheus exposes them", t.value),
+            );
+        }
+    }
+
+    let compression = m
+        .file("compression", &file.compression)
+        .or_else(|| m.env("OTEL_EXPORTER_OTLP_COMPRESSION"));
+    let gzip = match compression {
+        None => false,
+        Some(c) => match c.value.as_str() {
+            "gzip" => true,
+            "none" => false,
+            other => {
+                m.fail(
+                    &c.origin,
+                    format!("unsupported compression `{other}`: use `gzip` or `none`"),
+                );
+                false
+            }
+        },
+    };
+
+    let timeout = m.duration(
+        "timeout",
+        &file.timeout,
+        &env_name(&m, "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        DEFAULT_TIMEOUT,
+        Duration::from_millis(100),
+    );
+    let interval = m.duration(
+        "interval",
+        &file.interval,
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        DEFAULT_INTERVAL,
+        MIN_INTERVAL,
+    );
+
+    let env_headers = m.env("OTEL_EXPORTER_OTLP_HEADERS");
+    let mut headers = m.pairs(env_headers);
+    headers.extend(file.headers.clone());
+    for (name, value) in &headers {
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            m.fail(
+                "otlp.headers",
+                format!("`{name}` is not a valid header name"),
+            );
+        } else if hyper::header::HeaderValue::from_str(value).is_err() {
+            m.fail(
+                "otlp.headers",
+                format!("the value of `{name}` is not a valid header value"),
+            );
+        }
+    }
+
+    let certificate = match (&file.certificate, m.env("OTEL_EXPORTER_OTLP_CERTIFICATE")) {
+        (Some(path), _) => Some((path.clone(), "otlp.certificate".to_owned())),
+        (None, Some(s)) => Some((PathBuf::from(s.value), s.origin)),
+        (None, None) => None,
+    };
+    if let Some((path, origin)) = &certificate {
+        if let Err(reason) = super::push::load_ca(path) {
+            m.fail(origin, reason);
+        }
+    }
+
+    let env_resource = (m.env)("OTEL_RESOURCE_ATTRIBUTES").map(|value| Setting {
+        value,
+        origin: "OTEL_RESOURCE_ATTRIBUTES (environment)".into(),
+    });
+    let mut resource_attributes = m.pairs(env_resource);
+    if let Some(name) = (m.env)("OTEL_SERVICE_NAME") {
+        resource_attributes.insert("service.name".into(), name.trim().to_owned());
+    }
+    resource_attributes.extend(file.resource_attributes.clone());
+    if let Some(name) = &file.service_name {
+        resource_attributes.insert("service.name".into(), name.clone());
+    }
+
+    if !m.errors.is_empty() {
+        return Err(m.errors);
+    }
+    if file.enabled == Some(false) {
+        return Ok(None);
+    }
+    if file.enabled == Some(true) && endpoint.is_none() {
+        return Err(vec![FieldError {
+            path: "otlp.enabled".into(),
+            reason: "needs otlp.endpoint, otlp.metrics_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT"
+                .into(),
+        }]);
+    }
+    Ok(endpoint.map(|endpoint| OtlpConfig {
+        endpoint,
+        headers,
+        timeout,
+        gzip,
+        interval,
+        certificate: certificate.map(|(p, _)| p),
+        resource_attributes,
+    }))
+}
+
+/// `OTEL_EXPORTER_OTLP_X` -> `OTEL_EXPORTER_OTLP_METRICS_X`.
+fn metrics_specific(generic: &str) -> String {
+    generic.replacen("OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_METRICS_", 1)
+}
+
+/// The signal-specific variable's name if it is set, else the generic one.
+fn env_name(m: &Merge, generic: &str) -> String {
+    let specific = metrics_specific(generic);
+    if (m.env)(&specific).is_some() {
+        specific
+    } else {
+        generic.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    fn file(yaml: &str) -> raw::Otlp {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn no_endpoint_means_no_push() {
+        assert_eq!(validate(&raw::Otlp::default(), &env_of(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn environment_alone_configures_everything() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20abc,x-tenant=t1",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,service.name=x",
+            ),
+            ("OTEL_SERVICE_NAME", "workflows"),
+        ]);
+        let c = validate(&raw::Otlp::default(), &env).unwrap().unwrap();
+        assert_eq!(c.endpoint, "https://collector:4318/v1/metrics");
+        assert_eq!(c.headers["authorization"], "Bearer abc");
+        assert_eq!(c.headers["x-tenant"], "t1");
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert!(c.gzip);
+        assert_eq!(c.interval, Duration::from_secs(15));
+        assert_eq!(c.resource_attributes["service.name"], "workflows");
+        assert_eq!(c.resource_attributes["deployment.environment"], "prod");
+    }
+
+    #[test]
+    fn the_file_wins_where_both_are_set() {
+        let env = env_of(&[
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://env:4318/v1/metrics",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=env,b=env"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_SERVICE_NAME", "from-env"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=env,site=env"),
+        ]);
+        let f = file(
+            "endpoint: http://file:4318\nheaders: {a: file}\ntimeout: 3s\nservice_name: from-file\nresource_attributes: {team: file}\n",
+        );
+        let c = validate(&f, &env).unwrap().unwrap();
+        assert_eq!(c.endpoint, "http://file:4318/v1/metrics");
+        assert_eq!(c.headers["a"], "file");
+        assert_eq!(c.headers["b"], "env");
+        assert_eq!(c.timeout, Duration::from_secs(3));
+        assert_eq!(c.resource_attributes["service.name"], "from-file");
+        assert_eq!(c.resource_attributes["team"], "file");
+        assert_eq!(c.resource_attributes["site"], "env");
+        // A metrics-specific variable beats the generic one.
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://specific:9999/custom",
+            ),
+        ]);
+        let c = validate(&raw::Otlp::default(), &env).unwrap().unwrap();
+        assert_eq!(c.endpoint, "http://specific:9999/custom");
+        // The file can turn off push configured by the environment.
+        let c = validate(&file("enabled: false\n"), &env).unwrap();
+        assert_eq!(c, None);
+    }
+
+    #[test]
+    fn bad_settings_name_their_origin() {
+        let reasons = |f: &raw::Otlp, vars: &[(&str, &str)]| -> String {
+            validate(f, &env_of(vars))
+                .unwrap_err()
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.reason))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let grpc = reasons(
+            &raw::Otlp::default(),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+        );
+        assert!(
+            grpc.contains("OTEL_EXPORTER_OTLP_PROTOCOL (environment): `grpc` is not supported"),
+            "{grpc}"
+        );
+        let r = reasons(
+            &file("endpoint: collector:4318\ncompression: zstd\ninterval: 10ms\ncertificate: /nonexistent/ca.pem\n"),
+            &[
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+            ],
+        );
+        for want in [
+            "otlp.endpoint: `collector:4318` must start with http://",
+            "otlp.compression: unsupported compression `zstd`",
+            "otlp.interval: must be at least 100ms",
+            "OTEL_EXPORTER_OTLP_TIMEOUT (environment): `10s` is not a whole number of milliseconds",
+            "otlp.certificate: cannot read /nonexistent/ca.pem",
+            "OTEL_EXPORTER_OTLP_HEADERS (environment): `novalue` is not key=value",
+        ] {
+            assert!(r.contains(want), "{want} not in\n{r}");
+        }
+    }
+}

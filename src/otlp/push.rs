@@ -1,0 +1,399 @@
+//! The push loop: every interval, the hub's latest exposition is encoded and POSTed to the
+//! receiver. Memory stays bounded: one request body at a time, and while a push is being retried
+//! a newer poll replaces its data (cumulative series lose nothing by that). Retries follow the
+//! OTLP/HTTP spec: 429, 502, 503, 504 and connection failures are retried with exponential
+//! backoff or after `Retry-After`; any other answer drops that push.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prost::Message;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::config::OtlpConfig;
+use super::encode::{cloud_attributes, default_resource, encode, StartTimes};
+use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::exposition::{Exposition, MetricsHub, SelfMetrics};
+
+pub const EXPORTS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_otlp_exports_total",
+    kind: MetricKind::Counter,
+    help: "OTLP export requests, by outcome: success; retryable_error (HTTP 429, 502, 503, 504, connection failure or timeout: sent again after a backoff or Retry-After); rejected (any other answer: that push is dropped).",
+    labels: &["outcome"],
+};
+pub const DURATION: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_otlp_export_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of OTLP export requests (sending and reading the answer), in seconds.",
+    labels: &[],
+};
+pub const DEFS: &[&MetricDef] = &[&EXPORTS, &DURATION];
+
+const NO_LABELS: &[&str] = &[];
+const OUTCOMES: [&str; 3] = ["success", "retryable_error", "rejected"];
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A receiver asking for a longer pause than this gets this; a push is never parked for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Answers are read up to this size; a receiver cannot make the exporter buffer more.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Reads a PEM CA bundle; the error is a sentence for the config error that names the field.
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+fn client(config: &OtlpConfig) -> Result<HttpsClient, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.certificate {
+        Some(path) => {
+            for cert in load_ca(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() && config.endpoint.starts_with("https://") {
+                tracing::warn!("no system CA certificates found; TLS to the OTLP receiver will fail (set otlp.certificate)");
+            }
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(config.timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// How one export request went.
+enum Sent {
+    Accepted {
+        rejected_points: i64,
+        message: String,
+    },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+struct Pusher {
+    config: OtlpConfig,
+    client: HttpsClient,
+    hub: Arc<MetricsHub>,
+    exports: IntCounterVec,
+    duration: HistogramVec,
+    starts: StartTimes,
+    instance_id: String,
+}
+
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+}
+
+/// `service.instance.id`: the host name (the pod name on Kubernetes), stable across restarts.
+fn instance_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+}
+
+fn register(self_metrics: &SelfMetrics) -> (IntCounterVec, HistogramVec) {
+    let exports = IntCounterVec::new(Opts::new(EXPORTS.name, EXPORTS.help), EXPORTS.labels)
+        .expect("valid metric");
+    let duration = HistogramVec::new(
+        HistogramOpts::new(DURATION.name, DURATION.help)
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        DURATION.labels,
+    )
+    .expect("valid metric");
+    for outcome in OUTCOMES {
+        exports.with_label_values(&[outcome]);
+    }
+    duration.with_label_values(NO_LABELS);
+    for c in [
+        Box::new(exports.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(duration.clone()),
+    ] {
+        if let Err(e) = self_metrics.register(c) {
+            tracing::warn!(error = %e, "OTLP self-metrics not registered");
+        }
+    }
+    (exports, duration)
+}
+
+/// Pushes the hub's metrics to the configured receiver until `shutdown` turns true.
+pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::Receiver<bool>) {
+    let client = match client(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "OTLP push disabled: cannot set up the HTTP client");
+            return;
+        }
+    };
+    let (exports, duration) = register(hub.self_metrics());
+    let mut pusher = Pusher {
+        client,
+        exports,
+        duration,
+        starts: StartTimes::new(unix_nanos(SystemTime::now())),
+        instance_id: instance_id(),
+        hub,
+        config,
+    };
+    tracing::info!(endpoint = %pusher.config.endpoint, interval_ms = pusher.config.interval.as_millis() as u64, gzip = pusher.config.gzip, "pushing metrics over OTLP");
+    let interval = pusher.config.interval;
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !pusher.push_latest(&mut shutdown).await {
+            return;
+        }
+    }
+}
+
+impl Pusher {
+    /// The request body for an exposition, gzipped if configured.
+    fn body(&mut self, exposition: &Exposition) -> Bytes {
+        let mut resource = default_resource(&self.instance_id);
+        resource.extend(cloud_attributes(&exposition.families));
+        resource.extend(self.config.resource_attributes.clone());
+        let request = encode(
+            &exposition.families,
+            &resource,
+            &mut self.starts,
+            unix_nanos(SystemTime::now()),
+        );
+        let bytes = request.encode_to_vec();
+        if !self.config.gzip {
+            return Bytes::from(bytes);
+        }
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        match gz.write_all(&bytes).and_then(|_| gz.finish()) {
+            Ok(compressed) => Bytes::from(compressed),
+            // Writing to a Vec does not fail; should it, the push is simply empty and rejected.
+            Err(_) => Bytes::new(),
+        }
+    }
+
+    /// Sends the latest exposition, retrying as the spec says. `false` once shutdown is asked.
+    async fn push_latest(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut exposition = self.hub.current();
+        let mut body = self.body(&exposition);
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let started = Instant::now();
+            let sent = self.send(body.clone()).await;
+            self.duration
+                .with_label_values(NO_LABELS)
+                .observe(started.elapsed().as_secs_f64());
+            let wait = match sent {
+                Sent::Accepted {
+                    rejected_points,
+                    message,
+                } => {
+                    self.exports.with_label_values(&["success"]).inc();
+                    if rejected_points > 0 || !message.is_empty() {
+                        tracing::warn!(rejected_points, message = %message, "OTLP receiver accepted the push only in part");
+                    }
+                    return true;
+                }
+                Sent::Rejected { reason } => {
+                    self.exports.with_label_values(&["rejected"]).inc();
+                    tracing::warn!(endpoint = %self.config.endpoint, reason = %reason, "OTLP push rejected; dropped (the next push carries the same cumulative data)");
+                    return true;
+                }
+                Sent::Retry { reason, after } => {
+                    self.exports.with_label_values(&["retryable_error"]).inc();
+                    let wait = match after {
+                        Some(after) => after.min(MAX_RETRY_AFTER),
+                        None => backoff.mul_f64(0.5 + fastrand::f64() * 0.5),
+                    };
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(endpoint = %self.config.endpoint, reason = %reason, retry_in_ms = wait.as_millis() as u64, "OTLP push failed; retrying");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return false,
+            }
+            // Only the newest data is ever pending: after another poll, retry with it instead.
+            let latest = self.hub.current();
+            if !Arc::ptr_eq(&latest, &exposition) {
+                exposition = latest;
+                body = self.body(&exposition);
+            }
+        }
+    }
+
+    async fn send(&self, body: Bytes) -> Sent {
+        let mut request = Request::post(self.config.endpoint.as_str())
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")),
+            );
+        if self.config.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        for (name, value) in &self.config.headers {
+            // Names and values were checked when the configuration was loaded.
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                request = request.header(n, v);
+            }
+        }
+        let request = match request.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => {
+                return Sent::Rejected {
+                    reason: format!("cannot build the request: {e}"),
+                }
+            }
+        };
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                // The innermost cause says what went wrong (refused, DNS, TLS).
+                let mut source: &dyn std::error::Error = &e;
+                while let Some(inner) = source.source() {
+                    source = inner;
+                }
+                format!("{e}: {source}")
+            })?;
+            let (parts, body) = response.into_parts();
+            let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, String>((parts, bytes))
+        };
+        let (parts, bytes) = match tokio::time::timeout(self.config.timeout, exchange).await {
+            Err(_) => {
+                return Sent::Retry {
+                    reason: format!("no answer within {}ms", self.config.timeout.as_millis()),
+                    after: None,
+                }
+            }
+            Ok(Err(reason)) => {
+                return Sent::Retry {
+                    reason,
+                    after: None,
+                }
+            }
+            Ok(Ok(exchange)) => exchange,
+        };
+        let status = parts.status;
+        if status.is_success() {
+            let partial = ExportMetricsServiceResponse::decode(bytes)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .unwrap_or_default();
+            return Sent::Accepted {
+                rejected_points: partial.rejected_data_points,
+                message: partial.error_message,
+            };
+        }
+        let text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+        let reason = format!("HTTP {status}: {}", text.trim());
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+        ) {
+            let after = parts
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry_after);
+            Sent::Retry { reason, after }
+        } else {
+            Sent::Rejected { reason }
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(retry_after("3"), Some(Duration::from_secs(3)));
+        let soon = SystemTime::now() + Duration::from_secs(120);
+        let d = retry_after(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
+}

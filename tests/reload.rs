@@ -1,0 +1,277 @@
+//! Configuration reload, end to end: the real binary polling the simulator, reloaded with SIGHUP
+//! and `POST /-/reload` to enable a source, disable it, and refuse a broken file, while the
+//! untouched source keeps its tracked runs and counters (no counter ever goes backwards).
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use aws_workflow_exporter::services::source::unix_now;
+use aws_workflow_exporter::simulator::sfn::MapRunSpec;
+use aws_workflow_exporter::simulator::Simulator;
+use common::{free_port, http_request, wait_until, KillOnDrop, Scrape};
+use tokio::net::TcpStream;
+
+/// The exporter binary; killed on drop.
+struct Exporter {
+    child: KillOnDrop,
+    addr: SocketAddr,
+}
+
+impl Exporter {
+    fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn request(&self, method: &str, path: &str) -> Option<common::HttpResponse> {
+        let stream = TcpStream::connect(self.addr).await.ok()?;
+        http_request(stream, method, path, &[]).await.ok()
+    }
+
+    async fn scrape(&self) -> Option<Scrape> {
+        let resp = self.request("GET", "/metrics").await?;
+        (resp.status == 200).then(|| Scrape::parse(&String::from_utf8_lossy(&resp.body)))
+    }
+
+    /// Scrapes until `pred` holds, checking every scrape's counters; returns the scrape.
+    async fn wait_for(
+        &self,
+        counters: &RefCell<Counters>,
+        what: &str,
+        pred: impl Fn(&Scrape) -> bool,
+    ) -> Scrape {
+        let found = RefCell::new(None);
+        wait_until(what, || async {
+            let Some(s) = self.scrape().await else {
+                return false;
+            };
+            counters.borrow_mut().check(&s);
+            let ok = pred(&s);
+            if ok {
+                *found.borrow_mut() = Some(s);
+            }
+            ok
+        })
+        .await;
+        found.into_inner().expect("a matching scrape")
+    }
+
+    /// `POST /-/reload` (or `PUT`): the status and the body.
+    async fn post_reload(&self, method: &str) -> (u16, String) {
+        let resp = self.request(method, "/-/reload").await.expect("an answer");
+        (
+            resp.status,
+            String::from_utf8_lossy(&resp.body).into_owned(),
+        )
+    }
+}
+
+/// `(last_reload_successful, last_reload_success_timestamp_seconds)`.
+fn reload_state(s: &Scrape) -> (f64, f64) {
+    let get = |name: &str| s.value(name, &[]).unwrap_or(f64::NAN);
+    (
+        get("aws_workflow_exporter_config_last_reload_successful"),
+        get("aws_workflow_exporter_config_last_reload_success_timestamp_seconds"),
+    )
+}
+
+fn config(endpoint: &str, transfer: bool) -> String {
+    format!(
+        "poll_interval: 1s\naws_api:\n  max_attempts: 1\n  quota_share: 1.0\ntargets:\n  - name: sim\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\nsources:\n  sfn_map_runs:\n    enabled: true\n  transfer_workflows:\n    enabled: {transfer}\n  appflow_flows:\n    enabled: false\n"
+    )
+}
+
+fn start(config_file: &Path) -> Exporter {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+        .arg("--config.file")
+        .arg(config_file)
+        .args(["--web.listen-address", &addr.to_string()])
+        .arg("--web.enable-lifecycle")
+        .args(["--log.level", "warn"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Exporter {
+        child: KillOnDrop(child),
+        addr,
+    }
+}
+
+/// Every counter sample seen so far; [`Counters::check`] fails if one went backwards.
+#[derive(Default)]
+struct Counters(BTreeMap<String, f64>);
+
+impl Counters {
+    fn check(&mut self, s: &Scrape) {
+        for sample in s.samples.iter().filter(|s| s.name.ends_with("_total")) {
+            let key = format!("{}{:?}", sample.name, sample.labels);
+            if let Some(before) = self.0.get(&key) {
+                assert!(
+                    sample.value >= *before,
+                    "{key} went from {before} to {}",
+                    sample.value
+                );
+            }
+            self.0.insert(key, sample.value);
+        }
+    }
+}
+
+fn has_source(s: &Scrape, source: &str) -> bool {
+    s.count("aws_workflow_exporter_poll_success", &[("source", source)]) > 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_sources_refuses_bad_files_and_keeps_the_rest() {
+    let sim = Simulator::start().await.unwrap();
+    let now = unix_now();
+    let run = {
+        let mut w = sim.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
+        let run = w.sfn.add_map_run(
+            &exec,
+            MapRunSpec {
+                map_state: "Fan Out".into(),
+                id: "run1".into(),
+                total_items: 10,
+                max_concurrency: 5,
+                tolerated_failure_percentage: 0.0,
+                tolerated_failure_count: 0,
+            },
+            now - 40.0,
+        );
+        w.sfn.set_progress(&run, 5, 5, 0, 0);
+        w.transfer
+            .add_workflow("w-1234567890abcdef0", Some("intake"));
+        run
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    let write = |transfer: bool| std::fs::write(&file, config(&sim.endpoint, transfer)).unwrap();
+    write(false);
+    let exporter = start(&file);
+    let counters = RefCell::new(Counters::default());
+    let finished = [("status", "succeeded")];
+    let finished_once =
+        |s: &Scrape| s.value("aws_sfn_map_runs_finished_total", &finished) == Some(1.0);
+    let transfer_polls = |s: &Scrape| {
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "transfer_workflows")],
+        ) == Some(1.0)
+    };
+    let transfer_gone = |s: &Scrape| {
+        !has_source(s, "transfer_workflows")
+            && !s
+                .samples
+                .iter()
+                .any(|x| x.name.starts_with("aws_transfer_"))
+    };
+
+    // The Map Run is seen running, then finishing: counted once.
+    exporter
+        .wait_for(&counters, "the map run is tracked", |s| {
+            s.count("aws_sfn_map_run_items", &[("map_run", "run1")]) > 0
+        })
+        .await;
+    sim.world()
+        .sfn
+        .finish_map_run(&run, "SUCCEEDED", unix_now());
+    let s = exporter
+        .wait_for(&counters, "the finished map run is counted", finished_once)
+        .await;
+    let (ok, mut last_success) = reload_state(&s);
+    assert_eq!(ok, 1.0, "1 at startup");
+    assert!(transfer_gone(&s));
+
+    // Enable transfer_workflows by SIGHUP, disable it by POST, enable by PUT, disable by SIGHUP.
+    // Each time sfn keeps its state: a rebuilt sfn source would take run1 as a baseline, and its
+    // counters would drop to 0 (caught by the counter check on every scrape).
+    for (step, enable, how) in [
+        (1, true, "SIGHUP"),
+        (2, false, "POST"),
+        (3, true, "PUT"),
+        (4, false, "SIGHUP"),
+    ] {
+        write(enable);
+        if how == "SIGHUP" {
+            exporter.sighup();
+        } else {
+            let (status, body) = exporter.post_reload(how).await;
+            assert_eq!(status, 200, "step {step}: {body}");
+        }
+        let s = if enable {
+            exporter
+                .wait_for(&counters, "transfer_workflows polls", transfer_polls)
+                .await
+        } else {
+            exporter
+                .wait_for(
+                    &counters,
+                    "transfer_workflows series are dropped",
+                    transfer_gone,
+                )
+                .await
+        };
+        assert!(finished_once(&s), "step {step} ({how}): sfn kept its state");
+        let (ok, at) = reload_state(&s);
+        assert_eq!(ok, 1.0, "step {step}");
+        assert!(at >= last_success, "step {step}");
+        last_success = at;
+    }
+
+    // A broken file is refused by both, naming file, field and reason; nothing changes.
+    std::fs::write(
+        &file,
+        config(&sim.endpoint, true).replace("poll_interval: 1s", "poll_interval: 0s"),
+    )
+    .unwrap();
+    let (status, body) = exporter.post_reload("POST").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("config.yaml") && body.contains("poll_interval: must be at least 1s"),
+        "{body}"
+    );
+    exporter.sighup();
+    let before = exporter.scrape().await.unwrap();
+    let sfn_calls = |s: &Scrape| {
+        s.sum(
+            "aws_workflow_exporter_api_requests_total",
+            &[("service", "sfn")],
+        )
+    };
+    let calls_before = sfn_calls(&before);
+    let s = exporter
+        .wait_for(
+            &counters,
+            "sfn keeps polling after the refused reloads",
+            |s| sfn_calls(s) > calls_before,
+        )
+        .await;
+    assert_eq!(reload_state(&s), (0.0, last_success));
+    assert!(transfer_gone(&s), "the refused file enabled nothing");
+    assert!(finished_once(&s));
+
+    // Fixed: the next reload succeeds.
+    write(false);
+    let (status, body) = exporter.post_reload("POST").await;
+    assert_eq!(status, 200, "{body}");
+    let s = exporter.scrape().await.unwrap();
+    counters.borrow_mut().check(&s);
+    assert_eq!(reload_state(&s).0, 1.0);
+    assert!(finished_once(&s));
+}
