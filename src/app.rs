@@ -33,6 +33,7 @@ impl Exporter {
     pub fn new(config: &Config, static_credentials: Option<StaticCredentials>) -> Self {
         let self_metrics = Arc::new(SelfMetrics::new());
         ApiInstrumentation::declare(&self_metrics, &services::operations());
+        self_metrics.set_shard(config.shard.ordinal(), config.shard.total());
         // The configuration in use was loaded at startup.
         self_metrics.record_reload(true, unix_now());
         let registry = Arc::new(AccountRegistry::default());
@@ -43,6 +44,7 @@ impl Exporter {
                 Arc::new(Target::new(
                     t.clone(),
                     config.aws_api.clone(),
+                    config.shard,
                     static_credentials.clone(),
                     self_metrics.clone(),
                     registry.clone(),

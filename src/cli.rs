@@ -50,6 +50,21 @@ pub struct Cli {
     #[arg(long = "log.format", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
+    /// This replica's shard, 0 to --total-shards minus 1: it polls and exports only the resources
+    /// whose hash falls on it. In a StatefulSet, pass the pod index (the
+    /// apps.kubernetes.io/pod-index label through the downward API).
+    #[arg(long = "shard", value_name = "N", default_value_t = 0, global = true)]
+    pub shard: u32,
+
+    /// How many replicas share the resources (and the API budget) between them.
+    #[arg(
+        long = "total-shards",
+        value_name = "M",
+        default_value_t = 1,
+        global = true
+    )]
+    pub total_shards: u32,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

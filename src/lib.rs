@@ -15,5 +15,6 @@ pub mod otlp;
 pub mod reload;
 pub mod scheduler;
 pub mod services;
+pub mod shard;
 pub mod simulator;
 pub mod web;

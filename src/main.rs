@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 use aws_workflow_exporter::app::Exporter;
 use aws_workflow_exporter::cli::{Cli, Command, LogFormat};
 use aws_workflow_exporter::config::Config;
+use aws_workflow_exporter::shard::Shard;
 use aws_workflow_exporter::simulator;
 use aws_workflow_exporter::web::{self, Lifecycle, Limits, ReloadReply, Web, WebConfigHandle};
 
@@ -123,11 +124,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let config = match &cli.config_file {
+            let mut config = match &cli.config_file {
                 Some(path) => Config::load(path)?,
                 None => Config::from_environment()?,
             };
-            tracing::info!(targets = config.targets.len(), sources = ?config.enabled_sources(), "starting");
+            config.shard = Shard::new(cli.shard, cli.total_shards)?;
+            tracing::info!(
+                targets = config.targets.len(),
+                sources = ?config.enabled_sources(),
+                shard = config.shard.ordinal(),
+                total_shards = config.shard.total(),
+                "starting"
+            );
             let mut exporter = Exporter::new(&config, None);
             if let Some(path) = &cli.config_file {
                 exporter = exporter.with_config_file(path.clone());

@@ -119,7 +119,9 @@ impl Supervisor {
     }
 
     /// Applies `new`, which is already validated; see the module doc for what is kept.
-    pub async fn apply(&mut self, new: Config) -> ReloadSummary {
+    pub async fn apply(&mut self, mut new: Config) -> ReloadSummary {
+        // The shard comes from the command line, not the file: a reload keeps it.
+        new.shard = self.config.shard;
         if new.otlp != self.config.otlp {
             tracing::warn!("the otlp settings changed: they take effect at the next restart");
         }
@@ -132,6 +134,7 @@ impl Supervisor {
                 let fresh = Target::new(
                     t.clone(),
                     new.aws_api.clone(),
+                    new.shard,
                     self.static_credentials.clone(),
                     metrics.clone(),
                     self.registry.clone(),

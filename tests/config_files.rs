@@ -75,25 +75,25 @@ fn the_example_config_loads_and_documents_every_option() {
     }
 }
 
-#[test]
-fn check_config_exits_zero_for_good_and_one_for_bad_files() {
-    let bin = env!("CARGO_BIN_EXE_aws-workflow-exporter");
-    let good = Command::new(bin)
-        .args(["check-config", "config/example.yaml"])
+/// Runs the binary from the repository root.
+fn run_binary(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn check_config_exits_zero_for_good_and_one_for_bad_files() {
+    let good = run_binary(&["check-config", "config/example.yaml"]);
     assert!(
         good.status.success(),
         "{}",
         String::from_utf8_lossy(&good.stderr)
     );
     assert!(String::from_utf8_lossy(&good.stdout).contains("valid"));
-    let bad = Command::new(bin)
-        .args(["check-config", "tests/config/bad/bad-regex.yaml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let bad = run_binary(&["check-config", "tests/config/bad/bad-regex.yaml"]);
     assert_eq!(bad.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -102,16 +102,30 @@ fn check_config_exits_zero_for_good_and_one_for_bad_files() {
         "{stderr}"
     );
     // Running the daemon with a bad file also exits non-zero before serving.
-    let run = Command::new(bin)
-        .args([
-            "--config.file",
-            "tests/config/bad/unknown-top-key.yaml",
-            "--web.listen-address",
-            "127.0.0.1:0",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let run = run_binary(&[
+        "--config.file",
+        "tests/config/bad/unknown-top-key.yaml",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("unknown field `poll_intervall`"));
+}
+
+#[test]
+fn a_shard_outside_the_total_is_refused_before_serving() {
+    let run = run_binary(&[
+        "--shard",
+        "3",
+        "--total-shards",
+        "3",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("--shard 3 is out of range") && stderr.contains("between 0 and 2"),
+        "{stderr}"
+    );
 }

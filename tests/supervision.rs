@@ -16,6 +16,7 @@ use aws_workflow_exporter::error::AwsError;
 use aws_workflow_exporter::exposition::{MetricsHub, SelfMetrics, Snapshot};
 use aws_workflow_exporter::scheduler::{run_source, Readiness};
 use aws_workflow_exporter::services::source::{BoxFuture, Progress, Source};
+use aws_workflow_exporter::shard::Shard;
 use aws_workflow_exporter::web::{self, HttpState, Web};
 use common::{http_get, Scrape};
 use tokio::net::TcpListener;
@@ -85,6 +86,7 @@ fn target(
     Arc::new(Target::new(
         config,
         AwsApiConfig::default(),
+        Shard::SINGLE,
         None,
         metrics.clone(),
         registry.clone(),

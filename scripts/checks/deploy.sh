@@ -46,7 +46,7 @@ echo "ok   Dockerfile"
 
 echo "-- kubernetes-validate $(kubernetes-validate --version) --strict -k $K8S_VERSION"
 manifests=()
-for dir in deploy/kubernetes/standalone deploy/kubernetes/sidecar; do
+for dir in deploy/kubernetes/standalone deploy/kubernetes/sidecar deploy/kubernetes/sharded; do
   for f in "$dir"/*.yaml; do
     # kustomization.yaml is not a Kubernetes object; deploy_lint.py checks it.
     [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f")
@@ -82,7 +82,7 @@ echo "$out"
 if command -v kubectl >/dev/null 2>&1; then
   echo "-- kubectl kustomize + kubernetes-validate"
   cp -r deploy "$tmp/deploy-copy"
-  for dir in standalone sidecar; do
+  for dir in standalone sidecar sharded; do
     k="$tmp/deploy-copy/kubernetes/$dir/kustomization.yaml"
     printf 'components:\n  - ../components/prometheus-annotations\n' >>"$k"
     for variant in "deploy/kubernetes/$dir" "$tmp/deploy-copy/kubernetes/$dir"; do

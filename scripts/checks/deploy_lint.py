@@ -29,7 +29,9 @@ import yaml
 DEFAULT_PORT = 9810
 NONROOT_ID = 65532
 KUBE_DIR = Path("deploy/kubernetes")
-KUSTOMIZE_DIRS = [KUBE_DIR / "standalone", KUBE_DIR / "sidecar"]
+KUSTOMIZE_DIRS = [KUBE_DIR / "standalone", KUBE_DIR / "sidecar", KUBE_DIR / "sharded"]
+# The downward-API label that gives a StatefulSet pod its index, passed as --shard.
+POD_INDEX_FIELD = "metadata.labels['apps.kubernetes.io/pod-index']"
 SERVICEMONITOR = KUBE_DIR / "servicemonitor.yaml"
 PROMETHEUSRULE = KUBE_DIR / "prometheusrule.yaml"
 IAM_DIR = Path("deploy/iam")
@@ -349,15 +351,17 @@ def check_kubernetes(extract_dir):
             if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
                 error(f"{path}: ServiceAccount needs an eks.amazonaws.com/role-arn annotation with a role ARN")
 
-        deployments = by_kind.get("Deployment", [])
-        if len(deployments) != 1:
-            error(f"{directory}: expected exactly one Deployment")
+        workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
+        if len(workloads) != 1:
+            error(f"{directory}: expected exactly one Deployment or StatefulSet")
             continue
-        dpath, dep = deployments[0]
+        dpath, dep = workloads[0]
         spec = dep["spec"]
         pod = spec["template"]["spec"]
         pod_labels = spec["template"]["metadata"].get("labels") or {}
-        if spec.get("replicas") != 1:
+        if dep["kind"] == "StatefulSet":
+            check_shards(dpath, spec, by_kind, pod_labels)
+        elif spec.get("replicas") != 1:
             error(f"{dpath}: replicas should be 1 (one exporter per set of targets)")
         if not labels_match(spec["selector"].get("matchLabels"), pod_labels):
             error(f"{dpath}: selector does not match the pod template labels")
@@ -378,9 +382,47 @@ def check_kubernetes(extract_dir):
             if not metrics or metrics.get("port") != DEFAULT_PORT or metrics.get("targetPort") not in ("metrics", DEFAULT_PORT):
                 error(f"{path}: needs port metrics {DEFAULT_PORT} -> targetPort metrics")
             if not labels_match(svc["spec"].get("selector"), pod_labels):
-                error(f"{path}: selector does not select the Deployment's pods")
+                error(f"{path}: selector does not select the workload's pods")
             services.append((path, svc))
     return services
+
+
+def flag_value(args, name):
+    """The value of `--name=value` or `--name value` in a container's args, or None."""
+    for i, arg in enumerate(args):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def check_shards(path, spec, by_kind, pod_labels):
+    """A sharded StatefulSet: every pod passes its index as --shard, --total-shards equals
+    replicas, its serviceName is a headless Service alongside, and a PodDisruptionBudget
+    covers its pods."""
+    before = len(errors)
+    exporters = [c for c in spec["template"]["spec"].get("containers", []) if "aws-workflow-exporter" in c.get("image", "")]
+    for c in exporters:
+        args = c.get("args", [])
+        env = {e.get("name"): e for e in c.get("env", [])}
+        total = flag_value(args, "--total-shards")
+        if total is None or not total.isdigit() or int(total) != spec.get("replicas"):
+            error(f"{path}: --total-shards ({total}) must equal replicas ({spec.get('replicas')})")
+        if flag_value(args, "--shard") != "$(POD_INDEX)":
+            error(f"{path}: container {c['name']} must pass --shard=$(POD_INDEX)")
+        field = (((env.get("POD_INDEX") or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if field != POD_INDEX_FIELD:
+            error(f"{path}: env POD_INDEX must come from the downward API field {POD_INDEX_FIELD}")
+    services = {d["metadata"]["name"]: (p, d) for p, d in by_kind.get("Service", [])}
+    headless = services.get(spec.get("serviceName"))
+    if not headless or headless[1]["spec"].get("clusterIP") != "None":
+        error(f"{path}: serviceName {spec.get('serviceName')!r} must be a headless Service (clusterIP: None) alongside")
+    pdbs = [d for _, d in by_kind.get("PodDisruptionBudget", [])]
+    if not any(labels_match((d["spec"].get("selector") or {}).get("matchLabels"), pod_labels) for d in pdbs):
+        error(f"{path}: no PodDisruptionBudget alongside selects its pods")
+    if len(errors) == before:
+        ok(f"{path}: {spec.get('replicas')} shards, pod index as --shard, headless Service, PodDisruptionBudget")
 
 
 def check_servicemonitor(services):
@@ -417,8 +459,11 @@ def check_servicemonitor(services):
             error(f"{SERVICEMONITOR}: endpoint path should be /metrics")
     selected = [path for path, svc in services if labels_match(selector, svc["metadata"].get("labels") or {})]
     standalone = [path for path, _ in services if path.parent.name == "standalone"]
+    sharded = [path for path, _ in services if path.parent.name == "sharded"]
     if not standalone or standalone[0] not in selected:
         error(f"{SERVICEMONITOR}: selector {selector} does not match the standalone Service's labels")
+    elif not sharded or any(p not in selected for p in sharded):
+        error(f"{SERVICEMONITOR}: selector {selector} does not match the sharded Service's labels")
     else:
         ok(f"{SERVICEMONITOR}: selects {', '.join(str(p) for p in selected)} on port metrics")
 

@@ -27,6 +27,7 @@ use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
 use crate::config::targets::{AwsApiConfig, TargetConfig};
 use crate::error::AwsError;
 use crate::exposition::self_metrics::SelfMetrics;
+use crate::shard::Shard;
 
 /// Static credentials, for the built-in simulator only (the demo and tests); never read from YAML.
 #[derive(Debug, Clone)]
@@ -42,6 +43,7 @@ pub struct StaticCredentials {
 pub struct Target {
     pub config: TargetConfig,
     api: AwsApiConfig,
+    shard: Shard,
     static_credentials: Option<StaticCredentials>,
     metrics: Arc<SelfMetrics>,
     identity: Arc<Identity>,
@@ -208,9 +210,18 @@ pub struct Connection {
     pub instrumentation: ApiInstrumentation,
     /// Attempts per call, retries included (`aws_api.max_attempts`).
     pub max_attempts: u32,
+    shard: Shard,
 }
 
 impl Connection {
+    /// Whether this replica polls and exports `resource_id` (an ARN or id) of this account and
+    /// region; always true unless sharded. The account is known by then: it is learned from STS
+    /// or from the ARNs of the very listing whose resources are asked about.
+    pub fn owns(&self, resource_id: &str) -> bool {
+        let (account_id, _) = self.identity.labels();
+        self.shard.owns(&account_id, &self.region, resource_id)
+    }
+
     /// One AWS call: waits for a token of the operation's budget, then sends it (`send` builds
     /// the request; it is called again for each retry, and every attempt pays a token).
     pub async fn call<T, E, Fut>(
@@ -301,6 +312,7 @@ impl Target {
     pub fn new(
         config: TargetConfig,
         api: AwsApiConfig,
+        shard: Shard,
         static_credentials: Option<StaticCredentials>,
         metrics: Arc<SelfMetrics>,
         registry: Arc<AccountRegistry>,
@@ -327,6 +339,7 @@ impl Target {
         Self {
             config,
             api,
+            shard,
             static_credentials,
             metrics,
             identity,
@@ -423,9 +436,12 @@ impl Target {
                 .build();
         }
         let instrumentation = ApiInstrumentation::new(self.metrics.clone(), self.identity.clone());
+        // Each of the replicas takes its part of every bucket (overrides included), so together
+        // they keep to quota_share.
+        let share = self.shard.share_of(self.api.quota_share);
         let budget = ApiBudget::new(
             &region,
-            self.api.quota_share,
+            share,
             self.api.quotas.clone(),
             self.metrics.clone(),
             self.identity.clone(),
@@ -438,7 +454,7 @@ impl Target {
                 aws_sdk_sts::Client::from_conf(sts.interceptor(instrumentation.clone()).build());
             tokio::spawn(learn_account_from_sts(sts, self.identity.clone()));
         }
-        tracing::info!(target_key = %self.identity.key, %region, "connected to AWS target");
+        tracing::info!(target_key = %self.identity.key, %region, shard = self.shard.ordinal(), total_shards = self.shard.total(), api_quota_share = share, "connected to AWS target");
         Ok(Arc::new(Connection {
             region,
             identity: self.identity.clone(),
@@ -446,6 +462,7 @@ impl Target {
             budget,
             instrumentation,
             max_attempts: self.api.max_attempts,
+            shard: self.shard,
         }))
     }
 }

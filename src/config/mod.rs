@@ -16,6 +16,7 @@ use crate::config::check::{Check, DEFAULT_POLL_INTERVAL};
 use crate::config::targets::{validate_targets, AwsApiConfig, RawAwsApi, RawTarget, TargetConfig};
 use crate::error::{ConfigError, FieldError};
 use crate::services::{RawSources, SourcesConfig};
+use crate::shard::Shard;
 
 pub use check::{format_duration, inline_path, parse_duration, DurationText, Selection};
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// One section per service, as in the file.
     pub sources: SourcesConfig,
+    /// This replica's shard, from `--shard`/`--total-shards` (not a file key): one by default.
+    pub shard: Shard,
     /// OTLP push; `None` when no endpoint is configured (file or `OTEL_*` environment).
     pub otlp: Option<crate::otlp::OtlpConfig>,
 }
@@ -131,6 +134,7 @@ mod raw {
                 aws_api,
                 targets,
                 sources,
+                shard: Shard::SINGLE,
                 otlp,
             })
         }

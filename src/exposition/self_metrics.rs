@@ -71,6 +71,18 @@ pub const TRACKED: MetricDef = MetricDef {
     labels: &["kind"],
 };
 
+pub const SHARD_ORDINAL: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_shard_ordinal",
+    kind: MetricKind::Gauge,
+    help: "The shard this replica polls and exports (--shard); 0 when the exporter is not sharded.",
+    labels: &[],
+};
+pub const TOTAL_SHARDS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_total_shards",
+    kind: MetricKind::Gauge,
+    help: "How many shards the resources are split across (--total-shards); 1 when the exporter is not sharded.",
+    labels: &[],
+};
 pub const CONFIG_RELOAD_SUCCESSFUL: MetricDef = MetricDef {
     name: "aws_workflow_exporter_config_last_reload_successful",
     kind: MetricKind::Gauge,
@@ -95,6 +107,8 @@ pub const DEFS: &[&MetricDef] = &[
     &API_DURATION,
     &API_BUDGET_WAIT,
     &TRACKED,
+    &SHARD_ORDINAL,
+    &TOTAL_SHARDS,
     &CONFIG_RELOAD_SUCCESSFUL,
     &CONFIG_RELOAD_SUCCESS_TIMESTAMP,
 ];
@@ -112,6 +126,8 @@ pub struct SelfMetrics {
     api_duration: HistogramVec,
     api_budget_wait: CounterVec,
     tracked: GaugeVec,
+    shard_ordinal: Gauge,
+    total_shards: Gauge,
     reload_successful: Gauge,
     reload_success_timestamp: Gauge,
     /// (service, operation, outcome) of every call counter a target starts at 0.
@@ -153,6 +169,9 @@ impl SelfMetrics {
         let api_budget_wait =
             CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
         let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
+        let shard_ordinal = Gauge::with_opts(opts(&SHARD_ORDINAL)).expect("valid metric");
+        let total_shards = Gauge::with_opts(opts(&TOTAL_SHARDS)).expect("valid metric");
+        total_shards.set(1.0);
         let reload_successful =
             Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESSFUL)).expect("valid metric");
         let reload_success_timestamp =
@@ -168,6 +187,8 @@ impl SelfMetrics {
             Box::new(api_duration.clone()),
             Box::new(api_budget_wait.clone()),
             Box::new(tracked.clone()),
+            Box::new(shard_ordinal.clone()),
+            Box::new(total_shards.clone()),
             Box::new(reload_successful.clone()),
             Box::new(reload_success_timestamp.clone()),
         ] {
@@ -190,6 +211,8 @@ impl SelfMetrics {
             api_duration,
             api_budget_wait,
             tracked,
+            shard_ordinal,
+            total_shards,
             reload_successful,
             reload_success_timestamp,
             declared: Mutex::new(Vec::new()),
@@ -202,6 +225,11 @@ impl SelfMetrics {
         if success {
             self.reload_success_timestamp.set(at);
         }
+    }
+
+    pub fn set_shard(&self, ordinal: u32, total: u32) {
+        self.shard_ordinal.set(f64::from(ordinal));
+        self.total_shards.set(f64::from(total));
     }
 
     /// Remembers a call counter that every target starts at 0 once its labels are known

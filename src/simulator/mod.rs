@@ -96,6 +96,10 @@ pub struct Call {
     pub at: Instant,
     /// Answered with ThrottlingException (an injected fault or an empty quota bucket).
     pub throttled: bool,
+    /// The access key id the request was signed with, which tells clients apart.
+    pub access_key: String,
+    /// The request body as sent.
+    pub body: String,
 }
 
 /// The request fields that name the resource a call is about, most specific first.
@@ -242,6 +246,17 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
         }
     }
     None
+}
+
+/// The access key id of a SigV4 `Authorization` header (`... Credential=KEY/date/...`).
+fn access_key(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn json_response(status: u16, content_type: &'static str, value: &Value) -> Response<Full<Bytes>> {
@@ -480,6 +495,8 @@ async fn handle(
             resource: input.as_ref().ok().and_then(resource_of),
             at: now,
             throttled: fault == Some(FaultKind::Throttle),
+            access_key: access_key(&parts.headers),
+            body: text.clone(),
         });
         fault
     };

@@ -33,6 +33,46 @@ pub fn config_for(endpoint: &str, sources: &[&str]) -> Config {
     config
 }
 
+/// An exporter serving /metrics on loopback until dropped.
+pub struct Served {
+    pub exporter: Exporter,
+    pub http_addr: SocketAddr,
+    /// The access key id it signs with: the simulator's request log shows it per call.
+    pub key: String,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl Served {
+    /// Serves with `web` (TLS, authentication, limits; `Web::plain()` for none).
+    pub async fn start(config: &Config, access_key: &str, web: Web) -> Self {
+        let creds = StaticCredentials {
+            access_key_id: access_key.into(),
+            secret_access_key: "test".into(),
+        };
+        let exporter = Exporter::new(config, Some(creds));
+        let listener = web::bind("127.0.0.1:0").await.expect("bind");
+        let http_addr = listener.local_addr().expect("addr");
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(web::serve(
+            vec![listener],
+            std::sync::Arc::new(web),
+            exporter.http_state(),
+            rx,
+        ));
+        Self {
+            exporter,
+            http_addr,
+            key: access_key.into(),
+            _shutdown: tx,
+        }
+    }
+
+    /// GET /metrics over HTTP and parse it.
+    pub async fn scrape(&self) -> Scrape {
+        scrape_at(self.http_addr).await
+    }
+}
+
 pub struct Harness {
     pub sim: Simulator,
     pub exporter: Exporter,
@@ -55,21 +95,12 @@ impl Harness {
         let sim = Simulator::start().await.expect("simulator starts");
         let mut config = config_for(&sim.endpoint, sources);
         adjust(&mut config);
-        let exporter = Exporter::new(&config, credentials());
-        let listener = web::bind("127.0.0.1:0").await.expect("bind");
-        let http_addr = listener.local_addr().expect("addr");
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(web::serve(
-            vec![listener],
-            std::sync::Arc::new(web),
-            exporter.http_state(),
-            rx,
-        ));
+        let served = Served::start(&config, "test", web).await;
         Self {
             sim,
-            exporter,
-            http_addr,
-            _shutdown: tx,
+            exporter: served.exporter,
+            http_addr: served.http_addr,
+            _shutdown: served._shutdown,
         }
     }
 
@@ -84,9 +115,7 @@ impl Harness {
 
     /// GET /metrics over HTTP and parse it.
     pub async fn scrape(&self) -> Scrape {
-        let resp = http_get(self.http_addr, "/metrics", &[]).await;
-        assert_eq!(resp.status, 200);
-        Scrape::parse(&String::from_utf8(resp.body).expect("utf-8 exposition"))
+        scrape_at(self.http_addr).await
     }
 
     /// Calls per (service, operation) since the log was last cleared, then clears it.
@@ -111,6 +140,13 @@ impl HttpResponse {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// GET /metrics over HTTP and parse it.
+pub async fn scrape_at(addr: SocketAddr) -> Scrape {
+    let resp = http_get(addr, "/metrics", &[]).await;
+    assert_eq!(resp.status, 200);
+    Scrape::parse(&String::from_utf8(resp.body).expect("utf-8 exposition"))
 }
 
 /// A minimal HTTP/1.1 GET, so tests see exactly what a scraper sees.

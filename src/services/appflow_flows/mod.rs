@@ -46,9 +46,9 @@ impl AppflowFlows {
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
+        let conn = self.target.connect().await?;
         if self.client.is_none() {
-            let conn = self.target.connect().await?;
-            self.client = Some(AppflowClient::new(conn));
+            self.client = Some(AppflowClient::new(conn.clone()));
         }
         let client = self.client.as_ref().expect("client set above");
 
@@ -56,7 +56,8 @@ impl AppflowFlows {
             .list_flows()
             .await?
             .into_iter()
-            .filter(|f| self.config.flows.matches(&f.name, &f.arn))
+            // Listing is every replica's cost; only this replica's share is polled further.
+            .filter(|f| self.config.flows.matches(&f.name, &f.arn) && conn.owns(&f.arn))
             .map(|f| (f.name, f.last_run))
             .collect();
         self.tracker

@@ -95,6 +95,11 @@ impl SfnClient {
         Self { sdk, conn }
     }
 
+    /// Whether this replica polls `arn` (see `Connection::owns`).
+    pub fn owns(&self, arn: &str) -> bool {
+        self.conn.owns(arn)
+    }
+
     /// How long until `op` has a token to spare beyond `keep` (see [`crate::aws::budget::ApiBudget::time_until_spare`]).
     pub fn time_until_spare(&self, op: Operation, keep: f64) -> Duration {
         self.conn.budget.time_until_spare(op, keep)

@@ -75,9 +75,9 @@ impl SfnMapRuns {
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
+        let conn = self.target.connect().await?;
         if self.client.is_none() {
-            let conn = self.target.connect().await?;
-            self.client = Some(SfnClient::new(conn));
+            self.client = Some(SfnClient::new(conn.clone()));
         }
         let client = self.client.take().expect("client set above");
         let result = self.poll_with(&client, errors, progress).await;
@@ -116,7 +116,12 @@ impl SfnMapRuns {
             .list_state_machines()
             .await?
             .into_iter()
-            .filter(|sm| sm.standard && self.config.state_machines.matches(&sm.name, &sm.arn))
+            // Listing is every replica's cost; only this replica's share is polled further.
+            .filter(|sm| {
+                sm.standard
+                    && self.config.state_machines.matches(&sm.name, &sm.arn)
+                    && client.owns(&sm.arn)
+            })
             .map(|sm| StateMachineObs {
                 arn: sm.arn,
                 name: sm.name,

@@ -46,9 +46,9 @@ impl TransferWorkflows {
         errors: &mut Vec<AwsError>,
         _progress: &dyn Progress,
     ) -> Result<(), AwsError> {
+        let conn = self.target.connect().await?;
         if self.client.is_none() {
-            let conn = self.target.connect().await?;
-            self.client = Some(TransferClient::new(conn));
+            self.client = Some(TransferClient::new(conn.clone()));
         }
         let client = self.client.as_ref().expect("client set above");
 
@@ -57,7 +57,8 @@ impl TransferWorkflows {
             .list_workflows()
             .await?
             .into_iter()
-            .filter(|w| self.config.workflows.matches(&w.description, &w.id))
+            // Listing is every replica's cost; only this replica's share is polled further.
+            .filter(|w| self.config.workflows.matches(&w.description, &w.id) && conn.owns(&w.id))
             .collect();
         let ids: Vec<String> = selected.iter().map(|w| w.id.clone()).collect();
         self.tracker.observe_workflows(selected);
