@@ -556,7 +556,7 @@ async fn run(opts: Options) {
                     .unwrap_or(0.0);
                 backlog = text
                     .lines()
-                    .filter(|l| l.starts_with("aws_sfn_map_runs_history_backlog{"))
+                    .filter(|l| l.starts_with("aws_workflow_exporter_history_backlog{"))
                     .filter_map(|l| l.rsplit(' ').next())
                     .filter_map(|v| v.parse::<f64>().ok())
                     .sum();

@@ -10,6 +10,7 @@ use crate::aws::instrument::ApiInstrumentation;
 use crate::aws::{AccountRegistry, StaticCredentials, Target};
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
+use crate::exposition::metric::MetricDef;
 use crate::exposition::self_metrics::SelfMetrics;
 use crate::reload::{self, Supervisor};
 use crate::scheduler::{self, Readiness};
@@ -164,4 +165,14 @@ async fn reload_loop(
         let _ = reply.send(outcome);
     }
     supervisor.stop_all().await;
+}
+
+/// Every metric the exporter can serve, by the part that emits it: docs/metrics.md is made from it.
+pub fn catalog() -> Vec<(&'static str, &'static [&'static MetricDef])> {
+    let mut all = services::catalog();
+    all.push((
+        "OTLP push (only when an OTLP endpoint is configured)",
+        crate::otlp::push::DEFS,
+    ));
+    all
 }

@@ -2,8 +2,9 @@
 
 mod common;
 
+use aws_workflow_exporter::app::catalog;
 use aws_workflow_exporter::exposition::docs::{render_docs, LIBRARY_PREFIXES};
-use aws_workflow_exporter::services::{catalog, operations};
+use aws_workflow_exporter::services::operations;
 use common::Harness;
 
 fn repo_file(path: &str) -> String {

@@ -207,7 +207,7 @@ async fn open_work_is_served_and_ready_while_history_is_still_read() {
         Some(20.0)
     );
     assert!(
-        s.sum("aws_sfn_map_runs_history_backlog", &[]) > 0.0,
+        s.sum("aws_workflow_exporter_history_backlog", &[]) > 0.0,
         "history still to read"
     );
 }
@@ -230,7 +230,7 @@ async fn history_is_described_newest_first_once_and_feeds_no_counter() {
     let s = h.scrape().await;
     assert_eq!(s.sum("aws_sfn_map_runs_finished_total", &[]), 0.0);
     assert_eq!(s.sum("aws_sfn_map_run_items_finished_total", &[]), 0.0);
-    assert_eq!(s.sum("aws_sfn_map_runs_history_backlog", &[]), 0.0);
+    assert_eq!(s.sum("aws_workflow_exporter_history_backlog", &[]), 0.0);
     assert_eq!(
         s.value(
             "aws_sfn_map_run_items",

@@ -3,12 +3,14 @@
 //! the file wins (per header and per resource attribute for those maps).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
-use crate::config::{format_duration, parse_duration};
+use crate::config::check::{format_duration, parse_duration, DurationText};
 use crate::error::FieldError;
 
 /// Validated OTLP push settings; present only when an endpoint is configured.
@@ -49,11 +51,11 @@ pub mod raw {
         #[serde(default)]
         pub headers: BTreeMap<String, String>,
         /// Time limit of one export request.
-        pub timeout: Option<crate::config::DurationText>,
+        pub timeout: Option<DurationText>,
         /// `gzip` or `none`.
         pub compression: Option<String>,
         /// Time between pushes.
-        pub interval: Option<crate::config::DurationText>,
+        pub interval: Option<DurationText>,
         /// PEM file of CA certificates to trust instead of the system roots.
         pub certificate: Option<PathBuf>,
         /// Overrides `service.name`.
@@ -160,7 +162,7 @@ impl Merge<'_> {
     fn duration(
         &mut self,
         file_field: &str,
-        file: &Option<crate::config::DurationText>,
+        file: &Option<DurationText>,
         env_name: &str,
         default: Duration,
         min: Duration,
@@ -326,7 +328,7 @@ pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<Fi
         (None, None) => None,
     };
     if let Some((path, origin)) = &certificate {
-        if let Err(reason) = super::push::load_ca(path) {
+        if let Err(reason) = load_ca(path) {
             m.fail(origin, reason);
         }
     }
@@ -381,6 +383,18 @@ fn env_name(m: &Merge, generic: &str) -> String {
     } else {
         generic.to_owned()
     }
+}
+
+/// Reads a PEM CA bundle; the error is a sentence for the config error that names the field.
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]

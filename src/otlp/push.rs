@@ -4,7 +4,6 @@
 //! OTLP/HTTP spec: 429, 502, 503, 504 and connection failures are retried with exponential
 //! backoff or after `Retry-After`; any other answer drops that push.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +17,6 @@ use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use prost::Message;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -53,23 +50,11 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Reads a PEM CA bundle; the error is a sentence for the config error that names the field.
-pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&text)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
-}
-
 fn client(config: &OtlpConfig) -> Result<HttpsClient, String> {
     let mut roots = rustls::RootCertStore::empty();
     match &config.certificate {
         Some(path) => {
-            for cert in load_ca(path)? {
+            for cert in super::config::load_ca(path)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -105,10 +105,6 @@ macro_rules! registry {
             vec![
                 $(($title, $service::metrics::DEFS),)+
                 ("The exporter itself", self_metrics::DEFS),
-                (
-                    "OTLP push (only when an OTLP endpoint is configured)",
-                    crate::otlp::push::DEFS,
-                ),
             ]
         }
 

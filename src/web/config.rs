@@ -15,16 +15,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::auth::BasicAuth;
-use super::tls;
-
-/// A web configuration problem, naming the file, the field and the reason.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{file}: {field}: {reason}")]
-pub struct WebConfigError {
-    pub file: PathBuf,
-    pub field: String,
-    pub reason: String,
-}
+use super::files::{Reader, WebConfigError};
+use super::tls::{self, RawTls};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,27 +25,6 @@ struct RawWebConfig {
     http_server_config: Option<RawHttp>,
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
-    pub cert: Option<String>,
-    pub key: Option<String>,
-    pub client_ca: Option<String>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub client_ca_file: Option<PathBuf>,
-    pub client_auth_type: Option<String>,
-    #[serde(default)]
-    pub client_allowed_sans: Vec<String>,
-    pub min_version: Option<String>,
-    pub max_version: Option<String>,
-    #[serde(default)]
-    pub cipher_suites: Vec<String>,
-    pub prefer_server_cipher_suites: Option<bool>,
-    #[serde(default)]
-    pub curve_preferences: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,33 +55,6 @@ pub struct WebConfig {
     pub auth: Option<BasicAuth>,
     /// Added to every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-/// Reads files relative to the web config file's folder and records what was read, so a change
-/// to any of them (a rotated certificate) triggers a reload.
-pub(super) struct Reader<'a> {
-    file: &'a Path,
-    watched: Vec<PathBuf>,
-}
-
-impl Reader<'_> {
-    pub(super) fn error(&self, field: impl Into<String>, reason: impl ToString) -> WebConfigError {
-        WebConfigError {
-            file: self.file.to_path_buf(),
-            field: field.into(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// The bytes of `path` (relative to the config file's folder) for `field`.
-    pub(super) fn read(&mut self, field: &str, path: &Path) -> Result<Vec<u8>, WebConfigError> {
-        let full = match self.file.parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        };
-        self.watched.push(full.clone());
-        std::fs::read(&full).map_err(|e| self.error(field, format!("{}: {e}", full.display())))
-    }
 }
 
 impl WebConfig {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+mod files;
 pub mod routes;
 pub mod server;
 mod tls;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use config::{WebConfig, WebConfigError, WebConfigHandle};
+pub use config::{WebConfig, WebConfigHandle};
+pub use files::WebConfigError;
 pub use routes::HttpState;
 pub use server::{bind, serve, Limits};
 

@@ -1,6 +1,7 @@
 //! `tls_server_config` -> a rustls server configuration. Names follow Go's crypto/tls as
 //! exporter-toolkit documents them; what rustls does not implement is refused with a reason.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::crypto::aws_lc_rs::{cipher_suite as cs, default_provider, kx_group};
@@ -10,7 +11,31 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
-use super::config::{RawTls, Reader, WebConfigError};
+use serde::Deserialize;
+
+use super::files::{Reader, WebConfigError};
+
+/// `tls_server_config` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub client_ca: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth_type: Option<String>,
+    #[serde(default)]
+    pub client_allowed_sans: Vec<String>,
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    pub prefer_server_cipher_suites: Option<bool>,
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+}
 
 /// TLS 1.2 cipher suites by their Go names (TLS 1.3 suites are not configurable, as in Go).
 const CIPHER_SUITES: &[(&str, SupportedCipherSuite)] = &[

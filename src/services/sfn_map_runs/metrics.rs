@@ -153,10 +153,10 @@ def!(ITEMS_FINISHED, "aws_sfn_map_run_items_finished_total", Counter, AGG_STATUS
 
 def!(
     HISTORY_BACKLOG,
-    "aws_sfn_map_runs_history_backlog",
+    "aws_workflow_exporter_history_backlog",
     Gauge,
     BACKLOG,
-    "History (runs finished before the exporter started, within lookback) still to read in the background, newest first, with API budget open work does not need: state machines not listed yet, executions whose map runs are not listed yet, map runs not described yet."
+    "The exporter's own progress (per replica when sharded): history (runs finished before the exporter started, within lookback) still to read in the background, newest first, with API budget open work does not need: state machines not listed yet, executions whose map runs are not listed yet, map runs not described yet."
 );
 
 pub const DEFS: &[&MetricDef] = &[
