@@ -53,8 +53,12 @@ impl Exporter {
             })
             .collect();
         let sources = services::build(&config.sources, &targets, unix_now());
+        let hub = Arc::new(MetricsHub::new(self_metrics));
+        if config.otlp.is_some() {
+            hub.keep_families();
+        }
         Self {
-            hub: Arc::new(MetricsHub::new(self_metrics)),
+            hub,
             readiness: Arc::new(Readiness::new(&sources)),
             sources,
             config: config.clone(),

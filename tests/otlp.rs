@@ -163,7 +163,8 @@ fn push_config(addr: SocketAddr) -> OtlpConfig {
 
 /// A harness polling the seeded simulator once, with OTLP push running to `addr`.
 async fn start_pushing(addr: SocketAddr) -> (Harness, watch::Sender<bool>) {
-    let mut h = Harness::start(ALL, |_| {}).await;
+    // The push's settings in the configuration, as the daemon has them: its hub keeps families.
+    let mut h = Harness::start(ALL, |c| c.otlp = Some(push_config(addr))).await;
     demo::seed(&mut h.world());
     h.poll().await;
     let (tx, rx) = watch::channel(false);

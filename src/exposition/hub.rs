@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -15,7 +16,8 @@ use crate::exposition::self_metrics::SelfMetrics;
 pub struct Exposition {
     pub plain: Bytes,
     pub gzip: Bytes,
-    /// The families encoded above, for the OTLP push (same data as /metrics).
+    /// The families encoded above, for the OTLP push (same data as /metrics); empty unless the
+    /// hub keeps them.
     pub families: Arc<Vec<MetricFamily>>,
 }
 
@@ -38,6 +40,8 @@ pub struct MetricsHub {
     /// (a scrape could otherwise see a counter go down).
     rebuilding: Mutex<()>,
     current: RwLock<Arc<Exposition>>,
+    /// Keep the merged families in the exposition (for the OTLP push); off, only the text.
+    keep_families: AtomicBool,
 }
 
 impl MetricsHub {
@@ -47,9 +51,16 @@ impl MetricsHub {
             published: Mutex::new(BTreeMap::new()),
             rebuilding: Mutex::new(()),
             current: RwLock::new(Arc::new(Exposition::default())),
+            keep_families: AtomicBool::new(false),
         };
         hub.rebuild();
         hub
+    }
+
+    /// From the next rebuild on, the exposition also carries the merged families (the OTLP push
+    /// reads them).
+    pub fn keep_families(&self) {
+        self.keep_families.store(true, Ordering::Relaxed);
     }
 
     pub fn self_metrics(&self) -> &Arc<SelfMetrics> {
@@ -88,40 +99,60 @@ impl MetricsHub {
     ///
     /// Rebuilds run one at a time: two sources finishing at once must not let the one that read
     /// the self-metrics first store its exposition last, which would take a `poll_success` back
-    /// and move counters backwards until the next poll.
+    /// and move counters backwards until the next poll. Families are encoded where they lie; only
+    /// a family that several targets publish is copied to merge it, and the merged families are
+    /// kept only for the OTLP push: memory stays near one copy of the series.
     pub fn rebuild(&self) {
         let _one_at_a_time = self.rebuilding.lock().expect("rebuild lock");
-        let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        let mut plain = Vec::new();
+        let keep = self.keep_families.load(Ordering::Relaxed);
+        let mut kept: Vec<MetricFamily> = Vec::new();
         {
             let published = self.published.lock().expect("hub lock");
             let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut by_name: BTreeMap<&str, Vec<&MetricFamily>> = BTreeMap::new();
             for snapshot in published.values() {
                 for (kind, n) in &snapshot.tracked {
                     *tracked.entry(kind).or_default() += n;
+                }
+                for f in &snapshot.families {
+                    by_name.entry(f.name()).or_default().push(f);
                 }
             }
             for (kind, n) in tracked {
                 self.self_metrics.set_tracked(kind, n);
             }
-            for snapshot in published.values() {
-                for f in &snapshot.families {
-                    match merged.get_mut(f.name()) {
-                        Some(existing) => {
-                            existing.mut_metric().extend(f.get_metric().iter().cloned())
+            for parts in by_name.into_values() {
+                let merged;
+                let family = match parts.as_slice() {
+                    [one] => *one,
+                    [first, rest @ ..] => {
+                        let mut m = (*first).clone();
+                        for f in rest {
+                            m.mut_metric().extend(f.get_metric().iter().cloned());
                         }
-                        None => {
-                            merged.insert(f.name().to_owned(), f.clone());
-                        }
+                        merged = m;
+                        &merged
                     }
+                    [] => continue,
+                };
+                if let Err(e) = encode(family, &mut plain) {
+                    tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
+                    return;
+                }
+                if keep {
+                    kept.push(family.clone());
                 }
             }
         }
-        let mut families: Vec<MetricFamily> = merged.into_values().collect();
-        families.extend(self.self_metrics.gather());
-        let mut plain = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&families, &mut plain) {
-            tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
-            return;
+        for family in self.self_metrics.gather() {
+            if let Err(e) = encode(&family, &mut plain) {
+                tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
+                return;
+            }
+            if keep {
+                kept.push(family);
+            }
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let gzip = gz
@@ -131,9 +162,13 @@ impl MetricsHub {
         *self.current.write().expect("exposition lock") = Arc::new(Exposition {
             plain: Bytes::from(plain),
             gzip: Bytes::from(gzip),
-            families: Arc::new(families),
+            families: Arc::new(kept),
         });
     }
+}
+
+fn encode(family: &MetricFamily, out: &mut Vec<u8>) -> prometheus::Result<()> {
+    TextEncoder::new().encode(std::slice::from_ref(family), out)
 }
 
 #[cfg(test)]

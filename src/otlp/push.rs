@@ -160,6 +160,7 @@ pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::
             return;
         }
     };
+    hub.keep_families();
     let (exports, duration) = register(hub.self_metrics());
     let mut pusher = Pusher {
         client,
