@@ -247,19 +247,7 @@ async fn metrics_match_describe_map_run_in_moto() {
 
     let mut config = config_for(&moto.endpoint, &["sfn_map_runs"]);
     config.aws_api.max_attempts = 2;
-    let mut exporter = Exporter::new(&config, credentials());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_tx, rx) = watch::channel(false);
-    tokio::spawn(web::serve(
-        vec![listener],
-        std::sync::Arc::new(Web::plain()),
-        exporter.http_state(),
-        rx,
-    ));
-    exporter.poll_once().await;
-    let scrape =
-        Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap());
+    let scrape = poll_once_and_scrape(&config).await;
     assert_eq!(
         scrape.value(
             "aws_workflow_exporter_poll_success",
@@ -452,19 +440,7 @@ async fn a_target_with_a_role_polls_with_the_assumed_credentials_in_moto() {
         external_id: Some("exporter-external-id".into()),
         session_name: "aws-workflow-exporter".into(),
     });
-    let mut exporter = Exporter::new(&config, credentials());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_tx, rx) = watch::channel(false);
-    tokio::spawn(web::serve(
-        vec![listener],
-        std::sync::Arc::new(Web::plain()),
-        exporter.http_state(),
-        rx,
-    ));
-    exporter.poll_once().await;
-    let scrape =
-        Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap());
+    let scrape = poll_once_and_scrape(&config).await;
     assert_eq!(
         scrape.value(
             "aws_workflow_exporter_poll_success",
@@ -495,4 +471,20 @@ async fn a_target_with_a_role_polls_with_the_assumed_credentials_in_moto() {
         0,
         "the base credentials' account is not polled"
     );
+}
+
+/// Builds the exporter for `config`, serves it, polls once and returns what /metrics shows.
+async fn poll_once_and_scrape(config: &aws_workflow_exporter::config::Config) -> Scrape {
+    let mut exporter = Exporter::new(config, credentials());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = watch::channel(false);
+    tokio::spawn(web::serve(
+        vec![listener],
+        std::sync::Arc::new(Web::plain()),
+        exporter.http_state(),
+        rx,
+    ));
+    exporter.poll_once().await;
+    Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap())
 }

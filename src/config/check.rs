@@ -66,6 +66,22 @@ impl Check {
         });
     }
 
+    /// A section's `poll_interval` (at `{path}.poll_interval`): the top-level one when absent,
+    /// at least 1s.
+    pub fn poll_interval(
+        &mut self,
+        path: &str,
+        value: &Option<DurationText>,
+        top_level: Duration,
+    ) -> Duration {
+        self.duration(
+            &format!("{path}.poll_interval"),
+            value,
+            top_level,
+            Duration::from_secs(1),
+        )
+    }
+
     /// The duration at `path`, `default` when absent; at least `min`, at most [`MAX_DURATION`].
     pub fn duration(
         &mut self,

@@ -51,12 +51,7 @@ impl Raw {
     pub fn validate(self, c: &mut Check, path: &str, poll_interval: Duration) -> Config {
         Config {
             enabled: self.enabled.unwrap_or(true),
-            poll_interval: c.duration(
-                &format!("{path}.poll_interval"),
-                &self.poll_interval,
-                poll_interval,
-                Duration::from_secs(1),
-            ),
+            poll_interval: c.poll_interval(path, &self.poll_interval, poll_interval),
             flows: Selection {
                 names: c.non_empty_items(&format!("{path}.flows.names"), &self.flows.names),
                 name_regex: c.regex(&format!("{path}.flows.name_regex"), &self.flows.name_regex),
