@@ -53,12 +53,8 @@ impl Exporter {
             })
             .collect();
         let sources = services::build(&config.sources, &targets, unix_now());
-        let hub = Arc::new(MetricsHub::new(self_metrics));
-        if config.otlp.is_some() {
-            hub.keep_families();
-        }
         Self {
-            hub,
+            hub: Arc::new(MetricsHub::new(self_metrics)),
             readiness: Arc::new(Readiness::new(&sources)),
             sources,
             config: config.clone(),

@@ -1,108 +1,361 @@
-//! Builds one Prometheus metric family from its [`MetricDef`] and plain values.
+//! Builds one metric family, as exposition text, from its [`MetricDef`] and plain values.
 
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
+use bytes::Bytes;
 
 use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::exposition::text;
 use crate::histogram::HistogramData;
+
+/// One family's series as exposition text: the sample lines, without `# HELP` and `# TYPE`
+/// (the hub writes those once when several sources publish the same family), in blocks of
+/// whole lines.
+#[derive(Debug, Clone)]
+pub struct Family {
+    pub def: &'static MetricDef,
+    pub blocks: Vec<Bytes>,
+}
+
+/// The size a block of lines is closed at. A family of thousands of series is written into
+/// blocks of this size instead of one string that doubles as it grows: building a snapshot costs
+/// its size, not up to twice that, and equal blocks are reused by the allocator from one
+/// snapshot to the next instead of fragmenting the heap.
+const BLOCK: usize = 64 * 1024;
+/// Room left for the next line when deciding to close a block.
+const LINE_ROOM: usize = 2 * 1024;
 
 /// Builds one metric family from its declaration.
 pub struct FamilyBuilder {
     def: &'static MetricDef,
-    family: MetricFamily,
+    blocks: Vec<Bytes>,
+    lines: String,
 }
 
 impl FamilyBuilder {
     pub fn new(def: &'static MetricDef) -> Self {
-        let mut family = MetricFamily::default();
-        family.set_name(def.name.to_owned());
-        family.set_help(def.help.to_owned());
-        family.set_field_type(match def.kind {
-            MetricKind::Counter => MetricType::COUNTER,
-            MetricKind::Histogram => MetricType::HISTOGRAM,
-            _ => MetricType::GAUGE,
-        });
-        Self { def, family }
+        Self {
+            def,
+            blocks: Vec::new(),
+            lines: String::new(),
+        }
     }
 
-    fn metric(&self, labels: &[&str]) -> Metric {
-        debug_assert_eq!(
-            labels.len(),
-            self.def.labels.len(),
-            "label values for {}",
-            self.def.name
-        );
-        let pairs = self
-            .def
-            .labels
-            .iter()
-            .zip(labels)
-            .map(|(name, value)| {
-                let mut p = LabelPair::default();
-                p.set_name((*name).to_owned());
-                p.set_value((*value).to_owned());
-                p
-            })
-            .collect();
-        let mut m = Metric::default();
-        m.set_label(pairs);
-        m
+    fn sample(&mut self, suffix: &str, labels: &[&str], extra: Option<(&str, &str)>, value: f64) {
+        if self.lines.len() + LINE_ROOM > BLOCK {
+            let full = std::mem::replace(&mut self.lines, String::with_capacity(BLOCK));
+            self.blocks.push(Bytes::from(full));
+        }
+        write_sample(&mut self.lines, self.def, suffix, labels, extra, value);
     }
 
     /// Adds a sample; a counter or a gauge according to the declaration.
     pub fn add(&mut self, labels: &[&str], value: f64) -> &mut Self {
-        let mut m = self.metric(labels);
-        if self.def.kind == MetricKind::Counter {
-            let mut c = Counter::default();
-            c.set_value(value);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(value);
-            m.set_gauge(g);
-        }
-        self.family.mut_metric().push(m);
+        self.sample("", labels, None, value);
         self
     }
 
     /// Adds one series per state, 1 for `current` (the last label is the state).
     pub fn add_state_set(&mut self, labels: &[&str], states: &[&str], current: &str) -> &mut Self {
-        for state in states {
-            let mut all = labels.to_vec();
-            all.push(state);
-            self.add(&all, if *state == current { 1.0 } else { 0.0 });
-        }
+        each_state(labels, states, current, |l, v| self.sample("", l, None, v));
         self
     }
 
     pub fn add_histogram(&mut self, labels: &[&str], h: &HistogramData) -> &mut Self {
-        let mut m = self.metric(labels);
-        let mut hist = Histogram::default();
-        hist.set_sample_count(h.count);
-        hist.set_sample_sum(h.sum);
+        debug_assert_eq!(self.def.kind, MetricKind::Histogram, "{}", self.def.name);
         let mut cumulative = 0;
-        let buckets = h
-            .bounds
-            .iter()
-            .zip(&h.counts)
-            .map(|(bound, n)| {
-                cumulative += n;
-                let mut b = Bucket::default();
-                b.set_upper_bound(*bound);
-                b.set_cumulative_count(cumulative);
-                b
-            })
-            .collect();
-        hist.set_bucket(buckets);
-        m.set_histogram(hist);
-        self.family.mut_metric().push(m);
+        let mut le = String::new();
+        for (bound, n) in h.bounds.iter().zip(&h.counts) {
+            cumulative += n;
+            le.clear();
+            text::push_value(&mut le, *bound);
+            self.sample("_bucket", labels, Some(("le", &le)), cumulative as f64);
+        }
+        self.sample("_bucket", labels, Some(("le", "+Inf")), h.count as f64);
+        self.sample("_sum", labels, None, h.sum);
+        self.sample("_count", labels, None, h.count as f64);
         self
     }
 
-    pub fn finish(self, out: &mut Vec<MetricFamily>) {
-        if !self.family.get_metric().is_empty() {
-            out.push(self.family);
+    /// Adds the family to `out` unless it has no series.
+    pub fn finish(mut self, out: &mut Vec<Family>) {
+        if !self.lines.is_empty() {
+            // Snapshots are held until the next poll: give back what the last block reserved.
+            self.lines.shrink_to_fit();
+            self.blocks.push(Bytes::from(self.lines));
         }
+        if !self.blocks.is_empty() {
+            out.push(Family {
+                def: self.def,
+                blocks: self.blocks,
+            });
+        }
+    }
+}
+
+/// Appends one sample line of `def`, its label values in declaration order.
+fn write_sample(
+    out: &mut String,
+    def: &MetricDef,
+    suffix: &str,
+    labels: &[&str],
+    extra: Option<(&str, &str)>,
+    value: f64,
+) {
+    debug_assert_eq!(
+        labels.len(),
+        def.labels.len(),
+        "label values for {}",
+        def.name
+    );
+    let pairs = def.labels.iter().copied().zip(labels.iter().copied());
+    text::push_sample(out, def.name, suffix, pairs.chain(extra), value);
+}
+
+/// Calls `add` with the label values plus each state, and 1 for `current`, 0 for the others.
+fn each_state(labels: &[&str], states: &[&str], current: &str, mut add: impl FnMut(&[&str], f64)) {
+    let mut all = labels.to_vec();
+    all.push("");
+    for state in states {
+        if let Some(last) = all.last_mut() {
+            *last = state;
+        }
+        add(&all, if *state == current { 1.0 } else { 0.0 });
+    }
+}
+
+/// One item's series in several families (one map run's, say), rendered once and shared by every
+/// snapshot until the item changes: one allocation, a slice of it per family. A snapshot of
+/// thousands of unchanged items then costs a list of references, not a new copy of their text.
+#[derive(Debug, Clone, Default)]
+pub struct Sections {
+    /// What the text was rendered for beyond the item (the caller's key, e.g. a hash of labels
+    /// every series carries): a cached value with another key is stale.
+    key: u64,
+    text: Bytes,
+    /// Each family and where its lines end in `text`; a section starts where the previous ends.
+    ends: Box<[(&'static MetricDef, u32)]>,
+}
+
+impl Sections {
+    /// Each family with the item's lines in it (families it has no series in are left out).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static MetricDef, Bytes)> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|(_, end)| *end));
+        self.ends
+            .iter()
+            .zip(starts)
+            .filter(|((_, end), start)| end > start)
+            .map(|((def, end), start)| (*def, self.text.slice(start as usize..*end as usize)))
+    }
+
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// The text's length in bytes.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+/// Builds [`Sections`]: `family` starts the next family, `add` and `add_state_set` write to it.
+#[derive(Debug, Default)]
+pub struct SectionsBuilder {
+    key: u64,
+    text: String,
+    ends: Vec<(&'static MetricDef, u32)>,
+    current: Option<&'static MetricDef>,
+}
+
+impl SectionsBuilder {
+    /// `key`: see [`Sections::key`].
+    pub fn new(key: u64) -> Self {
+        Self {
+            key,
+            ..Self::default()
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(def) = self.current.take() {
+            // An item's text is a few kilobytes; u32 offsets keep each run's index small.
+            let end = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+            self.ends.push((def, end));
+        }
+    }
+
+    /// Starts the section of `def`: the samples added next belong to it.
+    pub fn family(&mut self, def: &'static MetricDef) -> &mut Self {
+        self.close();
+        self.current = Some(def);
+        self
+    }
+
+    fn sample(&mut self, labels: &[&str], value: f64) {
+        match self.current {
+            Some(def) => write_sample(&mut self.text, def, "", labels, None, value),
+            None => debug_assert!(false, "a sample before any family"),
+        }
+    }
+
+    pub fn add(&mut self, labels: &[&str], value: f64) -> &mut Self {
+        self.sample(labels, value);
+        self
+    }
+
+    /// Adds one series per state, 1 for `current` (the last label is the state).
+    pub fn add_state_set(&mut self, labels: &[&str], states: &[&str], current: &str) -> &mut Self {
+        each_state(labels, states, current, |l, v| self.sample(l, v));
+        self
+    }
+
+    pub fn finish(mut self) -> Sections {
+        self.close();
+        self.text.shrink_to_fit();
+        Sections {
+            key: self.key,
+            text: Bytes::from(self.text),
+            ends: self.ends.into_boxed_slice(),
+        }
+    }
+}
+
+/// Lays out many items' [`Sections`] as families: each family's lines of every item, in item
+/// order, sharing the items' text.
+pub fn gather_sections<'a>(items: impl IntoIterator<Item = &'a Sections>, out: &mut Vec<Family>) {
+    let start = out.len();
+    for item in items {
+        for (def, lines) in item.iter() {
+            match out[start..].iter_mut().find(|f| f.def.name == def.name) {
+                Some(f) => f.blocks.push(lines),
+                None => out.push(Family {
+                    def,
+                    blocks: vec![lines],
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: MetricDef = MetricDef {
+        name: "x_seconds",
+        kind: MetricKind::Histogram,
+        help: "h",
+        labels: &["k"],
+    };
+    const S: MetricDef = MetricDef {
+        name: "x_status",
+        kind: MetricKind::StateSet,
+        help: "h",
+        labels: &["k", "status"],
+    };
+
+    fn lines(b: FamilyBuilder) -> String {
+        let mut out = Vec::new();
+        b.finish(&mut out);
+        out.iter()
+            .flat_map(|f| &f.blocks)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_histogram_is_cumulative_buckets_sum_and_count() {
+        static BOUNDS: [f64; 2] = [0.5, 10.0];
+        let mut data = HistogramData::new(&BOUNDS);
+        for v in [0.1, 3.0, 4.0, 99.0] {
+            data.observe(v);
+        }
+        let mut b = FamilyBuilder::new(&H);
+        b.add_histogram(&["a\"b"], &data);
+        assert_eq!(
+            lines(b),
+            "x_seconds_bucket{k=\"a\\\"b\",le=\"0.5\"} 1\n\
+             x_seconds_bucket{k=\"a\\\"b\",le=\"10\"} 3\n\
+             x_seconds_bucket{k=\"a\\\"b\",le=\"+Inf\"} 4\n\
+             x_seconds_sum{k=\"a\\\"b\"} 106.1\n\
+             x_seconds_count{k=\"a\\\"b\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn a_state_set_has_one_series_per_state() {
+        let mut b = FamilyBuilder::new(&S);
+        b.add_state_set(&["r"], &["running", "failed"], "failed");
+        assert_eq!(
+            lines(b),
+            "x_status{k=\"r\",status=\"running\"} 0\nx_status{k=\"r\",status=\"failed\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn a_large_family_is_written_in_blocks_of_whole_lines() {
+        let mut b = FamilyBuilder::new(&S);
+        for i in 0..5_000 {
+            b.add_state_set(&[&i.to_string()], &["running"], "running");
+        }
+        let mut out = Vec::new();
+        b.finish(&mut out);
+        let blocks = &out[0].blocks;
+        assert!(blocks.len() > 1, "{} blocks", blocks.len());
+        let mut lines = 0;
+        for block in blocks {
+            assert!(block.len() <= BLOCK, "{}", block.len());
+            assert!(block.ends_with(b"\n"), "a block ends a line");
+            lines += block.iter().filter(|c| **c == b'\n').count();
+        }
+        assert_eq!(lines, 5_000);
+    }
+
+    const G: MetricDef = MetricDef {
+        name: "x_items",
+        kind: MetricKind::Gauge,
+        help: "h",
+        labels: &["k"],
+    };
+
+    #[test]
+    fn sections_of_many_items_gather_into_one_family_each() {
+        let item = |k: &str, stopped: bool| {
+            let mut b = SectionsBuilder::new(7);
+            b.family(&G).add(&[k], 1.0);
+            b.family(&S); // no series in this family for this item
+            if stopped {
+                b.add_state_set(&[k], &["stopped"], "stopped");
+            }
+            b.finish()
+        };
+        let items = [item("a", false), item("b", true), item("c", true)];
+        assert_eq!(items[0].key(), 7);
+        let mut out = Vec::new();
+        gather_sections(&items, &mut out);
+        let text = |f: &Family| -> String {
+            f.blocks
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        };
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].def.name, "x_items");
+        assert_eq!(
+            text(&out[0]),
+            "x_items{k=\"a\"} 1\nx_items{k=\"b\"} 1\nx_items{k=\"c\"} 1\n"
+        );
+        assert_eq!(out[1].blocks.len(), 2, "only the items with series");
+        assert_eq!(
+            text(&out[1]),
+            "x_status{k=\"b\",status=\"stopped\"} 1\nx_status{k=\"c\",status=\"stopped\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_family_is_left_out() {
+        assert_eq!(lines(FamilyBuilder::new(&S)), "");
     }
 }

@@ -2,29 +2,49 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
 
+use crate::exposition::family::Family;
 use crate::exposition::self_metrics::SelfMetrics;
+use crate::exposition::text;
 
 /// The exposition text and its gzip encoding, shared by all scrapes until the next poll.
+///
+/// The text is kept as the chunks it was built from (headers, then the lines each source
+/// published, then the exporter's own metrics), each a whole number of lines: the series lines
+/// are the sources' own bytes, shared rather than copied into one buffer.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {
-    pub plain: Bytes,
+    pub chunks: Arc<[Bytes]>,
     pub gzip: Bytes,
-    /// The families encoded above, for the OTLP push (same data as /metrics); empty unless the
-    /// hub keeps them.
-    pub families: Arc<Vec<MetricFamily>>,
+}
+
+impl Exposition {
+    /// The text's length in bytes.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole text in one string (a copy: for tests and small expositions).
+    pub fn text(&self) -> String {
+        self.chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect()
+    }
 }
 
 /// What one source instance publishes after a poll.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub families: Vec<MetricFamily>,
+    pub families: Vec<Family>,
     /// (kind, count) for `aws_workflow_exporter_tracked_resources`.
     pub tracked: Vec<(&'static str, usize)>,
 }
@@ -40,8 +60,6 @@ pub struct MetricsHub {
     /// (a scrape could otherwise see a counter go down).
     rebuilding: Mutex<()>,
     current: RwLock<Arc<Exposition>>,
-    /// Keep the merged families in the exposition (for the OTLP push); off, only the text.
-    keep_families: AtomicBool,
 }
 
 impl MetricsHub {
@@ -51,16 +69,9 @@ impl MetricsHub {
             published: Mutex::new(BTreeMap::new()),
             rebuilding: Mutex::new(()),
             current: RwLock::new(Arc::new(Exposition::default())),
-            keep_families: AtomicBool::new(false),
         };
         hub.rebuild();
         hub
-    }
-
-    /// From the next rebuild on, the exposition also carries the merged families (the OTLP push
-    /// reads them).
-    pub fn keep_families(&self) {
-        self.keep_families.store(true, Ordering::Relaxed);
     }
 
     pub fn self_metrics(&self) -> &Arc<SelfMetrics> {
@@ -95,80 +106,53 @@ impl MetricsHub {
         self.current.read().expect("exposition lock").clone()
     }
 
-    /// Merges families of the same name across sources and targets, then encodes once.
+    /// Lays out the families of all sources and targets, one header per family name, then the
+    /// exporter's own metrics, and gzips the result.
     ///
     /// Rebuilds run one at a time: two sources finishing at once must not let the one that read
     /// the self-metrics first store its exposition last, which would take a `poll_success` back
-    /// and move counters backwards until the next poll. Families are encoded where they lie; only
-    /// a family that several targets publish is copied to merge it, and the merged families are
-    /// kept only for the OTLP push: memory stays near one copy of the series.
+    /// and move counters backwards until the next poll. The series lines are shared with the
+    /// snapshots, not copied: memory stays near one copy of the text plus its gzip.
     pub fn rebuild(&self) {
         let _one_at_a_time = self.rebuilding.lock().expect("rebuild lock");
-        let mut plain = Vec::new();
-        let keep = self.keep_families.load(Ordering::Relaxed);
-        let mut kept: Vec<MetricFamily> = Vec::new();
+        let mut chunks = Vec::new();
         {
             let published = self.published.lock().expect("hub lock");
             let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
-            let mut by_name: BTreeMap<&str, Vec<&MetricFamily>> = BTreeMap::new();
+            let mut by_name: BTreeMap<&str, Vec<&Family>> = BTreeMap::new();
             for snapshot in published.values() {
                 for (kind, n) in &snapshot.tracked {
                     *tracked.entry(kind).or_default() += n;
                 }
                 for f in &snapshot.families {
-                    by_name.entry(f.name()).or_default().push(f);
+                    by_name.entry(f.def.name).or_default().push(f);
                 }
             }
             for (kind, n) in tracked {
                 self.self_metrics.set_tracked(kind, n);
             }
             for parts in by_name.into_values() {
-                let merged;
-                let family = match parts.as_slice() {
-                    [one] => *one,
-                    [first, rest @ ..] => {
-                        let mut m = (*first).clone();
-                        for f in rest {
-                            m.mut_metric().extend(f.get_metric().iter().cloned());
-                        }
-                        merged = m;
-                        &merged
-                    }
-                    [] => continue,
-                };
-                if let Err(e) = encode(family, &mut plain) {
-                    tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
-                    return;
-                }
-                if keep {
-                    kept.push(family.clone());
-                }
+                chunks.push(Bytes::from(text::header(parts[0].def)));
+                chunks.extend(parts.iter().flat_map(|f| f.blocks.iter().cloned()));
             }
         }
-        for family in self.self_metrics.gather() {
-            if let Err(e) = encode(&family, &mut plain) {
-                tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
-                return;
-            }
-            if keep {
-                kept.push(family);
-            }
+        let mut own = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.self_metrics.gather(), &mut own) {
+            tracing::error!(error = %e, "encoding the exposition failed; keeping the previous one");
+            return;
         }
+        chunks.push(Bytes::from(own));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let gzip = gz
-            .write_all(&plain)
+        let gzip = chunks
+            .iter()
+            .try_for_each(|c| gz.write_all(c))
             .and_then(|_| gz.finish())
             .unwrap_or_default();
         *self.current.write().expect("exposition lock") = Arc::new(Exposition {
-            plain: Bytes::from(plain),
+            chunks: chunks.into(),
             gzip: Bytes::from(gzip),
-            families: Arc::new(kept),
         });
     }
-}
-
-fn encode(family: &MetricFamily, out: &mut Vec<u8>) -> prometheus::Result<()> {
-    TextEncoder::new().encode(std::slice::from_ref(family), out)
 }
 
 #[cfg(test)]
@@ -212,11 +196,30 @@ mod tests {
         }
         hub.publish("s", "t", snapshot(1, 2.0));
         slow.join().expect("slow publisher");
-        let text = String::from_utf8(hub.current().plain.to_vec()).expect("utf-8");
+        let text = hub.current().text();
         assert!(
             text.contains("test_series{n=\"0\"} 2"),
             "the newer snapshot is served"
         );
         assert!(!text.contains("n=\"1\""), "the older snapshot is gone");
+    }
+
+    #[test]
+    fn a_family_several_targets_publish_has_one_header_and_gzip_is_the_same_text() {
+        use std::io::Read;
+        let hub = MetricsHub::new(Arc::new(SelfMetrics::new()));
+        hub.publish("s", "a", snapshot(1, 1.0));
+        hub.publish("s", "b", snapshot(2, 3.0));
+        let exposition = hub.current();
+        let text = exposition.text();
+        assert_eq!(text.matches("# TYPE test_series gauge\n").count(), 1);
+        assert_eq!(text.matches("# HELP test_series ").count(), 1);
+        assert_eq!(text.matches("\ntest_series{").count(), 3, "{text}");
+        assert_eq!(exposition.len(), text.len());
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&exposition.gzip[..])
+            .read_to_string(&mut unzipped)
+            .expect("gzip");
+        assert_eq!(unzipped, text);
     }
 }

@@ -6,6 +6,8 @@ pub mod family;
 pub mod hub;
 pub mod metric;
 pub mod self_metrics;
+pub mod text;
 
+pub use family::Family;
 pub use hub::{Exposition, MetricsHub, Snapshot};
 pub use self_metrics::SelfMetrics;

@@ -1,11 +1,15 @@
-//! Converts the metric families the hub publishes into one OTLP export request.
+//! Converts the exposition the hub publishes (the text /metrics serves, read back one family at a
+//! time) into one OTLP export request.
 //!
 //! Gauges (state sets and info metrics included) become Gauges, counters monotonic cumulative
 //! Sums named without `_total`, histograms cumulative Histograms with the same explicit bounds.
 //! Labels become string attributes. Start timestamps of cumulative points are remembered per
 //! series so they stay the same across pushes and move only when the series restarts.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -14,7 +18,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prometheus::proto::{LabelPair, MetricFamily, MetricType};
+
+use crate::exposition::text::{self, TextError, TextFamily};
 
 /// Resource attributes set whatever the configuration says (the user may override each).
 pub fn default_resource(instance_id: &str) -> BTreeMap<String, String> {
@@ -28,17 +33,18 @@ pub fn default_resource(instance_id: &str) -> BTreeMap<String, String> {
 
 /// `cloud.account.id` and `cloud.region` when every polled target is the same account and region,
 /// read from the labels of `aws_workflow_exporter_poll_success` (known once a poll has connected).
-pub fn cloud_attributes(families: &[MetricFamily]) -> BTreeMap<String, String> {
+pub fn cloud_attributes(chunks: &[Bytes]) -> BTreeMap<String, String> {
+    let prefix = format!("{}{{", crate::exposition::self_metrics::POLL_SUCCESS.name);
     let mut pairs = std::collections::BTreeSet::new();
-    for f in families
+    for line in chunks
         .iter()
-        .filter(|f| f.name() == crate::exposition::self_metrics::POLL_SUCCESS.name)
+        .flat_map(|c| c.split(|b| *b == b'\n'))
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| l.starts_with(&prefix))
     {
-        for m in f.get_metric() {
-            pairs.insert((
-                label(m.get_label(), "account_id"),
-                label(m.get_label(), "region"),
-            ));
+        if let Ok(sample) = text::parse_sample(line, 0) {
+            let label = |name| sample.label(name).unwrap_or_default().to_owned();
+            pairs.insert((label("account_id"), label("region")));
         }
     }
     let mut out = BTreeMap::new();
@@ -51,14 +57,6 @@ pub fn cloud_attributes(families: &[MetricFamily]) -> BTreeMap<String, String> {
         }
     }
     out
-}
-
-fn label(labels: &[LabelPair], name: &str) -> String {
-    labels
-        .iter()
-        .find(|l| l.name() == name)
-        .map(|l| l.value().to_owned())
-        .unwrap_or_default()
 }
 
 /// What is remembered of one cumulative series between pushes.
@@ -101,13 +99,13 @@ impl StartTimes {
     }
 }
 
-fn series_key(name: &str, labels: &[LabelPair]) -> String {
+fn series_key(name: &str, labels: &[(&str, Cow<'_, str>)]) -> String {
     let mut key = name.to_owned();
-    for l in labels {
+    for (k, v) in labels {
         key.push('\u{0}');
-        key.push_str(l.name());
+        key.push_str(k);
         key.push('=');
-        key.push_str(l.value());
+        key.push_str(v);
     }
     key
 }
@@ -122,41 +120,36 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-fn attributes(labels: &[LabelPair]) -> Vec<KeyValue> {
-    labels
-        .iter()
-        .map(|l| string_kv(l.name(), l.value()))
-        .collect()
+fn attributes(labels: &[(&str, Cow<'_, str>)]) -> Vec<KeyValue> {
+    labels.iter().map(|(k, v)| string_kv(k, v)).collect()
 }
 
 /// The OTLP name of a family: counters lose `_total`, as OTLP Sums carry none.
-pub fn otlp_name(family: &MetricFamily) -> &str {
-    match family.get_field_type() {
-        MetricType::COUNTER => family
-            .name()
-            .strip_suffix("_total")
-            .unwrap_or(family.name()),
-        _ => family.name(),
+pub fn otlp_name<'a>(family: &TextFamily<'a>) -> &'a str {
+    match family.kind {
+        "counter" => family.name.strip_suffix("_total").unwrap_or(family.name),
+        _ => family.name,
     }
 }
 
 const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
 
-/// Builds the request for one push at `now` (Unix nanoseconds).
+/// Builds the request for one push at `now` (Unix nanoseconds) from the exposition text, read
+/// one family at a time.
 pub fn encode(
-    families: &[MetricFamily],
+    chunks: &[Bytes],
     resource: &BTreeMap<String, String>,
     starts: &mut StartTimes,
     now: u64,
-) -> ExportMetricsServiceRequest {
+) -> Result<ExportMetricsServiceRequest, TextError> {
     let mut next = HashMap::with_capacity(starts.seen.len());
-    let metrics = families
-        .iter()
-        .filter_map(|f| convert(f, starts, &mut next, now))
-        .collect();
+    let mut metrics = Vec::new();
+    for family in text::families(chunks.iter().map(|c| &c[..])) {
+        metrics.extend(convert(&family?, starts, &mut next, now));
+    }
     starts.seen = next;
     starts.previous_push = Some(now);
-    ExportMetricsServiceRequest {
+    Ok(ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
                 attributes: resource.iter().map(|(k, v)| string_kv(k, v)).collect(),
@@ -173,99 +166,99 @@ pub fn encode(
             }],
             ..Default::default()
         }],
-    }
+    })
 }
 
 fn convert(
-    family: &MetricFamily,
+    family: &TextFamily<'_>,
     starts: &mut StartTimes,
     next: &mut HashMap<String, Seen>,
     now: u64,
 ) -> Option<Metric> {
     let name = otlp_name(family);
-    let data = match family.get_field_type() {
-        MetricType::COUNTER => metric::Data::Sum(Sum {
+    let data = match family.kind {
+        "counter" => metric::Data::Sum(Sum {
             data_points: family
-                .get_metric()
+                .samples
                 .iter()
-                .map(|m| {
-                    let value = m.get_counter().get_value();
-                    let key = series_key(name, m.get_label());
-                    NumberDataPoint {
-                        attributes: attributes(m.get_label()),
-                        start_time_unix_nano: starts.start(next, key, value),
-                        time_unix_nano: now,
-                        value: Some(number_data_point::Value::AsDouble(value)),
-                        ..Default::default()
-                    }
+                .map(|s| NumberDataPoint {
+                    attributes: attributes(&s.labels),
+                    start_time_unix_nano: starts.start(next, series_key(name, &s.labels), s.value),
+                    time_unix_nano: now,
+                    value: Some(number_data_point::Value::AsDouble(s.value)),
+                    ..Default::default()
                 })
                 .collect(),
             aggregation_temporality: CUMULATIVE,
             is_monotonic: true,
         }),
-        MetricType::GAUGE => metric::Data::Gauge(Gauge {
+        "gauge" => metric::Data::Gauge(Gauge {
             data_points: family
-                .get_metric()
+                .samples
                 .iter()
-                .map(|m| NumberDataPoint {
-                    attributes: attributes(m.get_label()),
+                .map(|s| NumberDataPoint {
+                    attributes: attributes(&s.labels),
                     time_unix_nano: now,
-                    value: Some(number_data_point::Value::AsDouble(
-                        m.get_gauge().get_value(),
-                    )),
+                    value: Some(number_data_point::Value::AsDouble(s.value)),
                     ..Default::default()
                 })
                 .collect(),
         }),
-        MetricType::HISTOGRAM => metric::Data::Histogram(Histogram {
-            data_points: family
-                .get_metric()
-                .iter()
-                .map(|m| {
-                    let h = m.get_histogram();
-                    let key = series_key(name, m.get_label());
-                    let (explicit_bounds, bucket_counts) = buckets(h);
-                    HistogramDataPoint {
-                        attributes: attributes(m.get_label()),
-                        start_time_unix_nano: starts.start(next, key, h.get_sample_count() as f64),
-                        time_unix_nano: now,
-                        count: h.get_sample_count(),
-                        sum: Some(h.get_sample_sum()),
-                        bucket_counts,
-                        explicit_bounds,
-                        ..Default::default()
-                    }
-                })
-                .collect(),
+        "histogram" => metric::Data::Histogram(Histogram {
+            data_points: histogram_points(family, starts, next, now),
             aggregation_temporality: CUMULATIVE,
         }),
         // Nothing in the exporter emits summaries or untyped metrics.
-        MetricType::SUMMARY | MetricType::UNTYPED => return None,
+        _ => return None,
     };
     Some(Metric {
         name: name.to_owned(),
-        description: family.help().to_owned(),
+        description: family.help.clone(),
         data: Some(data),
         ..Default::default()
     })
 }
 
-/// Prometheus' cumulative buckets as OTLP bounds (without +Inf) and per-bucket counts
+/// One point per series: the text gives each series as its cumulative `_bucket` lines (the `le`
+/// label), then `_sum` and `_count`. OTLP wants the bounds without +Inf and per-bucket counts
 /// (one more than the bounds: the last is the overflow bucket).
-fn buckets(h: &prometheus::proto::Histogram) -> (Vec<f64>, Vec<u64>) {
-    let mut bounds = Vec::new();
-    let mut counts = Vec::new();
+fn histogram_points(
+    family: &TextFamily<'_>,
+    starts: &mut StartTimes,
+    next: &mut HashMap<String, Seen>,
+    now: u64,
+) -> Vec<HistogramDataPoint> {
+    let mut points = Vec::new();
+    let mut point = HistogramDataPoint::default();
     let mut below = 0u64;
-    for b in h.get_bucket() {
-        if b.upper_bound().is_infinite() {
-            continue;
+    for s in &family.samples {
+        let suffix = s.name.strip_prefix(family.name).unwrap_or_default();
+        match suffix {
+            "_bucket" => {
+                let bound = s.label("le").and_then(|le| le.parse::<f64>().ok());
+                let cumulative = s.value as u64;
+                if let Some(bound) = bound.filter(|b| b.is_finite()) {
+                    point.explicit_bounds.push(bound);
+                    point.bucket_counts.push(cumulative.saturating_sub(below));
+                    below = below.max(cumulative);
+                }
+            }
+            "_sum" => point.sum = Some(s.value),
+            "_count" => {
+                let labels = &s.labels;
+                point.count = s.value as u64;
+                point.bucket_counts.push(point.count.saturating_sub(below));
+                point.attributes = attributes(labels);
+                point.start_time_unix_nano =
+                    starts.start(next, series_key(family.name, labels), s.value);
+                point.time_unix_nano = now;
+                points.push(std::mem::take(&mut point));
+                below = 0;
+            }
+            _ => {}
         }
-        bounds.push(b.upper_bound());
-        counts.push(b.cumulative_count().saturating_sub(below));
-        below = below.max(b.cumulative_count());
     }
-    counts.push(h.get_sample_count().saturating_sub(below));
-    (bounds, counts)
+    points
 }
 
 #[cfg(test)]
@@ -288,14 +281,22 @@ mod tests {
         labels: &[],
     };
 
-    fn counter(values: &[(&str, f64)]) -> Vec<MetricFamily> {
+    /// The family as the hub lays it out: its header, then its lines.
+    fn chunks(b: FamilyBuilder) -> Vec<Bytes> {
+        let mut families = Vec::new();
+        b.finish(&mut families);
+        families
+            .into_iter()
+            .flat_map(|f| std::iter::once(Bytes::from(text::header(f.def))).chain(f.blocks))
+            .collect()
+    }
+
+    fn counter(values: &[(&str, f64)]) -> Vec<Bytes> {
         let mut b = FamilyBuilder::new(&C);
         for (id, v) in values {
             b.add(&[id], *v);
         }
-        let mut out = Vec::new();
-        b.finish(&mut out);
-        out
+        chunks(b)
     }
 
     fn starts_of(req: &ExportMetricsServiceRequest) -> Vec<u64> {
@@ -315,14 +316,17 @@ mod tests {
     fn start_times_are_stable_and_move_only_on_restart() {
         let res = BTreeMap::new();
         let mut st = StartTimes::new(100);
-        let first = encode(&counter(&[("a", 1.0), ("b", 5.0)]), &res, &mut st, 1000);
+        let first =
+            encode(&counter(&[("a", 1.0), ("b", 5.0)]), &res, &mut st, 1000).expect("encodes");
         assert_eq!(starts_of(&first), vec![100, 100]);
         // Growing or equal: unchanged. Decreasing: restarted after the previous push.
-        let second = encode(&counter(&[("a", 3.0), ("b", 2.0)]), &res, &mut st, 2000);
+        let second =
+            encode(&counter(&[("a", 3.0), ("b", 2.0)]), &res, &mut st, 2000).expect("encodes");
         assert_eq!(starts_of(&second), vec![100, 1000]);
         // `a` disappears, then comes back: a new series that started after it was last absent.
-        encode(&counter(&[("b", 2.0)]), &res, &mut st, 3000);
-        let fourth = encode(&counter(&[("a", 4.0), ("b", 2.0)]), &res, &mut st, 4000);
+        encode(&counter(&[("b", 2.0)]), &res, &mut st, 3000).expect("encodes");
+        let fourth =
+            encode(&counter(&[("a", 4.0), ("b", 2.0)]), &res, &mut st, 4000).expect("encodes");
         assert_eq!(starts_of(&fourth), vec![3000, 1000]);
     }
 
@@ -335,9 +339,8 @@ mod tests {
         }
         let mut b = FamilyBuilder::new(&H);
         b.add_histogram(&[], &data);
-        let mut fams = Vec::new();
-        b.finish(&mut fams);
-        let req = encode(&fams, &BTreeMap::new(), &mut StartTimes::new(1), 2);
+        let req =
+            encode(&chunks(b), &BTreeMap::new(), &mut StartTimes::new(1), 2).expect("encodes");
         let m = &req.resource_metrics[0].scope_metrics[0].metrics[0];
         let Some(metric::Data::Histogram(h)) = &m.data else {
             panic!("not a histogram")

@@ -160,7 +160,6 @@ pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::
             return;
         }
     };
-    hub.keep_families();
     let (exports, duration) = register(hub.self_metrics());
     let mut pusher = Pusher {
         client,
@@ -187,34 +186,44 @@ pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::
 }
 
 impl Pusher {
-    /// The request body for an exposition, gzipped if configured.
-    fn body(&mut self, exposition: &Exposition) -> Bytes {
+    /// The request body for an exposition, gzipped if configured; `None` (logged and counted as
+    /// rejected) if the exposition cannot be read back, which the hub's own text never causes.
+    fn body(&mut self, exposition: &Exposition) -> Option<Bytes> {
         let mut resource = default_resource(&self.instance_id);
-        resource.extend(cloud_attributes(&exposition.families));
+        resource.extend(cloud_attributes(&exposition.chunks));
         resource.extend(self.config.resource_attributes.clone());
-        let request = encode(
-            &exposition.families,
+        let request = match encode(
+            &exposition.chunks,
             &resource,
             &mut self.starts,
             unix_nanos(SystemTime::now()),
-        );
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.exports.with_label_values(&["rejected"]).inc();
+                tracing::error!(error = %e, "OTLP push skipped: the exposition could not be read");
+                return None;
+            }
+        };
         let bytes = request.encode_to_vec();
         if !self.config.gzip {
-            return Bytes::from(bytes);
+            return Some(Bytes::from(bytes));
         }
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         match gz.write_all(&bytes).and_then(|_| gz.finish()) {
-            Ok(compressed) => Bytes::from(compressed),
+            Ok(compressed) => Some(Bytes::from(compressed)),
             // Writing to a Vec does not fail; should it, the push is simply empty and rejected.
-            Err(_) => Bytes::new(),
+            Err(_) => Some(Bytes::new()),
         }
     }
 
     /// Sends the latest exposition, retrying as the spec says. `false` once shutdown is asked.
     async fn push_latest(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut exposition = self.hub.current();
-        let mut body = self.body(&exposition);
+        let Some(mut body) = self.body(&exposition) else {
+            return true;
+        };
         let mut backoff = INITIAL_BACKOFF;
         loop {
             let started = Instant::now();
@@ -257,7 +266,10 @@ impl Pusher {
             let latest = self.hub.current();
             if !Arc::ptr_eq(&latest, &exposition) {
                 exposition = latest;
-                body = self.body(&exposition);
+                match self.body(&exposition) {
+                    Some(b) => body = b,
+                    None => return true,
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! exporter-toolkit defines them, hardened connection handling, and the routes.
 
 pub mod auth;
+mod body;
 pub mod config;
 mod files;
 pub mod routes;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use body::Chunks;
 pub use config::{WebConfig, WebConfigHandle};
 pub use files::WebConfigError;
 pub use routes::HttpState;

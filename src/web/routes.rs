@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
@@ -13,7 +12,7 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
-use super::Web;
+use super::{Chunks, Web};
 use crate::exposition::hub::MetricsHub;
 use crate::scheduler::Readiness;
 
@@ -44,8 +43,8 @@ fn text(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
+) -> Response<Chunks> {
+    let mut resp = Response::new(Chunks::from(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -95,11 +94,7 @@ fn allowed_methods(web: &Web, path: &str) -> Option<&'static str> {
 }
 
 /// Answers one request: authentication first, then the route, then the configured headers.
-pub async fn respond(
-    web: &Web,
-    state: &HttpState,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+pub async fn respond(web: &Web, state: &HttpState, req: Request<Incoming>) -> Response<Chunks> {
     let config = web.config.current();
     let mut resp = match &config.auth {
         Some(auth) if !auth.check(req.headers().get(AUTHORIZATION)).await => {
@@ -116,7 +111,7 @@ pub async fn respond(
     resp
 }
 
-async fn route(web: &Web, state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(web: &Web, state: &HttpState, req: &Request<Incoming>) -> Response<Chunks> {
     let path = req.uri().path();
     let Some(allow) = allowed_methods(web, path) else {
         return text(StatusCode::NOT_FOUND, TEXT, "not found\n");
@@ -148,15 +143,15 @@ async fn route(web: &Web, state: &HttpState, req: &Request<Incoming>) -> Respons
     }
 }
 
-fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Chunks> {
     let exposition = state.hub.current();
     let gzip = accepts_gzip(req) && !exposition.gzip.is_empty();
-    let body = if gzip {
-        exposition.gzip.clone()
+    let mut resp = text(StatusCode::OK, EXPOSITION_CONTENT_TYPE, Bytes::new());
+    *resp.body_mut() = if gzip {
+        Chunks::from(exposition.gzip.clone())
     } else {
-        exposition.plain.clone()
+        Chunks::new(exposition.chunks.iter().cloned())
     };
-    let mut resp = text(StatusCode::OK, EXPOSITION_CONTENT_TYPE, body);
     resp.headers_mut()
         .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
     if gzip {
@@ -167,7 +162,7 @@ fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 /// `/-/reload` and `/-/quit`, answered only with `--web.enable-lifecycle`, as Prometheus does.
-async fn lifecycle(web: &Web, path: &str) -> Response<Full<Bytes>> {
+async fn lifecycle(web: &Web, path: &str) -> Response<Chunks> {
     let Some(lifecycle) = &web.lifecycle else {
         return text(
             StatusCode::FORBIDDEN,

@@ -1,8 +1,6 @@
 //! Metric families of the AppFlow flow source, built from the state store.
 
-use prometheus::proto::MetricFamily;
-
-use crate::exposition::family::FamilyBuilder;
+use crate::exposition::family::{Family, FamilyBuilder};
 use crate::exposition::metric::{def, MetricDef};
 use crate::services::appflow_flows::state::{AppflowTracker, RunStatus};
 
@@ -80,12 +78,7 @@ pub const DEFS: &[&MetricDef] = &[
 ];
 
 /// Builds every family of the source for one target.
-pub fn render(
-    tracker: &AppflowTracker,
-    account_id: &str,
-    region: &str,
-    out: &mut Vec<MetricFamily>,
-) {
+pub fn render(tracker: &AppflowTracker, account_id: &str, region: &str, out: &mut Vec<Family>) {
     let mut runs = FamilyBuilder::new(&RUNS);
     let mut in_progress = FamilyBuilder::new(&IN_PROGRESS);
     let mut bytes_processed = FamilyBuilder::new(&BYTES_PROCESSED);

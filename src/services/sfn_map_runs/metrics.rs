@@ -1,11 +1,11 @@
 //! Metric families of the Step Functions Map Run source, built from the state store.
 
-use prometheus::proto::MetricFamily;
-
-use crate::exposition::family::FamilyBuilder;
+use crate::exposition::family::{
+    gather_sections, Family, FamilyBuilder, Sections, SectionsBuilder,
+};
 use crate::exposition::metric::{def, MetricDef};
 use crate::services::sfn_map_runs::state::{
-    Counts, MapRunStatus, MapRunTracker, FINISHED_ITEM_STATUSES,
+    MapRunObs, MapRunStatus, MapRunTracker, RunLabels, FINISHED_ITEM_STATUSES,
 };
 
 const RUN: &[&str] = &[
@@ -182,81 +182,99 @@ pub const DEFS: &[&MetricDef] = &[
     &HISTORY_BACKLOG,
 ];
 
+/// One map run's series in every per-run family, rendered once per describe (see
+/// [`MapRunTracker::visible_runs`]); `key` identifies the account and region labels.
+fn run_series(
+    key: u64,
+    account_id: &str,
+    region: &str,
+    l: &RunLabels,
+    obs: &MapRunObs,
+) -> Sections {
+    let labels = [
+        account_id,
+        region,
+        &l.state_machine,
+        &l.map_state,
+        &l.execution,
+        &l.map_run,
+    ];
+    let mut b = SectionsBuilder::new(key);
+    for (def, c) in [(&ITEMS, &obs.items), (&CHILDREN, &obs.executions)] {
+        b.family(def);
+        for (s, v) in c.by_status() {
+            let mut with_status = labels.to_vec();
+            with_status.push(s);
+            b.add(&with_status, v as f64);
+        }
+    }
+    let statuses: Vec<&str> = MapRunStatus::ALL.iter().map(|s| s.as_label()).collect();
+    b.family(&STATUS)
+        .add_state_set(&labels, &statuses, obs.status.as_label());
+    for (def, v) in [
+        (&ITEMS_RESULTS_WRITTEN, Some(obs.items.results_written)),
+        (
+            &CHILDREN_RESULTS_WRITTEN,
+            Some(obs.executions.results_written),
+        ),
+        (&ITEMS_NOT_REDRIVABLE, obs.items.failures_not_redrivable),
+        (&ITEMS_PENDING_REDRIVE, obs.items.pending_redrive),
+        (
+            &CHILDREN_NOT_REDRIVABLE,
+            obs.executions.failures_not_redrivable,
+        ),
+        (&CHILDREN_PENDING_REDRIVE, obs.executions.pending_redrive),
+        (&MAX_CONCURRENCY, Some(obs.max_concurrency)),
+        (&TOLERATED_COUNT, Some(obs.tolerated_failure_count)),
+        (&REDRIVES, Some(obs.redrive_count)),
+    ] {
+        b.family(def);
+        if let Some(v) = v {
+            b.add(&labels, v as f64);
+        }
+    }
+    for (def, v) in [
+        (&TOLERATED_RATIO, Some(obs.tolerated_failure_ratio)),
+        (&START, Some(obs.start)),
+        (&STOP, obs.stop),
+        (&LAST_REDRIVE, obs.redrive_date),
+    ] {
+        b.family(def);
+        if let Some(v) = v {
+            b.add(&labels, v);
+        }
+    }
+    b.finish()
+}
+
 /// Builds every family of the source for one target.
 pub fn render(
     tracker: &MapRunTracker,
     account_id: &str,
     region: &str,
     now: f64,
-    out: &mut Vec<MetricFamily>,
+    out: &mut Vec<Family>,
 ) {
-    let mut items = FamilyBuilder::new(&ITEMS);
-    let mut items_written = FamilyBuilder::new(&ITEMS_RESULTS_WRITTEN);
-    let mut items_not_redrivable = FamilyBuilder::new(&ITEMS_NOT_REDRIVABLE);
-    let mut items_pending_redrive = FamilyBuilder::new(&ITEMS_PENDING_REDRIVE);
-    let mut children = FamilyBuilder::new(&CHILDREN);
-    let mut children_written = FamilyBuilder::new(&CHILDREN_RESULTS_WRITTEN);
-    let mut children_not_redrivable = FamilyBuilder::new(&CHILDREN_NOT_REDRIVABLE);
-    let mut children_pending_redrive = FamilyBuilder::new(&CHILDREN_PENDING_REDRIVE);
-    let mut status = FamilyBuilder::new(&STATUS);
-    let mut max_concurrency = FamilyBuilder::new(&MAX_CONCURRENCY);
-    let mut tolerated_ratio = FamilyBuilder::new(&TOLERATED_RATIO);
-    let mut tolerated_count = FamilyBuilder::new(&TOLERATED_COUNT);
-    let mut redrives = FamilyBuilder::new(&REDRIVES);
-    let mut start = FamilyBuilder::new(&START);
-    let mut stop = FamilyBuilder::new(&STOP);
-    let mut last_redrive = FamilyBuilder::new(&LAST_REDRIVE);
-
-    let statuses: Vec<&str> = MapRunStatus::ALL.iter().map(|s| s.as_label()).collect();
-    for (l, obs) in tracker.visible_runs(now) {
-        let labels = [
-            account_id,
-            region,
-            &l.state_machine,
-            &l.map_state,
-            &l.execution,
-            &l.map_run,
-        ];
-        let counts = |fam: &mut FamilyBuilder, c: &Counts| {
-            for (s, v) in c.by_status() {
-                let mut with_status = labels.to_vec();
-                with_status.push(s);
-                fam.add(&with_status, v as f64);
-            }
-        };
-        counts(&mut items, &obs.items);
-        counts(&mut children, &obs.executions);
-        items_written.add(&labels, obs.items.results_written as f64);
-        children_written.add(&labels, obs.executions.results_written as f64);
-        for (fam, v) in [
-            (&mut items_not_redrivable, obs.items.failures_not_redrivable),
-            (&mut items_pending_redrive, obs.items.pending_redrive),
-            (
-                &mut children_not_redrivable,
-                obs.executions.failures_not_redrivable,
-            ),
-            (
-                &mut children_pending_redrive,
-                obs.executions.pending_redrive,
-            ),
-        ] {
-            if let Some(v) = v {
-                fam.add(&labels, v as f64);
-            }
-        }
-        status.add_state_set(&labels, &statuses, obs.status.as_label());
-        max_concurrency.add(&labels, obs.max_concurrency as f64);
-        tolerated_ratio.add(&labels, obs.tolerated_failure_ratio);
-        tolerated_count.add(&labels, obs.tolerated_failure_count as f64);
-        redrives.add(&labels, obs.redrive_count as f64);
-        start.add(&labels, obs.start);
-        if let Some(t) = obs.stop {
-            stop.add(&labels, t);
-        }
-        if let Some(t) = obs.redrive_date {
-            last_redrive.add(&labels, t);
+    // A run's cached series carry the account and region labels as they were when it was
+    // rendered; should those change (the account id learned late), a stale cache is rendered
+    // afresh at every snapshot until the run's next describe replaces it.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (account_id, region).hash(&mut h);
+        h.finish()
+    };
+    let mut cached = Vec::new();
+    let mut fresh = Vec::new();
+    for (l, obs, series) in tracker.visible_runs(now) {
+        let s = series.get_or_init(|| run_series(key, account_id, region, l, obs));
+        if s.key() == key {
+            cached.push(s);
+        } else {
+            fresh.push(run_series(key, account_id, region, l, obs));
         }
     }
+    gather_sections(cached.into_iter().chain(&fresh), out);
 
     let mut open = FamilyBuilder::new(&OPEN);
     for ((sm, map_state), n) in tracker.open_runs() {
@@ -283,28 +301,85 @@ pub fn render(
         backlog.add(&[account_id, region, kind], n as f64);
     }
 
-    for fam in [
-        items,
-        items_written,
-        items_not_redrivable,
-        items_pending_redrive,
-        children,
-        children_written,
-        children_not_redrivable,
-        children_pending_redrive,
-        status,
-        max_concurrency,
-        tolerated_ratio,
-        tolerated_count,
-        redrives,
-        start,
-        stop,
-        last_redrive,
-        open,
-        finished,
-        items_finished,
-        backlog,
-    ] {
+    for fam in [open, finished, items_finished, backlog] {
         fam.finish(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::sfn_map_runs::state::{Counts, ExecutionObs, Listing};
+
+    const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:etl";
+    const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:etl:run-1";
+    const RUN: &str = "arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan Out:5f2a";
+
+    fn described(failed: i64) -> MapRunObs {
+        MapRunObs {
+            arn: RUN.into(),
+            execution_arn: EXEC.into(),
+            status: MapRunStatus::Running,
+            start: 1000.0,
+            stop: None,
+            max_concurrency: 10,
+            tolerated_failure_ratio: 0.1,
+            tolerated_failure_count: 0,
+            items: Counts {
+                failed,
+                total: 100,
+                pending: 100 - failed,
+                ..Counts::default()
+            },
+            executions: Counts::default(),
+            redrive_count: 0,
+            redrive_date: None,
+        }
+    }
+
+    fn text(tracker: &MapRunTracker, account_id: &str) -> String {
+        let mut families = Vec::new();
+        render(tracker, account_id, "us-east-1", 2000.0, &mut families);
+        families
+            .iter()
+            .flat_map(|f| &f.blocks)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn cached_run_series_follow_describes_and_label_changes() {
+        let mut t = MapRunTracker::new(1000.0, 3600.0);
+        let exec = ExecutionObs {
+            arn: EXEC.into(),
+            state_machine_arn: SM.into(),
+            name: "run-1".into(),
+            running: true,
+            start: 1000.0,
+            stop: None,
+            redrive_count: 0,
+            redrive_date: None,
+        };
+        t.observe_listing(SM, Listing::Newest, vec![exec], 0.0, 1000.0);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        t.apply_describe(described(3), 1000.0);
+        let failed = |account: &str, n: u32| {
+            format!("aws_sfn_map_run_items{{account_id=\"{account}\",region=\"us-east-1\",state_machine=\"etl\",map_state=\"Fan Out\",execution=\"run-1\",map_run=\"5f2a\",status=\"failed\"}} {n}\n")
+        };
+
+        let first = text(&t, "unknown");
+        assert!(first.contains(&failed("unknown", 3)), "{first}");
+        // The account id learned after the run was rendered: no series keeps the old label.
+        let learned = text(&t, "123456789012");
+        assert!(learned.contains(&failed("123456789012", 3)), "{learned}");
+        assert!(!learned.contains("unknown"), "{learned}");
+        // A new describe replaces the cached series.
+        t.apply_describe(described(7), 1060.0);
+        let refreshed = text(&t, "123456789012");
+        assert!(refreshed.contains(&failed("123456789012", 7)), "{refreshed}");
+        assert!(!refreshed.contains(&failed("123456789012", 3)));
+        // Every per-run family is there once per run, in one piece per run.
+        assert_eq!(refreshed.matches("aws_sfn_map_run_status{").count(), 4);
+        assert_eq!(text(&t, "123456789012"), refreshed, "a snapshot of cached runs is stable");
     }
 }

@@ -3,6 +3,9 @@
 //! Times are Unix seconds (f64) so tests can use plain numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use crate::exposition::family::Sections;
 
 /// How long AWS lets a stopped execution be redriven; per-run dedup state is kept this long.
 pub const REDRIVE_WINDOW_SECS: f64 = 14.0 * 86400.0;
@@ -254,6 +257,10 @@ struct TrackedRun {
     last_described: f64,
     /// The last describe showed different counts or status than the one before.
     changed: bool,
+    /// The run's per-run series as exposition text, rendered at the first snapshot after a
+    /// describe and shared by every snapshot until the next: unchanged runs cost no rendering
+    /// and no copy per publish.
+    series: OnceLock<Sections>,
 }
 
 impl TrackedRun {
@@ -516,6 +523,7 @@ impl MapRunTracker {
                     history,
                     last_described: f64::NEG_INFINITY,
                     changed: false,
+                    series: OnceLock::new(),
                 },
             );
         }
@@ -634,6 +642,7 @@ impl MapRunTracker {
             run.visible_until = None;
         }
         run.obs = Some(obs);
+        run.series = OnceLock::new();
     }
 
     /// A map run AWS no longer knows: drop it without touching counters.
@@ -695,13 +704,17 @@ impl MapRunTracker {
         self.executions.values().filter(|e| e.obs.running).count()
     }
 
-    /// Runs whose per-run series are shown at `now`, with their last description.
-    pub fn visible_runs(&self, now: f64) -> impl Iterator<Item = (&RunLabels, &MapRunObs)> {
+    /// Runs whose per-run series are shown at `now`, with their last description and the cache
+    /// of its rendered series.
+    pub fn visible_runs(
+        &self,
+        now: f64,
+    ) -> impl Iterator<Item = (&RunLabels, &MapRunObs, &OnceLock<Sections>)> {
         self.runs.values().filter_map(move |r| {
             let obs = r.obs.as_ref()?;
             match r.visible_until {
                 Some(until) if until < now => None,
-                _ => Some((&r.labels, obs)),
+                _ => Some((&r.labels, obs, &r.series)),
             }
         })
     }

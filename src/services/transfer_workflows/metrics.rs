@@ -4,9 +4,7 @@
 //! every per-workflow series by server, and the server is only known from each execution's
 //! ServiceMetadata, so the gauges could not keep a fixed set of series per workflow.
 
-use prometheus::proto::MetricFamily;
-
-use crate::exposition::family::FamilyBuilder;
+use crate::exposition::family::{Family, FamilyBuilder};
 use crate::exposition::metric::{def, MetricDef};
 use crate::services::transfer_workflows::state::{ExecStatus, TransferTracker};
 
@@ -73,12 +71,7 @@ const PRECREATED_FINISHED: [ExecStatus; 2] =
     [ExecStatus::InProgress, ExecStatus::HandlingException];
 
 /// Builds every family of the source for one target.
-pub fn render(
-    tracker: &TransferTracker,
-    account_id: &str,
-    region: &str,
-    out: &mut Vec<MetricFamily>,
-) {
+pub fn render(tracker: &TransferTracker, account_id: &str, region: &str, out: &mut Vec<Family>) {
     let mut executions = FamilyBuilder::new(&EXECUTIONS);
     let mut finished = FamilyBuilder::new(&FINISHED);
     let mut step_errors = FamilyBuilder::new(&STEP_ERRORS);
