@@ -300,6 +300,7 @@ async fn scrape_load(
     addr: SocketAddr,
     duration: Duration,
     connections: usize,
+    gzip: bool,
 ) -> (f64, Duration, Duration, usize) {
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
@@ -312,7 +313,7 @@ async fn scrape_load(
             };
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match conn.get("/metrics", true).await {
+                match conn.get("/metrics", gzip).await {
                     Ok((200, body)) => {
                         latencies.push(t.elapsed());
                         bytes = body.len();
@@ -593,15 +594,17 @@ async fn run(opts: Options) {
         rss as f64 / 1024.0,
         hwm.max(peak_during_start) as f64 / 1024.0
     );
-    let (rps, p50, p99, size) = scrape_load(exporter.addr, opts.load, 4).await;
-    println!(
-        "/metrics (gzip, 4 keep-alive connections, {:.0} s): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} bytes",
-        opts.load.as_secs_f64(),
-        rps,
-        p50.as_secs_f64() * 1000.0,
-        p99.as_secs_f64() * 1000.0,
-        size
-    );
+    for (gzip, encoding) in [(true, "gzip"), (false, "plain")] {
+        let (rps, p50, p99, size) = scrape_load(exporter.addr, opts.load, 4, gzip).await;
+        println!(
+            "/metrics ({encoding}, 4 keep-alive connections, {:.0} s): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} bytes",
+            opts.load.as_secs_f64(),
+            rps,
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            size
+        );
+    }
     let (rss, hwm) = exporter.memory_kib();
     println!(
         "rss after the scrape load: {:.1} MiB (peak {:.1} MiB)",

@@ -1,9 +1,9 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing_subscriber::EnvFilter;
 
@@ -17,8 +17,12 @@ use aws_workflow_exporter::web::{self, Lifecycle, Limits, ReloadReply, Web, WebC
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log_level)
         .with_context(|| format!("invalid --log.level `{}`", cli.log_level))?;
+    // Colour only for a person at a terminal: piped to a file, journald or `kubectl logs`,
+    // escape codes would garble every line. NO_COLOR (no-color.org) turns it off there too.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -113,6 +113,24 @@ fn check_config_exits_zero_for_good_and_one_for_bad_files() {
 }
 
 #[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    // The daemon starts (and logs), then fails on the missing web config file.
+    let run = run_binary(&[
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        "tests/config/does-not-exist.yml",
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("INFO") && stderr.contains("starting"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "escape codes in {stderr:?}");
+}
+
+#[test]
 fn a_shard_outside_the_total_is_refused_before_serving() {
     let run = run_binary(&[
         "--shard",

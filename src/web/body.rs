@@ -47,7 +47,11 @@ impl http_body::Body for Chunks {
             return Poll::Ready(None);
         };
         let fits = |c: &Bytes, len: usize| len + c.len() <= FRAME;
-        let frame = if this.chunks.front().is_some_and(|next| fits(next, first.len())) {
+        let frame = if this
+            .chunks
+            .front()
+            .is_some_and(|next| fits(next, first.len()))
+        {
             let mut joined = BytesMut::with_capacity(FRAME);
             joined.extend_from_slice(&first);
             while let Some(next) = this.chunks.pop_front() {

@@ -376,10 +376,17 @@ mod tests {
         // A new describe replaces the cached series.
         t.apply_describe(described(7), 1060.0);
         let refreshed = text(&t, "123456789012");
-        assert!(refreshed.contains(&failed("123456789012", 7)), "{refreshed}");
+        assert!(
+            refreshed.contains(&failed("123456789012", 7)),
+            "{refreshed}"
+        );
         assert!(!refreshed.contains(&failed("123456789012", 3)));
         // Every per-run family is there once per run, in one piece per run.
         assert_eq!(refreshed.matches("aws_sfn_map_run_status{").count(), 4);
-        assert_eq!(text(&t, "123456789012"), refreshed, "a snapshot of cached runs is stable");
+        assert_eq!(
+            text(&t, "123456789012"),
+            refreshed,
+            "a snapshot of cached runs is stable"
+        );
     }
 }
