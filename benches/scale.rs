@@ -30,6 +30,8 @@ struct Options {
     /// An account whose Step Functions quotas were raised far beyond need (and the simulator
     /// not throttling): measures memory with every map run tracked instead of the call budget.
     raised: bool,
+    /// Push over OTLP every second to a receiver in the bench, this many points per request.
+    otlp_max_points: Option<usize>,
 }
 
 fn options() -> Options {
@@ -40,6 +42,7 @@ fn options() -> Options {
         load: Duration::from_secs(10),
         quota_share: 0.5,
         raised: false,
+        otlp_max_points: None,
     };
     let args: Vec<String> = std::env::args().collect();
     o.raised = args.iter().any(|a| a == "--raised-quotas");
@@ -51,6 +54,7 @@ fn options() -> Options {
             "--observe" => o.observe = secs(),
             "--load" => o.load = secs(),
             "--quota-share" => o.quota_share = pair[1].parse().expect("a fraction"),
+            "--otlp-max-points" => o.otlp_max_points = Some(pair[1].parse().expect("a count")),
             _ => {}
         }
     }
@@ -93,7 +97,13 @@ impl Drop for Exporter {
 }
 
 impl Exporter {
-    fn start(endpoint: &str, dir: &std::path::Path, quota_share: f64, raised: bool) -> Self {
+    fn start(
+        endpoint: &str,
+        dir: &std::path::Path,
+        opts: &Options,
+        otlp_sink: Option<SocketAddr>,
+    ) -> Self {
+        let (quota_share, raised) = (opts.quota_share, opts.raised);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -112,6 +122,11 @@ impl Exporter {
                     "    states:{action}: {{bucket_size: 100000, refill_per_second: 10000}}\n"
                 ));
             }
+        }
+        if let (Some(sink), Some(max)) = (otlp_sink, opts.otlp_max_points) {
+            yaml.push_str(&format!(
+                "otlp:\n  metrics_endpoint: http://{sink}/v1/metrics\n  interval: 1s\n  compression: gzip\n  max_points_per_request: {max}\n"
+            ));
         }
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.join("exporter.log")).expect("log file");
@@ -294,6 +309,61 @@ fn classify(
 fn share_per_minute(service: &str, operation: &str, share: f64) -> Option<(f64, f64)> {
     quotas::aws_bucket(service, operation)
         .map(|(size, refill)| (size * share, refill * 60.0 * share))
+}
+
+/// An OTLP/HTTP receiver that accepts every request and counts requests and body bytes.
+struct OtlpSink {
+    addr: SocketAddr,
+    counts: Arc<std::sync::Mutex<(usize, usize)>>,
+}
+
+impl OtlpSink {
+    async fn start() -> Self {
+        use http_body_util::{BodyExt, Full};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP sink");
+        let addr = listener.local_addr().expect("sink address");
+        let counts = Arc::new(std::sync::Mutex::new((0, 0)));
+        let shared = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counts = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let counts = counts.clone();
+                            async move {
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes().len())
+                                    .unwrap_or(0);
+                                let mut c = counts.lock().expect("sink counts");
+                                c.0 += 1;
+                                c.1 += body;
+                                // An empty ExportMetricsServiceResponse: everything accepted.
+                                hyper::Response::builder()
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(Full::new(bytes::Bytes::new()))
+                            }
+                        },
+                    );
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, counts }
+    }
+
+    /// (requests, body bytes) so far.
+    fn received(&self) -> (usize, usize) {
+        *self.counts.lock().expect("sink counts")
+    }
 }
 
 async fn scrape_load(
@@ -501,7 +571,16 @@ async fn run(opts: Options) {
     };
 
     let started = Instant::now();
-    let exporter = Exporter::start(&sim.endpoint, dir.path(), opts.quota_share, opts.raised);
+    let sink = match opts.otlp_max_points {
+        Some(_) => Some(OtlpSink::start().await),
+        None => None,
+    };
+    let exporter = Exporter::start(
+        &sim.endpoint,
+        dir.path(),
+        &opts,
+        sink.as_ref().map(|s| s.addr),
+    );
     let wanted: BTreeSet<String> = built.open_runs.iter().map(|(_, id)| id.clone()).collect();
     let mut ready_at = None;
     let mut all_open_at = None;
@@ -587,6 +666,18 @@ async fn run(opts: Options) {
         {
             println!("  {l}");
         }
+    }
+    if let Some(sink) = &sink {
+        // A benchmark, not a test: watch a few pushes (one a second) before reading the memory.
+        let (requests, bytes) = sink.received();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (requests2, bytes2) = sink.received();
+        println!(
+            "otlp: {} requests, {} bytes (gzip) received in 5 s, at most {} points each",
+            requests2 - requests,
+            bytes2 - bytes,
+            opts.otlp_max_points.unwrap_or_default()
+        );
     }
     let (rss, hwm) = exporter.memory_kib();
     println!(

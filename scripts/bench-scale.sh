@@ -7,7 +7,9 @@
 # window calls are counted in, default 60), --observe SECONDS (the window refresh ages are
 # measured over, default 300), --load SECONDS (/metrics load, default 10), --quota-share F
 # (default 0.5), --raised-quotas (Step Functions quotas raised far beyond need and no AWS
-# throttling: measures memory with every map run tracked instead of the call budget).
+# throttling: measures memory with every map run tracked instead of the call budget),
+# --otlp-max-points N (also push over OTLP every second to a receiver in the bench, at most N
+# data points per request).
 # Numbers go into docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -158,12 +158,13 @@ fn push_config(addr: SocketAddr) -> OtlpConfig {
         interval: Duration::from_millis(200),
         certificate: None,
         resource_attributes: BTreeMap::new(),
+        max_points_per_request: otlp::config::DEFAULT_MAX_POINTS_PER_REQUEST,
     }
 }
 
 /// A harness polling the seeded simulator once, with OTLP push running to `addr`.
 async fn start_pushing(addr: SocketAddr) -> (Harness, watch::Sender<bool>) {
-    // The push's settings in the configuration, as the daemon has them: its hub keeps families.
+    // The push's settings in the configuration, as the daemon has them.
     let mut h = Harness::start(ALL, |c| c.otlp = Some(push_config(addr))).await;
     demo::seed(&mut h.world());
     h.poll().await;
@@ -427,6 +428,60 @@ async fn push_equals_metrics_for_the_same_poll_with_gzip_headers_and_stable_star
             >= 2.0
     );
     common::assert_promtool_clean(&scrape.text);
+}
+
+/// The time of a request's first data point: every point of one push carries the push's time.
+fn push_time(req: &ExportMetricsServiceRequest) -> u64 {
+    let m = &req.resource_metrics[0].scope_metrics[0].metrics[0];
+    match m.data.as_ref().expect("metric data") {
+        metric::Data::Gauge(g) => g.data_points[0].time_unix_nano,
+        metric::Data::Sum(s) => s.data_points[0].time_unix_nano,
+        metric::Data::Histogram(h) => h.data_points[0].time_unix_nano,
+        other => panic!("unexpected data {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_over_the_request_limit_is_split_and_the_parts_equal_metrics() {
+    const LIMIT: usize = 25;
+    let (receiver, addr) = Receiver::start(&[]).await;
+    let mut h = Harness::start(ALL, |c| c.otlp = Some(push_config(addr))).await;
+    demo::seed(&mut h.world());
+    h.poll().await;
+    let config = OtlpConfig {
+        max_points_per_request: LIMIT,
+        ..push_config(addr)
+    };
+    let (_stop, rx) = watch::channel(false);
+    tokio::spawn(otlp::run(config, h.exporter.http_state().hub, rx));
+    let scrape = h.scrape().await;
+    // The first push is every request up to the first one of the next push.
+    let mut n = 2;
+    let first_push = loop {
+        let got = receiver.wait_for(n).await;
+        let t0 = push_time(&got[0].request);
+        if let Some(end) = got.iter().position(|r| push_time(&r.request) != t0) {
+            break got[..end].to_vec();
+        }
+        n = got.len() + 1;
+    };
+    assert!(first_push.len() > 1, "{} request(s)", first_push.len());
+    let mut merged = first_push[0].request.clone();
+    for part in &first_push {
+        let metrics = &part.request.resource_metrics[0].scope_metrics[0].metrics;
+        let points = as_samples(&part.request)
+            .iter()
+            .filter(|s| !s.name.ends_with("_bucket") && !s.name.ends_with("_sum"))
+            .count();
+        assert!(points <= LIMIT, "{points} points in one request");
+        assert_eq!(resource(&part.request), resource(&first_push[0].request));
+        if !std::ptr::eq(part, &first_push[0]) {
+            merged.resource_metrics[0].scope_metrics[0]
+                .metrics
+                .extend(metrics.iter().cloned());
+        }
+    }
+    assert_same_as_scrape(&merged, &scrape);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

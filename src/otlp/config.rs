@@ -26,10 +26,14 @@ pub struct OtlpConfig {
     pub certificate: Option<PathBuf>,
     /// Resource attributes set by the user (`service.name` included when set).
     pub resource_attributes: BTreeMap<String, String>,
+    /// Data points per export request; a push of more is sent as several requests.
+    pub max_points_per_request: usize,
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// About 10 MB of messages while a request is built, and a few MB on the wire before gzip.
+pub const DEFAULT_MAX_POINTS_PER_REQUEST: usize = 10_000;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The section as written in the file.
@@ -60,6 +64,8 @@ pub mod raw {
         pub certificate: Option<PathBuf>,
         /// Overrides `service.name`.
         pub service_name: Option<String>,
+        /// Data points per export request (at least 1).
+        pub max_points_per_request: Option<usize>,
         /// Extra resource attributes.
         #[serde(default)]
         pub resource_attributes: BTreeMap<String, String>,
@@ -305,6 +311,16 @@ pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<Fi
         MIN_INTERVAL,
     );
 
+    let max_points_per_request = file
+        .max_points_per_request
+        .unwrap_or(DEFAULT_MAX_POINTS_PER_REQUEST);
+    if max_points_per_request == 0 {
+        m.fail(
+            "otlp.max_points_per_request",
+            "must be at least 1".to_owned(),
+        );
+    }
+
     let env_headers = m.env("OTEL_EXPORTER_OTLP_HEADERS");
     let mut headers = m.pairs(env_headers);
     headers.extend(file.headers.clone());
@@ -367,6 +383,7 @@ pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<Fi
         interval,
         certificate: certificate.map(|(p, _)| p),
         resource_attributes,
+        max_points_per_request,
     }))
 }
 
@@ -506,7 +523,7 @@ mod tests {
             "{grpc}"
         );
         let r = reasons(
-            &file("endpoint: collector:4318\ncompression: zstd\ninterval: 10ms\ncertificate: /nonexistent/ca.pem\n"),
+            &file("endpoint: collector:4318\ncompression: zstd\ninterval: 10ms\ncertificate: /nonexistent/ca.pem\nmax_points_per_request: 0\n"),
             &[
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
                 ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
@@ -516,6 +533,7 @@ mod tests {
             "otlp.endpoint: `collector:4318` must start with http://",
             "otlp.compression: unsupported compression `zstd`",
             "otlp.interval: must be at least 100ms",
+            "otlp.max_points_per_request: must be at least 1",
             "OTEL_EXPORTER_OTLP_TIMEOUT (environment): `10s` is not a whole number of milliseconds",
             "otlp.certificate: cannot read /nonexistent/ca.pem",
             "OTEL_EXPORTER_OTLP_HEADERS (environment): `novalue` is not key=value",

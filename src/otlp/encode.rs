@@ -134,22 +134,56 @@ pub fn otlp_name<'a>(family: &TextFamily<'a>) -> &'a str {
 
 const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
 
-/// Builds the request for one push at `now` (Unix nanoseconds) from the exposition text, read
-/// one family at a time.
+/// Builds the requests of one push at `now` (Unix nanoseconds) from the exposition text, read
+/// one family at a time, and hands each to `send` as soon as it holds `max_points` data points
+/// (a family larger than that is split across requests): a push of an exposition of 50,000
+/// series never holds more than one request's messages. Always at least one request, so an
+/// empty exposition still says the exporter is alive.
 pub fn encode(
     chunks: &[Bytes],
     resource: &BTreeMap<String, String>,
     starts: &mut StartTimes,
     now: u64,
-) -> Result<ExportMetricsServiceRequest, TextError> {
+    max_points: usize,
+    mut send: impl FnMut(ExportMetricsServiceRequest),
+) -> Result<(), TextError> {
+    let max_points = max_points.max(1);
+    let request = |metrics| request(resource, metrics);
     let mut next = HashMap::with_capacity(starts.seen.len());
-    let mut metrics = Vec::new();
+    let mut batch = Vec::new();
+    let mut points = 0;
+    let mut sent = false;
     for family in text::families(chunks.iter().map(|c| &c[..])) {
-        metrics.extend(convert(&family?, starts, &mut next, now));
+        let Some(mut metric) = convert(&family?, starts, &mut next, now) else {
+            continue;
+        };
+        loop {
+            let room = max_points - points;
+            let n = point_count(&metric);
+            if n <= room {
+                points += n;
+                batch.push(metric);
+                break;
+            }
+            batch.push(split_front(&mut metric, room));
+            send(request(std::mem::take(&mut batch)));
+            sent = true;
+            points = 0;
+        }
+    }
+    if !batch.is_empty() || !sent {
+        send(request(batch));
     }
     starts.seen = next;
     starts.previous_push = Some(now);
-    Ok(ExportMetricsServiceRequest {
+    Ok(())
+}
+
+fn request(
+    resource: &BTreeMap<String, String>,
+    metrics: Vec<Metric>,
+) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
                 attributes: resource.iter().map(|(k, v)| string_kv(k, v)).collect(),
@@ -166,7 +200,46 @@ pub fn encode(
             }],
             ..Default::default()
         }],
-    })
+    }
+}
+
+fn point_count(m: &Metric) -> usize {
+    match &m.data {
+        Some(metric::Data::Sum(d)) => d.data_points.len(),
+        Some(metric::Data::Gauge(d)) => d.data_points.len(),
+        Some(metric::Data::Histogram(d)) => d.data_points.len(),
+        _ => 0,
+    }
+}
+
+/// Takes the first `n` data points of `m` into a metric of their own (same name, description and
+/// kind); `m` keeps the rest.
+fn split_front(m: &mut Metric, n: usize) -> Metric {
+    fn front<T>(points: &mut Vec<T>, n: usize) -> Vec<T> {
+        let rest = points.split_off(n.min(points.len()));
+        std::mem::replace(points, rest)
+    }
+    let data = match &mut m.data {
+        Some(metric::Data::Sum(d)) => Some(metric::Data::Sum(Sum {
+            data_points: front(&mut d.data_points, n),
+            ..*d
+        })),
+        Some(metric::Data::Gauge(d)) => Some(metric::Data::Gauge(Gauge {
+            data_points: front(&mut d.data_points, n),
+        })),
+        Some(metric::Data::Histogram(d)) => Some(metric::Data::Histogram(Histogram {
+            data_points: front(&mut d.data_points, n),
+            ..*d
+        })),
+        _ => None,
+    };
+    Metric {
+        name: m.name.clone(),
+        description: m.description.clone(),
+        unit: m.unit.clone(),
+        data,
+        ..Default::default()
+    }
 }
 
 fn convert(
@@ -291,6 +364,22 @@ mod tests {
             .collect()
     }
 
+    /// The push as one request (no limit reached).
+    fn encode_one(
+        chunks: &[Bytes],
+        resource: &BTreeMap<String, String>,
+        starts: &mut StartTimes,
+        now: u64,
+    ) -> ExportMetricsServiceRequest {
+        let mut requests = Vec::new();
+        encode(chunks, resource, starts, now, usize::MAX, |r| {
+            requests.push(r)
+        })
+        .expect("encodes");
+        assert_eq!(requests.len(), 1);
+        requests.remove(0)
+    }
+
     fn counter(values: &[(&str, f64)]) -> Vec<Bytes> {
         let mut b = FamilyBuilder::new(&C);
         for (id, v) in values {
@@ -316,17 +405,14 @@ mod tests {
     fn start_times_are_stable_and_move_only_on_restart() {
         let res = BTreeMap::new();
         let mut st = StartTimes::new(100);
-        let first =
-            encode(&counter(&[("a", 1.0), ("b", 5.0)]), &res, &mut st, 1000).expect("encodes");
+        let first = encode_one(&counter(&[("a", 1.0), ("b", 5.0)]), &res, &mut st, 1000);
         assert_eq!(starts_of(&first), vec![100, 100]);
         // Growing or equal: unchanged. Decreasing: restarted after the previous push.
-        let second =
-            encode(&counter(&[("a", 3.0), ("b", 2.0)]), &res, &mut st, 2000).expect("encodes");
+        let second = encode_one(&counter(&[("a", 3.0), ("b", 2.0)]), &res, &mut st, 2000);
         assert_eq!(starts_of(&second), vec![100, 1000]);
         // `a` disappears, then comes back: a new series that started after it was last absent.
-        encode(&counter(&[("b", 2.0)]), &res, &mut st, 3000).expect("encodes");
-        let fourth =
-            encode(&counter(&[("a", 4.0), ("b", 2.0)]), &res, &mut st, 4000).expect("encodes");
+        encode_one(&counter(&[("b", 2.0)]), &res, &mut st, 3000);
+        let fourth = encode_one(&counter(&[("a", 4.0), ("b", 2.0)]), &res, &mut st, 4000);
         assert_eq!(starts_of(&fourth), vec![3000, 1000]);
     }
 
@@ -339,8 +425,7 @@ mod tests {
         }
         let mut b = FamilyBuilder::new(&H);
         b.add_histogram(&[], &data);
-        let req =
-            encode(&chunks(b), &BTreeMap::new(), &mut StartTimes::new(1), 2).expect("encodes");
+        let req = encode_one(&chunks(b), &BTreeMap::new(), &mut StartTimes::new(1), 2);
         let m = &req.resource_metrics[0].scope_metrics[0].metrics[0];
         let Some(metric::Data::Histogram(h)) = &m.data else {
             panic!("not a histogram")
@@ -350,5 +435,75 @@ mod tests {
         assert_eq!(p.explicit_bounds, vec![1.0, 5.0, 10.0]);
         assert_eq!(p.bucket_counts, vec![1, 2, 1, 1]);
         assert_eq!((p.count, p.sum), (5, Some(111.5)));
+    }
+
+    #[test]
+    fn a_push_over_the_limit_is_split_into_requests_of_at_most_that_many_points() {
+        let ids: Vec<String> = (0..7).map(|i| i.to_string()).collect();
+        let values: Vec<(&str, f64)> = ids.iter().map(|id| (id.as_str(), 1.0)).collect();
+        let mut chunks = counter(&values);
+        let mut b = FamilyBuilder::new(&H);
+        b.add_histogram(&[], &HistogramData::new(&[]));
+        chunks.extend(self::chunks(b));
+        let mut requests = Vec::new();
+        encode(
+            &chunks,
+            &BTreeMap::new(),
+            &mut StartTimes::new(1),
+            2,
+            3,
+            |r| requests.push(r),
+        )
+        .expect("encodes");
+        // 7 counter points and 1 histogram point, 3 per request.
+        let per_request: Vec<Vec<(String, usize)>> = requests
+            .iter()
+            .map(|r| {
+                r.resource_metrics[0].scope_metrics[0]
+                    .metrics
+                    .iter()
+                    .map(|m| (m.name.clone(), point_count(m)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            per_request,
+            [
+                vec![("x_runs".to_owned(), 3)],
+                vec![("x_runs".to_owned(), 3)],
+                vec![("x_runs".to_owned(), 1), ("x_seconds".to_owned(), 1)],
+            ]
+        );
+        // Every point once, in order, each split keeping the metric's kind and temporality.
+        let ids_sent: Vec<String> = requests
+            .iter()
+            .flat_map(|r| &r.resource_metrics[0].scope_metrics[0].metrics)
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Sum(s)) => {
+                    assert!(s.is_monotonic);
+                    assert_eq!(s.aggregation_temporality, CUMULATIVE);
+                    Some(s.data_points.iter().map(|p| {
+                        let v = &p.attributes[0].value;
+                        format!("{v:?}")
+                    }))
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(ids_sent.len(), 7);
+        for (i, sent) in ids_sent.iter().enumerate() {
+            assert!(sent.contains(&format!("\"{i}\"")), "{sent}");
+        }
+    }
+
+    #[test]
+    fn an_empty_exposition_is_still_one_request() {
+        let mut requests = Vec::new();
+        encode(&[], &BTreeMap::new(), &mut StartTimes::new(1), 2, 10, |r| {
+            requests.push(r)
+        })
+        .expect("encodes");
+        assert_eq!(requests.len(), 1);
     }
 }

@@ -186,46 +186,42 @@ pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::
 }
 
 impl Pusher {
-    /// The request body for an exposition, gzipped if configured; `None` (logged and counted as
-    /// rejected) if the exposition cannot be read back, which the hub's own text never causes.
-    fn body(&mut self, exposition: &Exposition) -> Option<Bytes> {
+    /// The request bodies of one push of an exposition (several when it holds more than
+    /// `max_points_per_request` data points), each gzipped if configured as soon as it is built;
+    /// `None` (logged and counted as rejected) if the exposition cannot be read back, which the
+    /// hub's own text never causes.
+    fn bodies(&mut self, exposition: &Exposition) -> Option<Vec<Bytes>> {
         let mut resource = default_resource(&self.instance_id);
         resource.extend(cloud_attributes(&exposition.chunks));
         resource.extend(self.config.resource_attributes.clone());
-        let request = match encode(
+        let gzip = self.config.gzip;
+        let mut bodies = Vec::new();
+        let encoded = encode(
             &exposition.chunks,
             &resource,
             &mut self.starts,
             unix_nanos(SystemTime::now()),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                self.exports.with_label_values(&["rejected"]).inc();
-                tracing::error!(error = %e, "OTLP push skipped: the exposition could not be read");
-                return None;
-            }
-        };
-        let bytes = request.encode_to_vec();
-        if !self.config.gzip {
-            return Some(Bytes::from(bytes));
+            self.config.max_points_per_request,
+            |request| bodies.push(body(request.encode_to_vec(), gzip)),
+        );
+        if let Err(e) = encoded {
+            self.exports.with_label_values(&["rejected"]).inc();
+            tracing::error!(error = %e, "OTLP push skipped: the exposition could not be read");
+            return None;
         }
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        match gz.write_all(&bytes).and_then(|_| gz.finish()) {
-            Ok(compressed) => Some(Bytes::from(compressed)),
-            // Writing to a Vec does not fail; should it, the push is simply empty and rejected.
-            Err(_) => Some(Bytes::new()),
-        }
+        Some(bodies)
     }
 
-    /// Sends the latest exposition, retrying as the spec says. `false` once shutdown is asked.
+    /// Sends the latest exposition, each of its requests in turn, retrying as the spec says.
+    /// `false` once shutdown is asked.
     async fn push_latest(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut exposition = self.hub.current();
-        let Some(mut body) = self.body(&exposition) else {
+        let Some(mut bodies) = self.bodies(&exposition) else {
             return true;
         };
+        let mut next = 0;
         let mut backoff = INITIAL_BACKOFF;
-        loop {
+        while let Some(body) = bodies.get(next) {
             let started = Instant::now();
             let sent = self.send(body.clone()).await;
             self.duration
@@ -240,12 +236,14 @@ impl Pusher {
                     if rejected_points > 0 || !message.is_empty() {
                         tracing::warn!(rejected_points, message = %message, "OTLP receiver accepted the push only in part");
                     }
-                    return true;
+                    next += 1;
+                    continue;
                 }
                 Sent::Rejected { reason } => {
                     self.exports.with_label_values(&["rejected"]).inc();
                     tracing::warn!(endpoint = %self.config.endpoint, reason = %reason, "OTLP push rejected; dropped (the next push carries the same cumulative data)");
-                    return true;
+                    next += 1;
+                    continue;
                 }
                 Sent::Retry { reason, after } => {
                     self.exports.with_label_values(&["retryable_error"]).inc();
@@ -262,16 +260,18 @@ impl Pusher {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return false,
             }
-            // Only the newest data is ever pending: after another poll, retry with it instead.
+            // Only the newest data is ever pending: after another poll, push it instead, from its
+            // first request (every series is a gauge or cumulative: it supersedes the rest).
             let latest = self.hub.current();
             if !Arc::ptr_eq(&latest, &exposition) {
                 exposition = latest;
-                match self.body(&exposition) {
-                    Some(b) => body = b,
+                match self.bodies(&exposition) {
+                    Some(b) => (bodies, next) = (b, 0),
                     None => return true,
                 }
             }
         }
+        true
     }
 
     async fn send(&self, body: Bytes) -> Sent {
@@ -373,6 +373,20 @@ fn retry_after(value: &str) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// A request's protobuf bytes as sent: gzipped if configured.
+fn body(bytes: Vec<u8>, gzip: bool) -> Bytes {
+    if !gzip {
+        return Bytes::from(bytes);
+    }
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    match gz.write_all(&bytes).and_then(|_| gz.finish()) {
+        Ok(compressed) => Bytes::from(compressed),
+        // Writing to a Vec does not fail; should it, the request is empty and rejected.
+        Err(_) => Bytes::new(),
+    }
 }
 
 #[cfg(test)]
