@@ -136,47 +136,104 @@ const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
 
 /// Builds the requests of one push at `now` (Unix nanoseconds) from the exposition text, read
 /// one family at a time, and hands each to `send` as soon as it holds `max_points` data points
-/// (a family larger than that is split across requests): a push of an exposition of 50,000
-/// series never holds more than one request's messages. Always at least one request, so an
-/// empty exposition still says the exporter is alive.
+/// (a family with more is split across requests): a push of an exposition of 50,000 series
+/// never holds more than one request's messages. Always at least one request, so an empty
+/// exposition still says the exporter is alive.
 pub fn encode(
     chunks: &[Bytes],
     resource: &BTreeMap<String, String>,
     starts: &mut StartTimes,
     now: u64,
     max_points: usize,
-    mut send: impl FnMut(ExportMetricsServiceRequest),
+    send: impl FnMut(ExportMetricsServiceRequest),
 ) -> Result<(), TextError> {
-    let max_points = max_points.max(1);
-    let request = |metrics| request(resource, metrics);
+    let mut batch = Batch {
+        resource,
+        max_points: max_points.max(1),
+        metrics: Vec::new(),
+        points: 0,
+        sent: false,
+        send,
+    };
     let mut next = HashMap::with_capacity(starts.seen.len());
-    let mut batch = Vec::new();
-    let mut points = 0;
-    let mut sent = false;
     for family in text::families(chunks.iter().map(|c| &c[..])) {
-        let Some(mut metric) = convert(&family?, starts, &mut next, now) else {
-            continue;
-        };
-        loop {
-            let room = max_points - points;
-            let n = point_count(&metric);
-            if n <= room {
-                points += n;
-                batch.push(metric);
-                break;
-            }
-            batch.push(split_front(&mut metric, room));
-            send(request(std::mem::take(&mut batch)));
-            sent = true;
-            points = 0;
-        }
+        convert(&family?, starts, &mut next, now, &mut batch);
     }
-    if !batch.is_empty() || !sent {
-        send(request(batch));
-    }
+    batch.finish();
     starts.seen = next;
     starts.previous_push = Some(now);
     Ok(())
+}
+
+/// The request being filled: data points are added one at a time, and the request is sent when
+/// it holds `max_points`.
+struct Batch<'r, F: FnMut(ExportMetricsServiceRequest)> {
+    resource: &'r BTreeMap<String, String>,
+    max_points: usize,
+    metrics: Vec<Metric>,
+    points: usize,
+    sent: bool,
+    send: F,
+}
+
+/// One data point of any kind.
+enum Point {
+    Sum(NumberDataPoint),
+    Gauge(NumberDataPoint),
+    Histogram(HistogramDataPoint),
+}
+
+impl<F: FnMut(ExportMetricsServiceRequest)> Batch<'_, F> {
+    /// Adds a point of the metric `name`, continuing the request's last metric if it is the same.
+    fn add(&mut self, name: &str, description: &str, point: Point) {
+        let same = self.metrics.last().is_some_and(|m| m.name == name);
+        if !same {
+            let data = match &point {
+                Point::Sum(_) => metric::Data::Sum(Sum {
+                    aggregation_temporality: CUMULATIVE,
+                    is_monotonic: true,
+                    ..Default::default()
+                }),
+                Point::Gauge(_) => metric::Data::Gauge(Gauge::default()),
+                Point::Histogram(_) => metric::Data::Histogram(Histogram {
+                    aggregation_temporality: CUMULATIVE,
+                    ..Default::default()
+                }),
+            };
+            self.metrics.push(Metric {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                data: Some(data),
+                ..Default::default()
+            });
+        }
+        if let Some(data) = self.metrics.last_mut().and_then(|m| m.data.as_mut()) {
+            match (data, point) {
+                (metric::Data::Sum(d), Point::Sum(p)) => d.data_points.push(p),
+                (metric::Data::Gauge(d), Point::Gauge(p)) => d.data_points.push(p),
+                (metric::Data::Histogram(d), Point::Histogram(p)) => d.data_points.push(p),
+                // A family is one kind: its points never change kind under one name.
+                _ => return,
+            }
+        }
+        self.points += 1;
+        if self.points >= self.max_points {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let metrics = std::mem::take(&mut self.metrics);
+        (self.send)(request(self.resource, metrics));
+        self.points = 0;
+        self.sent = true;
+    }
+
+    fn finish(mut self) {
+        if !self.metrics.is_empty() || !self.sent {
+            self.flush();
+        }
+    }
 }
 
 fn request(
@@ -203,105 +260,50 @@ fn request(
     }
 }
 
-fn point_count(m: &Metric) -> usize {
-    match &m.data {
-        Some(metric::Data::Sum(d)) => d.data_points.len(),
-        Some(metric::Data::Gauge(d)) => d.data_points.len(),
-        Some(metric::Data::Histogram(d)) => d.data_points.len(),
-        _ => 0,
-    }
-}
-
-/// Takes the first `n` data points of `m` into a metric of their own (same name, description and
-/// kind); `m` keeps the rest.
-fn split_front(m: &mut Metric, n: usize) -> Metric {
-    fn front<T>(points: &mut Vec<T>, n: usize) -> Vec<T> {
-        let rest = points.split_off(n.min(points.len()));
-        std::mem::replace(points, rest)
-    }
-    let data = match &mut m.data {
-        Some(metric::Data::Sum(d)) => Some(metric::Data::Sum(Sum {
-            data_points: front(&mut d.data_points, n),
-            ..*d
-        })),
-        Some(metric::Data::Gauge(d)) => Some(metric::Data::Gauge(Gauge {
-            data_points: front(&mut d.data_points, n),
-        })),
-        Some(metric::Data::Histogram(d)) => Some(metric::Data::Histogram(Histogram {
-            data_points: front(&mut d.data_points, n),
-            ..*d
-        })),
-        _ => None,
-    };
-    Metric {
-        name: m.name.clone(),
-        description: m.description.clone(),
-        unit: m.unit.clone(),
-        data,
-        ..Default::default()
-    }
-}
-
-fn convert(
+/// Adds the points of one family to the batch.
+fn convert<F: FnMut(ExportMetricsServiceRequest)>(
     family: &TextFamily<'_>,
     starts: &mut StartTimes,
     next: &mut HashMap<String, Seen>,
     now: u64,
-) -> Option<Metric> {
+    batch: &mut Batch<'_, F>,
+) {
     let name = otlp_name(family);
-    let data = match family.kind {
-        "counter" => metric::Data::Sum(Sum {
-            data_points: family
-                .samples
-                .iter()
-                .map(|s| NumberDataPoint {
-                    attributes: attributes(&s.labels),
-                    start_time_unix_nano: starts.start(next, series_key(name, &s.labels), s.value),
-                    time_unix_nano: now,
-                    value: Some(number_data_point::Value::AsDouble(s.value)),
-                    ..Default::default()
-                })
-                .collect(),
-            aggregation_temporality: CUMULATIVE,
-            is_monotonic: true,
-        }),
-        "gauge" => metric::Data::Gauge(Gauge {
-            data_points: family
-                .samples
-                .iter()
-                .map(|s| NumberDataPoint {
-                    attributes: attributes(&s.labels),
-                    time_unix_nano: now,
-                    value: Some(number_data_point::Value::AsDouble(s.value)),
-                    ..Default::default()
-                })
-                .collect(),
-        }),
-        "histogram" => metric::Data::Histogram(Histogram {
-            data_points: histogram_points(family, starts, next, now),
-            aggregation_temporality: CUMULATIVE,
-        }),
-        // Nothing in the exporter emits summaries or untyped metrics.
-        _ => return None,
-    };
-    Some(Metric {
-        name: name.to_owned(),
-        description: family.help.clone(),
-        data: Some(data),
+    let number = |s: &text::Sample<'_>, start| NumberDataPoint {
+        attributes: attributes(&s.labels),
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsDouble(s.value)),
         ..Default::default()
-    })
+    };
+    match family.kind {
+        "counter" => {
+            for s in &family.samples {
+                let start = starts.start(next, series_key(name, &s.labels), s.value);
+                batch.add(name, &family.help, Point::Sum(number(s, start)));
+            }
+        }
+        "gauge" => {
+            for s in &family.samples {
+                batch.add(name, &family.help, Point::Gauge(number(s, 0)));
+            }
+        }
+        "histogram" => histogram_points(family, starts, next, now, batch),
+        // Nothing in the exporter emits summaries or untyped metrics.
+        _ => {}
+    }
 }
 
 /// One point per series: the text gives each series as its cumulative `_bucket` lines (the `le`
 /// label), then `_sum` and `_count`. OTLP wants the bounds without +Inf and per-bucket counts
 /// (one more than the bounds: the last is the overflow bucket).
-fn histogram_points(
+fn histogram_points<F: FnMut(ExportMetricsServiceRequest)>(
     family: &TextFamily<'_>,
     starts: &mut StartTimes,
     next: &mut HashMap<String, Seen>,
     now: u64,
-) -> Vec<HistogramDataPoint> {
-    let mut points = Vec::new();
+    batch: &mut Batch<'_, F>,
+) {
     let mut point = HistogramDataPoint::default();
     let mut below = 0u64;
     for s in &family.samples {
@@ -325,13 +327,13 @@ fn histogram_points(
                 point.start_time_unix_nano =
                     starts.start(next, series_key(family.name, labels), s.value);
                 point.time_unix_nano = now;
-                points.push(std::mem::take(&mut point));
+                let done = std::mem::take(&mut point);
+                batch.add(family.name, &family.help, Point::Histogram(done));
                 below = 0;
             }
             _ => {}
         }
     }
-    points
 }
 
 #[cfg(test)]
@@ -362,6 +364,15 @@ mod tests {
             .into_iter()
             .flat_map(|f| std::iter::once(Bytes::from(text::header(f.def))).chain(f.blocks))
             .collect()
+    }
+
+    fn point_count(m: &Metric) -> usize {
+        match &m.data {
+            Some(metric::Data::Sum(d)) => d.data_points.len(),
+            Some(metric::Data::Gauge(d)) => d.data_points.len(),
+            Some(metric::Data::Histogram(d)) => d.data_points.len(),
+            _ => 0,
+        }
     }
 
     /// The push as one request (no limit reached).
