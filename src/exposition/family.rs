@@ -8,25 +8,16 @@ use crate::histogram::HistogramData;
 
 /// One family's series as exposition text: the sample lines, without `# HELP` and `# TYPE`
 /// (the hub writes those once when several sources publish the same family), in blocks of
-/// whole lines.
+/// whole lines (one per [`FamilyBuilder`], one per item when gathered from [`Sections`]).
 #[derive(Debug, Clone)]
 pub struct Family {
     pub def: &'static MetricDef,
     pub blocks: Vec<Bytes>,
 }
 
-/// The size a block of lines is closed at. A family of thousands of series is written into
-/// blocks of this size instead of one string that doubles as it grows: building a snapshot costs
-/// its size, not up to twice that, and equal blocks are reused by the allocator from one
-/// snapshot to the next instead of fragmenting the heap.
-const BLOCK: usize = 64 * 1024;
-/// Room left for the next line when deciding to close a block.
-const LINE_ROOM: usize = 2 * 1024;
-
 /// Builds one metric family from its declaration.
 pub struct FamilyBuilder {
     def: &'static MetricDef,
-    blocks: Vec<Bytes>,
     lines: String,
 }
 
@@ -34,16 +25,11 @@ impl FamilyBuilder {
     pub fn new(def: &'static MetricDef) -> Self {
         Self {
             def,
-            blocks: Vec::new(),
             lines: String::new(),
         }
     }
 
     fn sample(&mut self, suffix: &str, labels: &[&str], extra: Option<(&str, &str)>, value: f64) {
-        if self.lines.len() + LINE_ROOM > BLOCK {
-            let full = std::mem::replace(&mut self.lines, String::with_capacity(BLOCK));
-            self.blocks.push(Bytes::from(full));
-        }
         write_sample(&mut self.lines, self.def, suffix, labels, extra, value);
     }
 
@@ -78,14 +64,11 @@ impl FamilyBuilder {
     /// Adds the family to `out` unless it has no series.
     pub fn finish(mut self, out: &mut Vec<Family>) {
         if !self.lines.is_empty() {
-            // Snapshots are held until the next poll: give back what the last block reserved.
+            // Snapshots are held until the next poll: give back what the growing string reserved.
             self.lines.shrink_to_fit();
-            self.blocks.push(Bytes::from(self.lines));
-        }
-        if !self.blocks.is_empty() {
             out.push(Family {
                 def: self.def,
-                blocks: self.blocks,
+                blocks: vec![Bytes::from(self.lines)],
             });
         }
     }
@@ -148,15 +131,6 @@ impl Sections {
 
     pub fn key(&self) -> u64 {
         self.key
-    }
-
-    /// The text's length in bytes.
-    pub fn len(&self) -> usize {
-        self.text.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
     }
 }
 
@@ -292,25 +266,6 @@ mod tests {
             lines(b),
             "x_status{k=\"r\",status=\"running\"} 0\nx_status{k=\"r\",status=\"failed\"} 1\n"
         );
-    }
-
-    #[test]
-    fn a_large_family_is_written_in_blocks_of_whole_lines() {
-        let mut b = FamilyBuilder::new(&S);
-        for i in 0..5_000 {
-            b.add_state_set(&[&i.to_string()], &["running"], "running");
-        }
-        let mut out = Vec::new();
-        b.finish(&mut out);
-        let blocks = &out[0].blocks;
-        assert!(blocks.len() > 1, "{} blocks", blocks.len());
-        let mut lines = 0;
-        for block in blocks {
-            assert!(block.len() <= BLOCK, "{}", block.len());
-            assert!(block.ends_with(b"\n"), "a block ends a line");
-            lines += block.iter().filter(|c| **c == b'\n').count();
-        }
-        assert_eq!(lines, 5_000);
     }
 
     const G: MetricDef = MetricDef {

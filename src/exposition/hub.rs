@@ -22,25 +22,6 @@ pub struct Exposition {
     pub gzip: Bytes,
 }
 
-impl Exposition {
-    /// The text's length in bytes.
-    pub fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The whole text in one string (a copy: for tests and small expositions).
-    pub fn text(&self) -> String {
-        self.chunks
-            .iter()
-            .map(|c| String::from_utf8_lossy(c))
-            .collect()
-    }
-}
-
 /// What one source instance publishes after a poll.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -168,6 +149,14 @@ mod tests {
         labels: &["n"],
     };
 
+    fn text_of(exposition: &Exposition) -> String {
+        exposition
+            .chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect()
+    }
+
     fn snapshot(series: usize, value: f64) -> Snapshot {
         let mut b = FamilyBuilder::new(&SERIES);
         for i in 0..series {
@@ -196,7 +185,7 @@ mod tests {
         }
         hub.publish("s", "t", snapshot(1, 2.0));
         slow.join().expect("slow publisher");
-        let text = hub.current().text();
+        let text = text_of(&hub.current());
         assert!(
             text.contains("test_series{n=\"0\"} 2"),
             "the newer snapshot is served"
@@ -211,11 +200,10 @@ mod tests {
         hub.publish("s", "a", snapshot(1, 1.0));
         hub.publish("s", "b", snapshot(2, 3.0));
         let exposition = hub.current();
-        let text = exposition.text();
+        let text = text_of(&exposition);
         assert_eq!(text.matches("# TYPE test_series gauge\n").count(), 1);
         assert_eq!(text.matches("# HELP test_series ").count(), 1);
         assert_eq!(text.matches("\ntest_series{").count(), 3, "{text}");
-        assert_eq!(exposition.len(), text.len());
         let mut unzipped = String::new();
         flate2::read::GzDecoder::new(&exposition.gzip[..])
             .read_to_string(&mut unzipped)
