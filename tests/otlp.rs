@@ -485,6 +485,31 @@ async fn a_push_over_the_request_limit_is_split_and_the_parts_equal_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_poll_is_pushed_at_shutdown() {
+    let (receiver, addr) = Receiver::start(&[]).await;
+    let mut h = Harness::start(ALL, |c| c.otlp = Some(push_config(addr))).await;
+    demo::seed(&mut h.world());
+    h.poll().await;
+    // No push falls due before the shutdown: only the one at shutdown sends anything.
+    let config = OtlpConfig {
+        interval: Duration::from_secs(3600),
+        ..push_config(addr)
+    };
+    let (stop, rx) = watch::channel(false);
+    let pusher = tokio::spawn(otlp::run(config, h.exporter.http_state().hub, rx));
+    let scrape = h.scrape().await;
+    assert!(receiver.received().is_empty());
+    stop.send(true).expect("the pusher listens");
+    tokio::time::timeout(Duration::from_secs(20), pusher)
+        .await
+        .expect("the pusher ends after its last push")
+        .expect("the pusher does not panic");
+    let pushed = receiver.received();
+    assert_eq!(pushed.len(), 1, "one push of one request");
+    assert_same_as_scrape(&pushed[0].request, &scrape);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_is_retried_after_retry_after_counted_and_recovers() {
     // 503 with Retry-After: retried after 1s; then 500: not retryable, that push is dropped;
     // then the receiver is healthy again.

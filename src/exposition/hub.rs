@@ -20,6 +20,8 @@ use crate::exposition::text;
 pub struct Exposition {
     pub chunks: Arc<[Bytes]>,
     pub gzip: Bytes,
+    /// Counts rebuilds: a pusher tells by it whether it already sent this exposition.
+    pub generation: u64,
 }
 
 /// What one source instance publishes after a poll.
@@ -123,6 +125,7 @@ impl MetricsHub {
             return;
         }
         chunks.push(Bytes::from(own));
+        let generation = self.current().generation + 1;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let gzip = chunks
             .iter()
@@ -132,6 +135,7 @@ impl MetricsHub {
         *self.current.write().expect("exposition lock") = Arc::new(Exposition {
             chunks: chunks.into(),
             gzip: Bytes::from(gzip),
+            generation,
         });
     }
 }

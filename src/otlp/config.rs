@@ -369,6 +369,12 @@ pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<Fi
     if file.enabled == Some(false) {
         return Ok(None);
     }
+    // The spec's switch for every signal; `otlp.enabled: true` in the file still wins.
+    let sdk_disabled =
+        (m.env)("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if file.enabled.is_none() && sdk_disabled {
+        return Ok(None);
+    }
     if file.enabled == Some(true) && endpoint.is_none() {
         return Err(vec![FieldError {
             path: "otlp.enabled".into(),
@@ -462,6 +468,24 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(15));
         assert_eq!(c.resource_attributes["service.name"], "workflows");
         assert_eq!(c.resource_attributes["deployment.environment"], "prod");
+    }
+
+    #[test]
+    fn otel_sdk_disabled_turns_push_off_unless_the_file_enables_it() {
+        let env = |disabled| {
+            env_of(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_SDK_DISABLED", disabled),
+            ])
+        };
+        let default = raw::Otlp::default();
+        assert_eq!(validate(&default, &env("true")).unwrap(), None);
+        assert_eq!(validate(&default, &env(" TRUE ")).unwrap(), None);
+        // Only `true` disables, as the spec's booleans go.
+        assert!(validate(&default, &env("false")).unwrap().is_some());
+        assert!(validate(&default, &env("1")).unwrap().is_some());
+        let enabled = file("enabled: true\n");
+        assert!(validate(&enabled, &env("true")).unwrap().is_some());
     }
 
     #[test]

@@ -109,6 +109,8 @@ struct Pusher {
     duration: HistogramVec,
     starts: StartTimes,
     instance_id: String,
+    /// The generation of the exposition the last push was built from.
+    pushed: Option<u64>,
 }
 
 fn unix_nanos(t: SystemTime) -> u64 {
@@ -167,6 +169,7 @@ pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::
         duration,
         starts: StartTimes::new(unix_nanos(SystemTime::now())),
         instance_id: instance_id(),
+        pushed: None,
         hub,
         config,
     };
@@ -177,12 +180,13 @@ pub async fn run(config: OtlpConfig, hub: Arc<MetricsHub>, mut shutdown: watch::
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
         if !pusher.push_latest(&mut shutdown).await {
-            return;
+            break;
         }
     }
+    pusher.final_push().await;
 }
 
 impl Pusher {
@@ -271,7 +275,41 @@ impl Pusher {
                 }
             }
         }
+        self.pushed = Some(exposition.generation);
         true
+    }
+
+    /// At shutdown: sends the newest exposition once more unless the last push sent it, each
+    /// request tried once and all within one `timeout`, so the data of the last poll is not
+    /// lost and a dead receiver delays the exit by at most `timeout`.
+    async fn final_push(&mut self) {
+        let exposition = self.hub.current();
+        if self.pushed == Some(exposition.generation) {
+            return;
+        }
+        let Some(bodies) = self.bodies(&exposition) else {
+            return;
+        };
+        let sending = async {
+            for body in bodies {
+                let outcome = match self.send(body).await {
+                    Sent::Accepted { .. } => "success",
+                    Sent::Rejected { .. } => "rejected",
+                    Sent::Retry { .. } => "retryable_error",
+                };
+                self.exports.with_label_values(&[outcome]).inc();
+                if outcome != "success" {
+                    return false;
+                }
+            }
+            true
+        };
+        match tokio::time::timeout(self.config.timeout, sending).await {
+            Ok(true) => tracing::info!("pushed the last metrics over OTLP at shutdown"),
+            _ => {
+                tracing::warn!(endpoint = %self.config.endpoint, "the OTLP push at shutdown failed or timed out; its data is not sent")
+            }
+        }
     }
 
     async fn send(&self, body: Bytes) -> Sent {
