@@ -287,17 +287,10 @@ fn check_counters(s: &Scrape, last: &mut BTreeMap<String, f64>, violations: &mut
     }
 }
 
-/// Re-checks `cond` every 50 ms until it returns a value; the daemon and the simulator run on
-/// their own, so there is no event to await.
+/// Re-checks `cond` until it returns a value; the daemon and the simulator run on their own, so
+/// there is no event to await.
 async fn until<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for(what, async || cond()).await
 }
 
 fn now() -> f64 {

@@ -133,19 +133,11 @@ impl Receiver {
 
     /// Waits (with a deadline) until at least `n` requests have arrived.
     async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} pushes arrived",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{n} pushes arrive");
+        common::wait_for(&what, async || {
+            Some(self.received()).filter(|got| got.len() >= n)
+        })
+        .await
     }
 }
 
@@ -558,8 +550,7 @@ async fn a_receiver_that_is_down_costs_nothing_to_polling_and_scrapes() {
     let addr = closed.local_addr().unwrap();
     drop(closed);
     let (mut h, _stop) = start_pushing(addr).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let scrape = common::wait_for("two failed exports are counted", async || {
         h.poll().await;
         let scrape = h.scrape().await;
         assert_eq!(
@@ -575,19 +566,16 @@ async fn a_receiver_that_is_down_costs_nothing_to_polling_and_scrapes() {
                 &[("outcome", "retryable_error")],
             )
             .unwrap_or(0.0);
-        if failed >= 2.0 {
-            assert_eq!(
-                scrape.value(
-                    "aws_workflow_exporter_otlp_exports_total",
-                    &[("outcome", "success")]
-                ),
-                Some(0.0)
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failed exports counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (failed >= 2.0).then_some(scrape)
+    })
+    .await;
+    assert_eq!(
+        scrape.value(
+            "aws_workflow_exporter_otlp_exports_total",
+            &[("outcome", "success")]
+        ),
+        Some(0.0)
+    );
 }
 
 /// Kills the daemon when the test ends, however it ends.
@@ -650,21 +638,16 @@ async fn the_daemon_is_configured_by_the_otel_environment_alone() {
             .unwrap(),
     );
     // Wait for a push made after the first poll of the Step Functions source.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let push = loop {
-        let polled = receiver.received().into_iter().find(|r| {
+    let push = common::wait_for("a push after the first poll", async || {
+        receiver.received().into_iter().find(|r| {
             as_samples(&r.request).iter().any(|s| {
                 s.name == "aws_workflow_exporter_poll_success"
                     && s.labels.get("source").map(String::as_str) == Some("sfn_map_runs")
                     && s.value == 1.0
             })
-        });
-        if let Some(p) = polled {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no push after the first poll");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        })
+    })
+    .await;
     assert_eq!(push.headers["x-tenant"], "team a");
     assert_eq!(push.headers["x-other"], "1");
     assert_eq!(push.headers["content-encoding"], "gzip");
@@ -742,8 +725,7 @@ async fn tls_to_the_receiver_trusts_the_configured_ca_and_only_it() {
     config.endpoint = format!("https://{addr}/v1/metrics");
     config.certificate = None;
     tokio::spawn(otlp::run(config, h.exporter.http_state().hub, rx));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    common::wait_until("a failed TLS export is counted", async || {
         h.poll().await;
         let failed = h
             .scrape()
@@ -753,11 +735,8 @@ async fn tls_to_the_receiver_trusts_the_configured_ca_and_only_it() {
                 &[("outcome", "retryable_error")],
             )
             .unwrap_or(0.0);
-        if failed >= 1.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failed TLS export counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        failed >= 1.0
+    })
+    .await;
     assert!(untrusted.received().is_empty());
 }

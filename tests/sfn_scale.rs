@@ -175,26 +175,15 @@ async fn open_work_is_served_and_ready_while_history_is_still_read() {
         remaining: None,
     });
     let addr = h.http_addr;
-    let check = async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http_get(addr, "/readyz", &[]).await.status == 200;
-            let s = scrape_at(addr).await;
-            let open = s.value(
-                "aws_sfn_map_run_status",
-                &[("map_run", "open"), ("status", "running")],
-            );
-            if ready && open == Some(1.0) {
-                return s;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "open work not served in time"
-            );
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let check = common::wait_for("open work is served", async || {
+        let ready = http_get(addr, "/readyz", &[]).await.status == 200;
+        let s = scrape_at(addr).await;
+        let open = s.value(
+            "aws_sfn_map_run_status",
+            &[("map_run", "open"), ("status", "running")],
+        );
+        (ready && open == Some(1.0)).then_some(s)
+    });
     let s = tokio::select! {
         _ = h.exporter.poll_once() => panic!("the poll cannot end while history describes hang"),
         s = check => s,

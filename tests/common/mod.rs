@@ -363,17 +363,18 @@ pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Re-checks `cond` every 50 ms until it holds; panics after [`DEADLINE`]. For conditions with no
 /// event to await (moto runs executions on its own threads, Prometheus scrapes on its own clock).
-pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+pub async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    wait_for(what, async || cond().await.then_some(())).await
+}
+
+/// Like [`wait_until`], for a condition that yields the value it found.
+pub async fn wait_for<T>(what: &str, mut cond: impl AsyncFnMut() -> Option<T>) -> T {
     let start = std::time::Instant::now();
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(50));
     loop {
         ticks.tick().await;
-        if cond().await {
-            return;
+        if let Some(v) = cond().await {
+            return v;
         }
         assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
     }
