@@ -3,9 +3,9 @@
 //! small chunks (one map run's lines of one family) are joined into frames of up to
 //! [`FRAME`] bytes as they are sent, so a large exposition is not written a few lines at a time.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -14,23 +14,29 @@ use http_body::{Frame, SizeHint};
 /// The size frames of small chunks are joined up to.
 const FRAME: usize = 64 * 1024;
 
-#[derive(Debug, Default)]
+/// The chunks are shared with the exposition, not copied: a scrape costs a reference count.
+#[derive(Debug)]
 pub struct Chunks {
-    chunks: VecDeque<Bytes>,
+    chunks: Arc<[Bytes]>,
+    /// The first chunk not sent yet.
+    next: usize,
     remaining: u64,
 }
 
 impl Chunks {
-    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
-        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+    pub fn new(chunks: Arc<[Bytes]>) -> Self {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self { chunks, remaining }
+        Self {
+            chunks,
+            next: 0,
+            remaining,
+        }
     }
 }
 
 impl From<Bytes> for Chunks {
     fn from(b: Bytes) -> Self {
-        Self::new([b])
+        Self::new(Arc::from([b]))
     }
 }
 
@@ -43,34 +49,38 @@ impl http_body::Body for Chunks {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        let Some(first) = this.chunks.pop_front() else {
+        let rest = &this.chunks[this.next.min(this.chunks.len())..];
+        let Some(start) = rest.iter().position(|c| !c.is_empty()) else {
+            this.next = this.chunks.len();
             return Poll::Ready(None);
         };
-        let fits = |c: &Bytes, len: usize| len + c.len() <= FRAME;
-        let frame = if this
-            .chunks
-            .front()
-            .is_some_and(|next| fits(next, first.len()))
-        {
-            let mut joined = BytesMut::with_capacity(FRAME);
-            joined.extend_from_slice(&first);
-            while let Some(next) = this.chunks.pop_front() {
-                if !fits(&next, joined.len()) {
-                    this.chunks.push_front(next);
-                    break;
-                }
-                joined.extend_from_slice(&next);
+        let rest = &rest[start..];
+        // The run of chunks that fits in one frame together (at least the first).
+        let mut len = rest[0].len();
+        let mut taken = 1;
+        while let Some(c) = rest.get(taken) {
+            if len + c.len() > FRAME {
+                break;
+            }
+            len += c.len();
+            taken += 1;
+        }
+        let frame = if taken == 1 {
+            rest[0].clone()
+        } else {
+            let mut joined = BytesMut::with_capacity(len);
+            for c in &rest[..taken] {
+                joined.extend_from_slice(c);
             }
             joined.freeze()
-        } else {
-            first
         };
+        this.next += start + taken;
         this.remaining -= frame.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.remaining == 0
     }
 
     /// Exact, so the response carries a Content-Length.
@@ -91,7 +101,7 @@ mod tests {
         let mut chunks: Vec<Bytes> = vec![small.clone(); 1000];
         chunks.push(large.clone());
         chunks.push(small.clone());
-        let mut body = Chunks::new(chunks);
+        let mut body = Chunks::new(chunks.into());
         let mut frames = Vec::new();
         while let Some(frame) = body.frame().await {
             let data = frame.expect("infallible").into_data().expect("data");
@@ -106,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn sends_every_chunk_in_order_with_an_exact_length() {
-        let body = Chunks::new([&b"ab"[..], b"", b"cde"].map(Bytes::from_static));
+        let body = Chunks::new(Arc::from([&b"ab"[..], b"", b"cde"].map(Bytes::from_static)));
         assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
         let collected = body.collect().await.expect("infallible").to_bytes();
         assert_eq!(&collected[..], b"abcde");

@@ -150,7 +150,7 @@ fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Chunks> {
     *resp.body_mut() = if gzip {
         Chunks::from(exposition.gzip.clone())
     } else {
-        Chunks::new(exposition.chunks.iter().cloned())
+        Chunks::new(exposition.chunks.clone())
     };
     resp.headers_mut()
         .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
