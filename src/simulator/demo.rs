@@ -10,7 +10,6 @@ use crate::app::Exporter;
 use crate::aws::StaticCredentials;
 use crate::config::targets::TargetConfig;
 use crate::config::Config;
-use crate::services::source::unix_now;
 
 /// The running demo: keep it alive as long as the exporter serves.
 pub struct Demo {
@@ -474,6 +473,14 @@ pub fn demo_config(endpoint: &str, poll_interval: Duration) -> Config {
     }];
     config.sources.set_poll_interval(poll_interval);
     config
+}
+
+/// Unix seconds now. The simulator keeps its own clock helper: it shares no code with services/.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
