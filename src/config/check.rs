@@ -94,21 +94,32 @@ impl Check {
             return default;
         };
         match parse_duration(text) {
-            Ok(d) if d < min => {
-                self.fail(path, format!("must be at least {}", format_duration(min)));
-                default
-            }
-            Ok(d) if d > MAX_DURATION => {
-                let max = format_duration(MAX_DURATION);
-                self.fail(path, format!("must be at most {max}"));
-                default
-            }
-            Ok(d) => d,
+            Ok(d) => self.bounded(path, d, min).unwrap_or(default),
             Err(reason) => {
                 self.fail(path, reason);
                 default
             }
         }
+    }
+
+    /// `d` if it lies within `min` ..= [`MAX_DURATION`], else a failure at `path`: the bounds
+    /// every duration field obeys, whether it came from the file or the environment.
+    pub fn bounded(&mut self, path: &str, d: Duration, min: Duration) -> Option<Duration> {
+        if d < min {
+            self.fail(path, format!("must be at least {}", format_duration(min)));
+            None
+        } else if d > MAX_DURATION {
+            let max = format_duration(MAX_DURATION);
+            self.fail(path, format!("must be at most {max}"));
+            None
+        } else {
+            Some(d)
+        }
+    }
+
+    /// How many fields failed so far: a section tells its own failures by the count before it.
+    pub fn failures(&self) -> usize {
+        self.errors.len()
     }
 
     pub fn regex(&mut self, path: &str, value: &Option<String>) -> Option<Regex> {

@@ -110,12 +110,7 @@ mod raw {
     impl Root {
         pub fn validate(self, env: crate::otlp::config::Env) -> Result<Config, Vec<FieldError>> {
             let mut c = Check::default();
-            let otlp = crate::otlp::config::validate(&self.otlp, env).unwrap_or_else(|errors| {
-                for e in errors {
-                    c.fail(e.path, e.reason);
-                }
-                None
-            });
+            let otlp = crate::otlp::config::validate(&mut c, &self.otlp, env);
             let poll_interval = c.duration(
                 "poll_interval",
                 &self.poll_interval,

@@ -10,8 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
-use crate::config::check::{format_duration, parse_duration, DurationText};
-use crate::error::FieldError;
+use crate::config::check::{parse_duration, Check, DurationText};
 
 /// Validated OTLP push settings; present only when an endpoint is configured.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,15 +89,12 @@ struct Setting {
 struct Merge<'a> {
     file: &'a raw::Otlp,
     env: Env<'a>,
-    errors: Vec<FieldError>,
+    c: &'a mut Check,
 }
 
 impl Merge<'_> {
     fn fail(&mut self, origin: &str, reason: impl Into<String>) {
-        self.errors.push(FieldError {
-            path: origin.to_owned(),
-            reason: reason.into(),
-        });
+        self.c.fail(origin, reason);
     }
 
     /// The signal-specific variable first, then the generic one.
@@ -194,19 +190,13 @@ impl Merge<'_> {
             (None, None) => return default,
         };
         match parsed {
-            Ok(d) if d < min => {
-                let origin = if file.is_some() {
-                    format!("otlp.{file_field}")
-                } else {
-                    format!("{env_name} (environment)")
+            Ok(d) => {
+                let origin = match file {
+                    Some(_) => format!("otlp.{file_field}"),
+                    None => format!("{env_name} (environment)"),
                 };
-                self.fail(
-                    &origin,
-                    format!("must be at least {}", format_duration(min)),
-                );
-                default
+                self.c.bounded(&origin, d, min).unwrap_or(default)
             }
-            Ok(d) => d,
             Err((origin, reason)) => {
                 self.fail(&origin, reason);
                 default
@@ -244,13 +234,11 @@ impl Merge<'_> {
     }
 }
 
-/// Merges the file section with the environment. `Ok(None)`: push is off.
-pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<FieldError>> {
-    let mut m = Merge {
-        file,
-        env,
-        errors: Vec::new(),
-    };
+/// Merges the file section with the environment, each failure into `c` under its origin (the
+/// file's field or the environment variable). `None`: push is off, or the section failed.
+pub fn validate(c: &mut Check, file: &raw::Otlp, env: Env) -> Option<OtlpConfig> {
+    let failures_before = c.failures();
+    let mut m = Merge { file, env, c };
     let endpoint = m.endpoint();
 
     let protocol = m
@@ -363,26 +351,23 @@ pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<Fi
         resource_attributes.insert("service.name".into(), name.clone());
     }
 
-    if !m.errors.is_empty() {
-        return Err(m.errors);
-    }
-    if file.enabled == Some(false) {
-        return Ok(None);
+    if m.c.failures() > failures_before || file.enabled == Some(false) {
+        return None;
     }
     // The spec's switch for every signal; `otlp.enabled: true` in the file still wins.
     let sdk_disabled =
         (m.env)("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     if file.enabled.is_none() && sdk_disabled {
-        return Ok(None);
+        return None;
     }
     if file.enabled == Some(true) && endpoint.is_none() {
-        return Err(vec![FieldError {
-            path: "otlp.enabled".into(),
-            reason: "needs otlp.endpoint, otlp.metrics_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT"
-                .into(),
-        }]);
+        m.fail(
+            "otlp.enabled",
+            "needs otlp.endpoint, otlp.metrics_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT",
+        );
+        return None;
     }
-    Ok(endpoint.map(|endpoint| OtlpConfig {
+    endpoint.map(|endpoint| OtlpConfig {
         endpoint,
         headers,
         timeout,
@@ -391,7 +376,7 @@ pub fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<Fi
         certificate: certificate.map(|(p, _)| p),
         resource_attributes,
         max_points_per_request,
-    }))
+    })
 }
 
 /// `OTEL_EXPORTER_OTLP_X` -> `OTEL_EXPORTER_OTLP_METRICS_X`.
@@ -424,6 +409,14 @@ pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::FieldError;
+
+    /// The section validated alone, its failures as the whole file's would be.
+    fn validate(file: &raw::Otlp, env: Env) -> Result<Option<OtlpConfig>, Vec<FieldError>> {
+        let mut c = Check::default();
+        let otlp = super::validate(&mut c, file, env);
+        c.finish(otlp)
+    }
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: BTreeMap<String, String> = vars
@@ -565,5 +558,28 @@ mod tests {
         ] {
             assert!(r.contains(want), "{want} not in\n{r}");
         }
+    }
+
+    #[test]
+    fn durations_obey_the_bounds_of_every_other_section() {
+        let far = validate(
+            &file("endpoint: http://c:4318\ninterval: 100d\n"),
+            &env_of(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "8000000000")]),
+        )
+        .unwrap_err();
+        let far: Vec<String> = far
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.reason))
+            .collect();
+        assert!(
+            far.contains(&"otlp.interval: must be at most 90d".to_owned()),
+            "{far:?}"
+        );
+        assert!(
+            far.contains(
+                &"OTEL_EXPORTER_OTLP_TIMEOUT (environment): must be at most 90d".to_owned()
+            ),
+            "{far:?}"
+        );
     }
 }
