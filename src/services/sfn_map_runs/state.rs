@@ -587,7 +587,8 @@ impl MapRunTracker {
 
     /// Applies a DescribeMapRun result. A terminal run feeds the aggregate counters once; a redriven
     /// run that finishes again adds only the items that reached a finished status since. A run first
-    /// seen after a redrive (its earlier counts unknown) is a baseline: only later changes count.
+    /// seen after a redrive that started before the exporter (its earlier counts unknown) is a
+    /// baseline: only later changes count.
     pub fn apply_describe(&mut self, obs: MapRunObs, now: f64) {
         let Some(run) = self.runs.get_mut(&obs.arn) else {
             return;
@@ -611,7 +612,13 @@ impl MapRunTracker {
             ))
             .or_default();
         let finished = obs.items.finished();
-        if run.obs.is_none() && run.counted.is_none() && obs.redrive_count > 0 {
+        // A run first seen after a redrive is a baseline only if it started before the exporter
+        // did; one that started while we watched (redriven between two polls) counts in full.
+        if run.obs.is_none()
+            && run.counted.is_none()
+            && obs.redrive_count > 0
+            && obs.start < self.started_at
+        {
             run.counted = Some(finished);
         }
         if obs.status.is_terminal() {
@@ -1184,6 +1191,20 @@ mod tests {
             assert_eq!(arn, RUN);
             t.apply_describe(run(MapRunStatus::Succeeded, 100, 0, Some(2000.0), 0), now);
         }
+        assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
+        assert_eq!(t.aggregates()[&key()].items_finished, [100, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_run_started_while_we_watch_and_redriven_before_its_first_describe_counts_in_full() {
+        // Exporter started at 0, the run at 1000: it failed and was redriven between two polls.
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 1)], 3000.0);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        t.apply_describe(
+            run(MapRunStatus::Succeeded, 100, 0, Some(2900.0), 1),
+            3000.0,
+        );
         assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
         assert_eq!(t.aggregates()[&key()].items_finished, [100, 0, 0, 0]);
     }
