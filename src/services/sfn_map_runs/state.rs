@@ -587,7 +587,8 @@ impl MapRunTracker {
 
     /// Applies a DescribeMapRun result. A terminal run feeds the aggregate counters once; a redriven
     /// run that finishes again adds only the items that reached a finished status since. A run first
-    /// seen after a redrive (its earlier counts unknown) is a baseline: only later changes count.
+    /// seen after a redrive that started before the exporter (its earlier counts unknown) is a
+    /// baseline: only later changes count.
     pub fn apply_describe(&mut self, obs: MapRunObs, now: f64) {
         let Some(run) = self.runs.get_mut(&obs.arn) else {
             return;
@@ -611,7 +612,13 @@ impl MapRunTracker {
             ))
             .or_default();
         let finished = obs.items.finished();
-        if run.obs.is_none() && run.counted.is_none() && obs.redrive_count > 0 {
+        // A run first seen after a redrive is a baseline only if it started before the exporter
+        // did; one that started while we watched (redriven between two polls) counts in full.
+        if run.obs.is_none()
+            && run.counted.is_none()
+            && obs.redrive_count > 0
+            && obs.start < self.started_at
+        {
             run.counted = Some(finished);
         }
         if obs.status.is_terminal() {
@@ -651,7 +658,8 @@ impl MapRunTracker {
     }
 
     /// Drops state nobody needs any more: runs and executions stopped longer ago than a redrive
-    /// is possible. A run is kept while its parent execution runs (ListMapRuns still returns it,
+    /// is possible. A run is kept while its parent execution runs or could still be redriven
+    /// (within [`REDRIVE_WINDOW_SECS`] of the parent's stop) (ListMapRuns still returns it,
     /// and forgetting it would count it again). Per-run series hide after `retention` on their
     /// own (see [`Self::visible_runs`]).
     pub fn expire(&mut self, now: f64) {
@@ -659,10 +667,12 @@ impl MapRunTracker {
         let executions = &self.executions;
         self.runs.retain(|_, r| match (&r.obs, r.visible_until) {
             (Some(obs), Some(_)) => {
+                // AWS allows a redrive within 14 days of the *execution's* stop, which may be
+                // long after the run's own: forgetting the run earlier would count it again.
                 obs.stop.unwrap_or(now) >= horizon
-                    || executions
-                        .get(&r.execution_arn)
-                        .is_some_and(|e| e.obs.running)
+                    || executions.get(&r.execution_arn).is_some_and(|e| {
+                        e.obs.running || e.obs.stop.is_some_and(|stop| stop >= horizon)
+                    })
             }
             _ => true,
         });
@@ -1151,6 +1161,50 @@ mod tests {
             assert!(plan.required.is_empty() && plan.refresh.is_empty());
             t.expire(now);
         }
+        assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
+        assert_eq!(t.aggregates()[&key()].items_finished, [100, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_run_is_kept_until_its_parent_can_no_longer_be_redriven() {
+        // The run succeeds on day 0 (counted); its parent runs on and fails on day 13.
+        let day = 86400.0;
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 1100.0);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        t.apply_describe(
+            run(MapRunStatus::Succeeded, 100, 0, Some(2000.0), 0),
+            2100.0,
+        );
+        let mut failed = exec(false, 0);
+        failed.stop = Some(2000.0 + 13.0 * day);
+        listing(&mut t, Listing::Newest, vec![failed], 2100.0 + 13.0 * day);
+        // Day 14 from the run's stop, day 1 from the parent's: a redrive is still possible.
+        t.expire(2100.0 + 14.5 * day);
+        // Day 20: the parent is redriven; the succeeded run is listed again, unchanged.
+        let now = 2100.0 + 20.0 * day;
+        let mut redriven = exec(true, 1);
+        redriven.redrive_date = Some(now - 10.0);
+        listing(&mut t, Listing::Running, vec![redriven], now);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        for arn in to_describe(&t) {
+            assert_eq!(arn, RUN);
+            t.apply_describe(run(MapRunStatus::Succeeded, 100, 0, Some(2000.0), 0), now);
+        }
+        assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
+        assert_eq!(t.aggregates()[&key()].items_finished, [100, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_run_started_while_we_watch_and_redriven_before_its_first_describe_counts_in_full() {
+        // Exporter started at 0, the run at 1000: it failed and was redriven between two polls.
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 1)], 3000.0);
+        t.record_map_runs(EXEC, vec![RUN.into()]);
+        t.apply_describe(
+            run(MapRunStatus::Succeeded, 100, 0, Some(2900.0), 1),
+            3000.0,
+        );
         assert_eq!(t.aggregates()[&key()].runs_finished, [1, 0, 0]);
         assert_eq!(t.aggregates()[&key()].items_finished, [100, 0, 0, 0]);
     }
