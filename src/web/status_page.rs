@@ -89,7 +89,14 @@ fn error_row(out: &mut String, e: &ErrorRecord, now: f64) {
             .as_deref()
             .map(|c| format!(" <code class=\"code\">{}</code>", escape(c)))
             .unwrap_or_default(),
-        escape(&e.message),
+        // The code is shown on its own already.
+        escape(
+            e.code
+                .as_deref()
+                .and_then(|c| e.message.strip_prefix(c))
+                .and_then(|m| m.strip_prefix(": "))
+                .unwrap_or(&e.message)
+        ),
     );
 }
 
