@@ -478,6 +478,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_reload_keeps_the_last_success() {
+        let board = StatusBoard::new(0.0);
+        board.record_reload(true, 10.0);
+        board.record_reload(false, 20.0);
+        let r = board.report(30.0).reload.unwrap();
+        assert_eq!(
+            (r.at, r.success, r.last_success_at),
+            (20.0, false, Some(10.0))
+        );
+    }
+
+    #[test]
     fn error_codes_are_read_from_the_message_start() {
         assert_eq!(
             error_code("AccessDeniedException: User: arn:aws:iam::1:user/x is not authorized"),
