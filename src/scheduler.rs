@@ -251,6 +251,9 @@ fn skip_duplicate(source: &dyn Source, hub: &MetricsHub, readiness: &Readiness) 
     let target_key = source.target().key();
     tracing::debug!(source = source.name(), target_key = %target_key, error = %e, "not polling a duplicate target");
     hub.publish(source.name(), &target_key, Snapshot::default());
+    hub.self_metrics()
+        .status()
+        .forget_source(source.name(), &target_key);
     readiness.mark(source.name(), &target_key);
     true
 }
