@@ -189,6 +189,19 @@ async fn status_json_follows_its_schema_and_names_the_denied_action() {
     assert!(String::from_utf8_lossy(&landing.body).contains("href=\"/status\""));
 }
 
+#[test]
+fn the_demo_can_deny_every_iam_action_the_exporter_needs() {
+    let needed: Vec<_> = aws_workflow_exporter::services::operations()
+        .into_iter()
+        .filter_map(|op| op.iam_action.map(|a| (a, op.service, op.name)))
+        .collect();
+    let mut deniable = demo::DENIABLE.to_vec();
+    deniable.sort();
+    let mut needed_sorted = needed.clone();
+    needed_sorted.sort();
+    assert_eq!(deniable, needed_sorted);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_guards_the_status() {
     let r = start().await;

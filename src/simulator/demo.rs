@@ -461,26 +461,48 @@ pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
 /// AccessDeniedException, to see what a missing permission looks like (on /status, in the logs).
 pub const DENY_ENV: &str = "AWS_WORKFLOW_EXPORTER_DEMO_DENY";
 
-/// The simulator faults that deny each IAM action of `list`.
+/// The operations the simulator answers, by IAM action: (action, simulator service, operation).
+/// tests/status_page.rs checks that every action the exporter needs is here.
+pub const DENIABLE: &[(&str, &str, &str)] = &[
+    ("states:ListStateMachines", "sfn", "ListStateMachines"),
+    ("states:DescribeStateMachine", "sfn", "DescribeStateMachine"),
+    ("states:ListExecutions", "sfn", "ListExecutions"),
+    ("states:ListMapRuns", "sfn", "ListMapRuns"),
+    ("states:DescribeMapRun", "sfn", "DescribeMapRun"),
+    ("transfer:ListWorkflows", "transfer", "ListWorkflows"),
+    ("transfer:ListExecutions", "transfer", "ListExecutions"),
+    (
+        "transfer:DescribeExecution",
+        "transfer",
+        "DescribeExecution",
+    ),
+    ("appflow:ListFlows", "appflow", "ListFlows"),
+    (
+        "appflow:DescribeFlowExecutionRecords",
+        "appflow",
+        "DescribeFlowExecutionRecords",
+    ),
+];
+
+/// The simulator faults that deny each IAM action of `list` (comma-separated).
 pub fn denials(list: &str) -> Result<Vec<Fault>, String> {
-    let operations = crate::services::operations();
     list.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .map(|action| {
-            let op = operations
+            let (_, service, operation) = DENIABLE
                 .iter()
-                .find(|op| op.iam_action == Some(action))
+                .find(|(a, _, _)| *a == action)
                 .ok_or_else(|| {
-                    let known: Vec<&str> = operations.iter().filter_map(|o| o.iam_action).collect();
+                    let known: Vec<&str> = DENIABLE.iter().map(|(a, _, _)| *a).collect();
                     format!(
                         "{DENY_ENV}: {action:?} is not an IAM action the exporter uses; one of: {}",
                         known.join(", ")
                     )
                 })?;
             Ok(Fault {
-                service: op.service,
-                operation: op.name,
+                service,
+                operation,
                 body_contains: None,
                 kind: FaultKind::AccessDenied,
                 remaining: None,
