@@ -17,4 +17,5 @@ pub mod scheduler;
 pub mod services;
 pub mod shard;
 pub mod simulator;
+pub mod status;
 pub mod web;

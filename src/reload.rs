@@ -115,6 +115,10 @@ impl Supervisor {
         self.hub
             .self_metrics()
             .forget_poll_labels(source, &account_id, &region);
+        self.hub
+            .self_metrics()
+            .status()
+            .forget_source(source, target_key);
         self.readiness.mark(source, target_key);
     }
 

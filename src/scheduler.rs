@@ -15,7 +15,9 @@ use crate::config::check::MAX_DURATION;
 use crate::config::format_duration;
 use crate::error::AwsError;
 use crate::exposition::hub::{MetricsHub, Snapshot};
+use crate::services;
 use crate::services::source::{unix_now, PollOutcome, Progress, Source};
+use crate::status::{self, ErrorRecord, PollReport};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
 #[derive(Debug)]
@@ -118,6 +120,23 @@ pub async fn poll_and_publish(
         return None;
     }
     let started = Instant::now();
+    let started_at = unix_now();
+    let status = hub.self_metrics().status();
+    let services: BTreeSet<&'static str> = services::operations_of(source.name())
+        .iter()
+        .map(|op| op.service)
+        .collect();
+    status.declare_source(
+        source.name(),
+        &source.target().key(),
+        services.into_iter().collect(),
+    );
+    status.poll_started(
+        source.name(),
+        &source.target().key(),
+        started_at,
+        source.interval().as_secs_f64(),
+    );
     let before = source.target().labels();
     let mut errors = Vec::new();
     let mut restart = None;
@@ -144,6 +163,8 @@ pub async fn poll_and_publish(
             )))
         }
     };
+    // The poll ended on an error (its own, or the supervisor's) rather than finishing.
+    let failed = failure.is_some();
     errors.extend(failure);
     if skip_duplicate(source, hub, readiness) {
         return restart;
@@ -185,8 +206,33 @@ pub async fn poll_and_publish(
         );
     }
     // A source whose poll panicked may panic again when rendering: keep its last values then.
-    match std::panic::catch_unwind(AssertUnwindSafe(|| source.snapshot(now))) {
-        Ok(snapshot) => hub.publish(name, &target_key, snapshot),
+    let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        (source.snapshot(now), source.backlog())
+    }));
+    status.poll_finished(PollReport {
+        source: name,
+        target: &target_key,
+        account_id: &account_id,
+        region: &region,
+        started_at,
+        duration_seconds: elapsed.as_secs_f64(),
+        failed,
+        errors: outcome
+            .errors
+            .iter()
+            .map(|e| error_record(name, e, now))
+            .collect(),
+        tracked: rendered
+            .as_ref()
+            .map(|(s, _)| s.tracked.clone())
+            .unwrap_or_default(),
+        backlog: rendered
+            .as_ref()
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default(),
+    });
+    match rendered {
+        Ok((snapshot, _)) => hub.publish(name, &target_key, snapshot),
         Err(panic) => {
             tracing::error!(source = name, target_key = %target_key, panic = %panic_message(panic.as_ref()), "rendering the source's metrics panicked; keeping its last published values");
             hub.rebuild();
@@ -205,8 +251,32 @@ fn skip_duplicate(source: &dyn Source, hub: &MetricsHub, readiness: &Readiness) 
     let target_key = source.target().key();
     tracing::debug!(source = source.name(), target_key = %target_key, error = %e, "not polling a duplicate target");
     hub.publish(source.name(), &target_key, Snapshot::default());
+    hub.self_metrics()
+        .status()
+        .forget_source(source.name(), &target_key);
     readiness.mark(source.name(), &target_key);
     true
+}
+
+/// An error as /status shows it, with the IAM action of its operation and the AWS error code.
+fn error_record(source: &str, e: &AwsError, at: f64) -> ErrorRecord {
+    let (operation, message) = match e {
+        AwsError::Throttled { operation, message }
+        | AwsError::NotFound { operation, message }
+        | AwsError::Other { operation, message } => (*operation, message),
+    };
+    ErrorRecord {
+        at,
+        operation: operation.to_owned(),
+        iam_action: services::operations_of(source)
+            .iter()
+            .find(|op| op.name == operation)
+            .and_then(|op| op.iam_action)
+            .map(str::to_owned),
+        code: status::error_code(message).map(str::to_owned),
+        kind: e.kind().to_owned(),
+        message: message.clone(),
+    }
 }
 
 fn supervisor_error(message: String) -> AwsError {

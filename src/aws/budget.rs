@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::aws::operation::Operation;
 use crate::aws::Identity;
 use crate::exposition::self_metrics::SelfMetrics;
+use crate::status::BucketReport;
 
 /// A cap on one wait for a token, above what any valid quota share needs (100 s at 0.01 of a
 /// bucket refilling once a second): a near-zero refill rate cannot overflow the wait.
@@ -127,11 +128,35 @@ impl ApiBudget {
         });
     }
 
+    /// The bucket of `op` as /status shows it.
+    fn report<'a>(&'a self, op: Operation, b: &Bucket, target: &'a str) -> BucketReport<'a> {
+        BucketReport {
+            target,
+            service: op.service,
+            operation: op.name,
+            tokens: b.tokens,
+            capacity: b.capacity,
+            refill_per_second: b.refill_per_sec,
+            share: self.share,
+        }
+    }
+
     /// Waits until the exporter's bucket for `op` has a token, and takes it.
     pub async fn acquire(&self, op: Operation) {
         let mut waited = Duration::ZERO;
+        let status = self.metrics.status();
+        let target = self.identity.key.as_str();
         loop {
-            let wait = match self.with_bucket(op, |b| b.take(Instant::now())) {
+            let wait = match self.with_bucket(op, |b| {
+                let taken = b.take(Instant::now());
+                match taken {
+                    Ok(()) => {
+                        status.record_bucket(self.report(op, b, target), waited.as_secs_f64())
+                    }
+                    Err(_) => status.record_waiting(self.report(op, b, target)),
+                }
+                taken
+            }) {
                 Ok(()) => break,
                 Err(wait) => wait,
             };

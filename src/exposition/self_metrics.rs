@@ -9,6 +9,7 @@ use prometheus::{
 };
 
 use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::status::StatusBoard;
 
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: "aws_workflow_exporter_build_info",
@@ -132,6 +133,8 @@ pub struct SelfMetrics {
     reload_success_timestamp: Gauge,
     /// (service, operation, outcome) of every call counter a target starts at 0.
     declared: Mutex<Vec<(&'static str, &'static str, &'static str)>>,
+    /// What /status shows, recorded next to the self-metrics.
+    status: StatusBoard,
 }
 
 fn opts(def: &MetricDef) -> Opts {
@@ -216,11 +219,18 @@ impl SelfMetrics {
             reload_successful,
             reload_success_timestamp,
             declared: Mutex::new(Vec::new()),
+            status: StatusBoard::new(crate::status::unix_now()),
         }
+    }
+
+    /// What /status shows.
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
     }
 
     /// Records the outcome of a configuration load; `at` is Unix seconds.
     pub fn record_reload(&self, success: bool, at: f64) {
+        self.status.record_reload(success, at);
         self.reload_successful.set(if success { 1.0 } else { 0.0 });
         if success {
             self.reload_success_timestamp.set(at);
@@ -228,6 +238,7 @@ impl SelfMetrics {
     }
 
     pub fn set_shard(&self, ordinal: u32, total: u32) {
+        self.status.set_shard(ordinal, total);
         self.shard_ordinal.set(f64::from(ordinal));
         self.total_shards.set(f64::from(total));
     }

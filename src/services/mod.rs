@@ -115,6 +115,14 @@ macro_rules! registry {
             $(out.extend_from_slice($service::client::OPERATIONS);)+
             out
         }
+
+        /// The AWS operations a source calls, by its `source` label (none for an unknown label).
+        pub fn operations_of(source: &str) -> &'static [Operation] {
+            $(if source == stringify!($service) {
+                return $service::client::OPERATIONS;
+            })+
+            &[]
+        }
     };
 }
 

@@ -49,6 +49,10 @@ pub trait Source: Send {
     ) -> BoxFuture<'a, Result<(), AwsError>>;
     /// The source's metric families and tracked resource counts, from its state, at `now` (Unix seconds).
     fn snapshot(&self, now: f64) -> Snapshot;
+    /// History still to read, by kind, for /status; sources that read no history have none.
+    fn backlog(&self) -> Vec<(&'static str, usize)> {
+        Vec::new()
+    }
 }
 
 /// Unix seconds now.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::sfn::MapRunSpec;
-use super::{Simulator, World, REGION};
+use super::{Fault, FaultKind, Simulator, World, REGION};
 use crate::app::Exporter;
 use crate::aws::StaticCredentials;
 use crate::config::targets::TargetConfig;
@@ -415,8 +415,19 @@ impl AppflowScenario {
 
 /// Starts the simulator, the scenario driver and an exporter polling the simulator.
 pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
+    let denied = match std::env::var(DENY_ENV) {
+        Ok(list) => {
+            denials(&list).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+        }
+        Err(_) => Vec::new(),
+    };
     let simulator = Simulator::start().await?;
     let world = simulator.world_handle();
+    world
+        .lock()
+        .expect("simulator world lock")
+        .faults
+        .extend(denied);
     let scenario = Arc::new(Mutex::new(Scenario::new()));
     // A first step before the exporter starts, so the first poll already has data.
     advance(&scenario, &world);
@@ -444,6 +455,60 @@ pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
         exporter,
         _simulator: simulator,
     })
+}
+
+/// IAM actions (comma-separated, e.g. `appflow:ListFlows`) that the demo's simulator denies with
+/// AccessDeniedException, to see what a missing permission looks like (on /status, in the logs).
+pub const DENY_ENV: &str = "AWS_WORKFLOW_EXPORTER_DEMO_DENY";
+
+/// The operations the simulator answers, by IAM action: (action, simulator service, operation).
+/// tests/status_page.rs checks that every action the exporter needs is here.
+pub const DENIABLE: &[(&str, &str, &str)] = &[
+    ("states:ListStateMachines", "sfn", "ListStateMachines"),
+    ("states:DescribeStateMachine", "sfn", "DescribeStateMachine"),
+    ("states:ListExecutions", "sfn", "ListExecutions"),
+    ("states:ListMapRuns", "sfn", "ListMapRuns"),
+    ("states:DescribeMapRun", "sfn", "DescribeMapRun"),
+    ("transfer:ListWorkflows", "transfer", "ListWorkflows"),
+    ("transfer:ListExecutions", "transfer", "ListExecutions"),
+    (
+        "transfer:DescribeExecution",
+        "transfer",
+        "DescribeExecution",
+    ),
+    ("appflow:ListFlows", "appflow", "ListFlows"),
+    (
+        "appflow:DescribeFlowExecutionRecords",
+        "appflow",
+        "DescribeFlowExecutionRecords",
+    ),
+];
+
+/// The simulator faults that deny each IAM action of `list` (comma-separated).
+pub fn denials(list: &str) -> Result<Vec<Fault>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|action| {
+            let (_, service, operation) = DENIABLE
+                .iter()
+                .find(|(a, _, _)| *a == action)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = DENIABLE.iter().map(|(a, _, _)| *a).collect();
+                    format!(
+                        "{DENY_ENV}: {action:?} is not an IAM action the exporter uses; one of: {}",
+                        known.join(", ")
+                    )
+                })?;
+            Ok(Fault {
+                service,
+                operation,
+                body_contains: None,
+                kind: FaultKind::AccessDenied,
+                remaining: None,
+            })
+        })
+        .collect()
 }
 
 /// Runs the scenario for a while on `world`, ending in the recent past, so every kind of run exists.
@@ -486,6 +551,27 @@ fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denied_actions_become_access_denied_faults() {
+        let faults = denials("appflow:ListFlows, states:DescribeMapRun").unwrap();
+        assert_eq!(
+            faults
+                .iter()
+                .map(|f| (f.service, f.operation, f.kind.clone()))
+                .collect::<Vec<_>>(),
+            [
+                ("appflow", "ListFlows", FaultKind::AccessDenied),
+                ("sfn", "DescribeMapRun", FaultKind::AccessDenied)
+            ]
+        );
+        let err = denials("appflow:DeleteFlow").unwrap_err();
+        assert!(
+            err.contains("\"appflow:DeleteFlow\" is not an IAM action")
+                && err.contains("appflow:ListFlows"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_scenario_fails_redrives_and_nears_its_threshold() {

@@ -7,6 +7,7 @@ pub mod config;
 mod files;
 pub mod routes;
 pub mod server;
+pub mod status_page;
 mod tls;
 
 use std::sync::Arc;

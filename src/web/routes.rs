@@ -1,5 +1,6 @@
 //! What the server answers: basic auth, /metrics (the cached exposition), /healthz, /readyz, the
-//! lifecycle endpoints and a landing page, plus the web config's response headers.
+//! status page and its JSON, the lifecycle endpoints and a landing page, plus the web config's
+//! response headers. Authentication applies to every path alike.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ fn landing(telemetry_path: &str) -> String {
 <body><h1>aws-workflow-exporter</h1>
 <p>Prometheus metrics for AWS Step Functions Map Runs, Transfer Family workflows and AppFlow flow runs.</p>
 <ul><li><a href="{telemetry_path}">{telemetry_path}</a>: the metrics, as of the last poll</li>
+<li><a href="/status">/status</a>: the state of each source, its last errors and the API budget (<a href="/api/v1/status">as JSON</a>)</li>
 <li><a href="/healthz">/healthz</a>: liveness</li>
 <li><a href="/readyz">/readyz</a>: readiness (every source has polled once)</li></ul>
 </body></html>
@@ -87,7 +89,7 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
 fn allowed_methods(web: &Web, path: &str) -> Option<&'static str> {
     match path {
         "/-/reload" | "/-/quit" => Some("POST, PUT"),
-        "/healthz" | "/readyz" | "/" => Some("GET, HEAD"),
+        "/healthz" | "/readyz" | "/" | "/status" | "/api/v1/status" => Some("GET, HEAD"),
         p if p == web.telemetry_path => Some("GET, HEAD"),
         _ => None,
     }
@@ -139,8 +141,29 @@ async fn route(web: &Web, state: &HttpState, req: &Request<Incoming>) -> Respons
             "text/html; charset=utf-8",
             landing(&web.telemetry_path),
         ),
+        "/status" => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            super::status_page::render(&status_report(state)),
+        ),
+        "/api/v1/status" => match serde_json::to_vec_pretty(&status_report(state)) {
+            Ok(body) => text(StatusCode::OK, "application/json", body),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TEXT,
+                format!("cannot encode the status: {e}\n"),
+            ),
+        },
         _ => metrics(state, req),
     }
+}
+
+fn status_report(state: &HttpState) -> crate::status::StatusReport {
+    state
+        .hub
+        .self_metrics()
+        .status()
+        .report(crate::status::unix_now())
 }
 
 fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Chunks> {

@@ -389,4 +389,13 @@ impl Source for SfnMapRuns {
             ],
         }
     }
+
+    fn backlog(&self) -> Vec<(&'static str, usize)> {
+        let b = self.tracker.backlog();
+        vec![
+            ("state_machine", b.state_machines),
+            ("execution", b.executions),
+            ("map_run", b.map_runs),
+        ]
+    }
 }
