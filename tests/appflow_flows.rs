@@ -542,3 +542,63 @@ async fn selection_by_name_and_regex() {
         0
     );
 }
+
+/// ListFlows' lastRunExecutionDetails is optional: a run it never shows is still found and
+/// counted once by the scheduled re-read, which the self-metric counts; within `records_refresh`
+/// nothing is read.
+#[tokio::test]
+async fn runs_list_flows_does_not_show_are_found_by_the_scheduled_re_read() {
+    for (refresh, expect_read) in [
+        (std::time::Duration::ZERO, true),
+        (std::time::Duration::from_secs(3600), false),
+    ] {
+        let mut h = Harness::start(SOURCE, |c| {
+            c.sources.appflow_flows.records_refresh = refresh
+        })
+        .await;
+        let now = unix_now();
+        {
+            let mut w = h.world();
+            w.appflow.omit_last_run_details = true;
+            w.appflow.add_flow("quiet", now - 86400.0);
+        }
+        h.poll().await;
+        // Started and finished between two polls, after the exporter started.
+        let started = unix_now();
+        let id = {
+            let mut w = h.world();
+            let id = w.appflow.start_run("quiet", started);
+            w.appflow.set_progress(&id, 10, 10, 3, started + 1.0);
+            w.appflow.finish_run(&id, "Successful", started + 2.0);
+            id
+        };
+        h.take_calls();
+        h.poll().await;
+        assert_eq!(
+            get(&h.take_calls(), DESCRIBE),
+            usize::from(expect_read),
+            "records_refresh {refresh:?}"
+        );
+        h.poll().await;
+        let s = h.scrape().await;
+        let counted = s.value(
+            "aws_appflow_flow_runs_total",
+            &[("flow", "quiet"), ("status", "successful")],
+        );
+        let catches = s.value(
+            "aws_workflow_exporter_appflow_records_refresh_catches_total",
+            &[],
+        );
+        if expect_read {
+            assert_eq!(
+                counted,
+                Some(1.0),
+                "run {id} counted once over two re-reads"
+            );
+            assert_eq!(catches, Some(1.0));
+        } else {
+            assert_eq!(counted, Some(0.0), "not due within the hour");
+            assert_eq!(catches, Some(0.0));
+        }
+    }
+}

@@ -43,6 +43,8 @@ pub struct AppflowWorld {
     pub runs: BTreeMap<String, SimRun>,
     /// Caps every page at this many items, to exercise pagination.
     pub page_cap: Option<usize>,
+    /// ListFlows leaves out lastRunExecutionDetails (the field is optional in the API).
+    pub omit_last_run_details: bool,
     next_id: u64,
 }
 
@@ -160,13 +162,16 @@ impl AppflowWorld {
     }
 
     fn flow_json(&self, f: &SimFlow) -> Value {
-        let last = self.newest_run(&f.name).map(|r| {
-            json!({
-                "mostRecentExecutionStatus": r.status,
-                "mostRecentExecutionTime": r.last_updated_at,
-                "mostRecentExecutionMessage": r.message,
-            })
-        });
+        let last = (!self.omit_last_run_details)
+            .then(|| self.newest_run(&f.name))
+            .flatten()
+            .map(|r| {
+                json!({
+                    "mostRecentExecutionStatus": r.status,
+                    "mostRecentExecutionTime": r.last_updated_at,
+                    "mostRecentExecutionMessage": r.message,
+                })
+            });
         json!({
             "flowArn": f.arn,
             "flowName": f.name,

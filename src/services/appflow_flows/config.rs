@@ -7,6 +7,10 @@ use serde::Deserialize;
 
 use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
 
+/// ListFlows' `lastRunExecutionDetails` is optional and may lag; an hour bounds what that can
+/// hide at one DescribeFlowExecutionRecords page per flow and hour.
+pub const DEFAULT_RECORDS_REFRESH: Duration = Duration::from_secs(3600);
+
 /// The section, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +22,8 @@ pub struct Config {
     pub flows: Selection,
     /// How long series of a finished flow run stay exported.
     pub retention: Duration,
+    /// Longest time between two reads of a flow's execution records, whatever ListFlows shows.
+    pub records_refresh: Duration,
 }
 
 /// The section as written. A typo is an error, not a silent default.
@@ -33,6 +39,9 @@ pub struct Raw {
     pub flows: RawFlows,
     /// How long series of a finished flow run stay exported (default 1h).
     pub retention: Option<DurationText>,
+    /// Re-read a flow's execution records at least this often even when ListFlows'
+    /// `lastRunExecutionDetails` shows no new run (default 1h; 0s reads every poll).
+    pub records_refresh: Option<DurationText>,
 }
 
 /// `flows`: any match selects a flow (OR).
@@ -61,6 +70,12 @@ impl Raw {
                 &format!("{path}.retention"),
                 &self.retention,
                 DEFAULT_RETENTION,
+                Duration::ZERO,
+            ),
+            records_refresh: c.duration(
+                &format!("{path}.records_refresh"),
+                &self.records_refresh,
+                DEFAULT_RECORDS_REFRESH,
                 Duration::ZERO,
             ),
         }

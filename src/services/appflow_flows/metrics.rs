@@ -6,6 +6,7 @@ use crate::services::appflow_flows::state::{AppflowTracker, RunStatus};
 
 const FLOW: &[&str] = &["account_id", "region", "flow"];
 const FLOW_STATUS: &[&str] = &["account_id", "region", "flow", "status"];
+const TARGET: &[&str] = &["account_id", "region"];
 
 def!(RUNS, "aws_appflow_flow_runs_total", Counter, FLOW_STATUS, "Flow runs the exporter saw reach successful, error or canceled; each executionId counted once. Runs finished before the exporter started are not counted.");
 def!(
@@ -58,6 +59,7 @@ def!(
     "Unix time the newest successful run finished (lastUpdatedAt); absent until one is seen."
 );
 def!(DATA_PULL_END, "aws_appflow_flow_data_pull_end_timestamp_seconds", Gauge, FLOW, "dataPullEndTime of the newest successful run: the last source change the destination has, i.e. how fresh its data is; absent until one is seen.");
+def!(REFRESH_CATCHES, "aws_workflow_exporter_appflow_records_refresh_catches_total", Counter, TARGET, "Scheduled re-reads of a flow's execution records (records_refresh) that found a run start or change status while ListFlows' lastRunExecutionDetails showed nothing new. Above 0, ListFlows lags or omits the details in this account: lower records_refresh.");
 
 pub const DEFS: &[&MetricDef] = &[
     &RUNS,
@@ -75,6 +77,7 @@ pub const DEFS: &[&MetricDef] = &[
     &LAST_RECORDS_PROCESSED,
     &LAST_SUCCESS,
     &DATA_PULL_END,
+    &REFRESH_CATCHES,
 ];
 
 /// Builds every family of the source for one target.
@@ -126,6 +129,9 @@ pub fn render(tracker: &AppflowTracker, account_id: &str, region: &str, out: &mu
         }
     }
 
+    let mut refresh_catches = FamilyBuilder::new(&REFRESH_CATCHES);
+    refresh_catches.add(&[account_id, region], tracker.refresh_catches() as f64);
+
     for fam in [
         runs,
         in_progress,
@@ -142,6 +148,7 @@ pub fn render(tracker: &AppflowTracker, account_id: &str, region: &str, out: &mu
         last_records_processed,
         last_success,
         data_pull_end,
+        refresh_catches,
     ] {
         fam.finish(out);
     }

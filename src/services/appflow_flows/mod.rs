@@ -15,7 +15,7 @@ use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::appflow_flows::client::AppflowClient;
 use crate::services::appflow_flows::config::Config;
-use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails};
+use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 
 /// The source for one target.
@@ -63,10 +63,11 @@ impl AppflowFlows {
         self.tracker
             .set_flows(&selected.keys().cloned().collect::<BTreeSet<_>>());
 
+        let refresh = self.config.records_refresh.as_secs_f64();
         for (flow, details) in &selected {
-            if !self.tracker.needs_records(flow, details) {
+            let Some(due) = self.tracker.records_due(flow, details, unix_now(), refresh) else {
                 continue;
-            }
+            };
             // A flow's records are applied only once its paging completed, so a failed page
             // leaves the flow as it was and nothing is counted twice on the next poll.
             let mut read = Vec::new();
@@ -90,8 +91,13 @@ impl AppflowFlows {
             };
             match result {
                 Ok(exhausted) => {
-                    self.tracker.apply_runs(flow, read, exhausted, unix_now());
-                    self.tracker.records_read(flow, details.clone());
+                    let now = unix_now();
+                    let news = self.tracker.apply_runs(flow, read, exhausted, now);
+                    if news && due == RecordsDue::Refresh {
+                        tracing::info!(flow = %flow, "the scheduled re-read found runs ListFlows did not show");
+                        self.tracker.refresh_caught();
+                    }
+                    self.tracker.records_read(flow, details.clone(), now);
                     progress.publish(false, &mut || self.snapshot(unix_now()));
                 }
                 Err(AwsError::NotFound { .. }) => {

@@ -134,6 +134,8 @@ pub struct FlowState {
     runs: BTreeMap<String, TrackedRun>,
     /// ListFlows' details when the flow's records were last read completely.
     read_at_details: Option<LastRunDetails>,
+    /// When the flow's records were last read completely.
+    read_at: Option<f64>,
     /// Unfollowed finished runs started at or before this are known (their dedup state expired).
     floor: Option<f64>,
     pub counters: FlowCounters,
@@ -164,6 +166,16 @@ pub struct AppflowTracker {
     started_at: f64,
     retention: f64,
     flows: BTreeMap<String, FlowState>,
+    refresh_catches: u64,
+}
+
+/// Why a flow's execution records are read this poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordsDue {
+    /// ListFlows shows a different latest run, or a run is followed in progress.
+    Changed,
+    /// ListFlows shows nothing new, but the scheduled re-read is due.
+    Refresh,
 }
 
 impl AppflowTracker {
@@ -174,6 +186,7 @@ impl AppflowTracker {
             started_at,
             retention: retention_secs,
             flows: BTreeMap::new(),
+            refresh_catches: 0,
         }
     }
 
@@ -185,20 +198,46 @@ impl AppflowTracker {
         }
     }
 
-    /// Whether the flow's execution records must be read this poll: not when ListFlows shows the
-    /// same latest run as at the last complete read and no run is followed in progress, since
-    /// then no run can have started, progressed or finished.
-    pub fn needs_records(&self, flow: &str, details: &LastRunDetails) -> bool {
-        self.flows
-            .get(flow)
-            .is_none_or(|f| f.in_progress() > 0 || f.read_at_details.as_ref() != Some(details))
+    /// Whether the flow's execution records must be read this poll, and why. ListFlows'
+    /// `lastRunExecutionDetails` is optional and may lag, so it only saves reads between two
+    /// scheduled re-reads, `records_refresh` (seconds) apart: not reading is right only when
+    /// ListFlows shows the same latest run as at the last complete read and no run is followed in
+    /// progress, since then no run can have started, progressed or finished.
+    pub fn records_due(
+        &self,
+        flow: &str,
+        details: &LastRunDetails,
+        now: f64,
+        records_refresh: f64,
+    ) -> Option<RecordsDue> {
+        let Some(f) = self.flows.get(flow) else {
+            return Some(RecordsDue::Changed);
+        };
+        if f.in_progress() > 0 || f.read_at_details.as_ref() != Some(details) {
+            Some(RecordsDue::Changed)
+        } else if f.read_at.is_none_or(|at| now - at >= records_refresh) {
+            Some(RecordsDue::Refresh)
+        } else {
+            None
+        }
     }
 
-    /// The flow's records were read completely while ListFlows showed `details`.
-    pub fn records_read(&mut self, flow: &str, details: LastRunDetails) {
+    /// The flow's records were read completely at `now` while ListFlows showed `details`.
+    pub fn records_read(&mut self, flow: &str, details: LastRunDetails, now: f64) {
         if let Some(f) = self.flows.get_mut(flow) {
             f.read_at_details = Some(details);
+            f.read_at = Some(now);
         }
+    }
+
+    /// A scheduled re-read found a run ListFlows had not shown (see [`Self::records_due`]).
+    pub fn refresh_caught(&mut self) {
+        self.refresh_catches += 1;
+    }
+
+    /// How many scheduled re-reads found a run ListFlows had not shown.
+    pub fn refresh_catches(&self) -> u64 {
+        self.refresh_catches
     }
 
     /// Whether a run on a page is a stop point: finished and needing no more attention.
@@ -240,16 +279,19 @@ impl AppflowTracker {
     }
 
     /// Applies the records of one completed flow poll. `exhausted`: the listing had no more pages,
-    /// so followed runs it did not return are gone.
-    pub fn apply_runs(&mut self, flow: &str, read: Vec<RunObs>, exhausted: bool, now: f64) {
+    /// so followed runs it did not return are gone. Returns whether a run started or changed
+    /// status since the flow's last read.
+    pub fn apply_runs(&mut self, flow: &str, read: Vec<RunObs>, exhausted: bool, now: f64) -> bool {
         let started_at = self.started_at;
         let Some(state) = self.flows.get_mut(flow) else {
-            return;
+            return false;
         };
         let mut seen = BTreeSet::new();
+        let mut news = false;
         for r in read {
             seen.insert(r.execution_id.clone());
             let known = state.runs.get(&r.execution_id).map(|t| t.status);
+            news |= count_as_news(known, &r, state.below_floor(r.started_at), started_at);
             let below_floor = state.below_floor(r.started_at);
             // Counted when first seen finished: followed in progress before, or finished after start.
             let count = r.status.is_finished()
@@ -277,6 +319,7 @@ impl AppflowTracker {
         if exhausted {
             state.runs.retain(|id, _| seen.contains(id));
         }
+        news
     }
 
     /// Forgets finished runs older than the retention (raising the floor) and followed runs
@@ -307,6 +350,14 @@ impl AppflowTracker {
     /// Runs whose state is kept, over all flows.
     pub fn tracked_runs(&self) -> usize {
         self.flows.values().map(|f| f.runs.len()).sum()
+    }
+}
+
+/// A run is news when it was not known (and is not old history) or its status moved.
+fn count_as_news(known: Option<RunStatus>, r: &RunObs, below_floor: bool, started_at: f64) -> bool {
+    match known {
+        Some(status) => status != r.status,
+        None => !(r.status.is_finished() && (below_floor || r.last_updated_at < started_at)),
     }
 }
 
@@ -407,40 +458,74 @@ mod tests {
     }
 
     #[test]
-    fn records_are_read_only_when_the_last_run_changed_or_a_run_is_in_progress() {
+    fn records_are_read_when_the_last_run_changed_a_run_is_in_progress_or_a_refresh_is_due() {
+        const REFRESH: f64 = 3600.0;
         let mut t = tracker(1000.0);
         let details = |status: &str, time: f64| LastRunDetails {
             status: Some(status.into()),
             time: Some(time),
             message: None,
         };
+        let due =
+            |t: &AppflowTracker, d: &LastRunDetails, now: f64| t.records_due(FLOW, d, now, REFRESH);
         let idle = details("Successful", 900.0);
-        assert!(t.needs_records(FLOW, &idle), "never read");
-        t.apply_runs(FLOW, vec![], true, 1100.0);
-        t.records_read(FLOW, idle.clone());
-        assert!(!t.needs_records(FLOW, &idle));
+        assert_eq!(
+            due(&t, &idle, 1100.0),
+            Some(RecordsDue::Changed),
+            "never read"
+        );
+        assert!(!t.apply_runs(FLOW, vec![], true, 1100.0));
+        t.records_read(FLOW, idle.clone(), 1100.0);
+        assert_eq!(due(&t, &idle, 1200.0), None);
         let started = details("InProgress", 1150.0);
-        assert!(t.needs_records(FLOW, &started), "a new latest run");
-        t.apply_runs(
+        assert_eq!(
+            due(&t, &started, 1200.0),
+            Some(RecordsDue::Changed),
+            "a new latest run"
+        );
+        assert!(t.apply_runs(
             FLOW,
             vec![run("r1", RunStatus::InProgress, 1150.0, 1150.0)],
             true,
             1200.0,
-        );
-        t.records_read(FLOW, started.clone());
-        assert!(
-            t.needs_records(FLOW, &started),
+        ));
+        t.records_read(FLOW, started.clone(), 1200.0);
+        assert_eq!(
+            due(&t, &started, 1300.0),
+            Some(RecordsDue::Changed),
             "followed in progress: read every poll"
         );
-        t.apply_runs(
+        assert!(t.apply_runs(
             FLOW,
             vec![run("r1", RunStatus::Successful, 1150.0, 1300.0)],
             true,
             1400.0,
-        );
+        ));
         let done = details("Successful", 1300.0);
-        t.records_read(FLOW, done.clone());
-        assert!(!t.needs_records(FLOW, &done));
+        t.records_read(FLOW, done.clone(), 1400.0);
+        assert_eq!(due(&t, &done, 1500.0), None);
+        assert!(
+            !t.apply_runs(
+                FLOW,
+                vec![run("r1", RunStatus::Successful, 1150.0, 1300.0)],
+                true,
+                1500.0
+            ),
+            "nothing new"
+        );
+
+        // ListFlows lags (or omits the details): a run starts and finishes unseen by it. The
+        // scheduled re-read finds and counts it.
+        assert_eq!(due(&t, &done, 1400.0 + REFRESH - 1.0), None);
+        assert_eq!(due(&t, &done, 1400.0 + REFRESH), Some(RecordsDue::Refresh));
+        let unseen = run("r2", RunStatus::Error, 2000.0, 2100.0);
+        assert!(t.apply_runs(
+            FLOW,
+            vec![unseen, run("r1", RunStatus::Successful, 1150.0, 1300.0)],
+            true,
+            5000.0
+        ));
+        assert_eq!(counters(&t).runs, [1, 1, 0]);
     }
 
     #[test]
