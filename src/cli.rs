@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9810";
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,7 +42,7 @@ pub struct Cli {
     #[arg(
         long = "log.level",
         value_name = "LEVEL",
-        default_value = "info",
+        default_value = DEFAULT_LOG_LEVEL,
         global = true
     )]
     pub log_level: String,
@@ -75,12 +76,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// How `doctor` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a configuration file and exit: 0 if valid, 1 with every error otherwise.
     CheckConfig {
         /// The file to check.
         path: PathBuf,
+    },
+    /// Check, per target and region, what the exporter needs from AWS (credentials, role,
+    /// identity, each IAM action of the enabled sources, what would be watched, the API calls
+    /// per hour) with read-only calls, and exit: 0 if every check passed, 1 if one failed,
+    /// 2 if the configuration is invalid. Logs only errors unless --log.level says otherwise.
+    Doctor {
+        /// `table` for people, `json` for scripts (shape: docs/doctor.schema.json).
+        #[arg(long = "output", value_enum, default_value = "table")]
+        output: Output,
     },
     /// Run against the built-in AWS simulator with a living scenario: no AWS account needed.
     Demo {

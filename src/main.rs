@@ -8,14 +8,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing_subscriber::EnvFilter;
 
 use aws_workflow_exporter::app::Exporter;
-use aws_workflow_exporter::cli::{Cli, Command, LogFormat};
+use aws_workflow_exporter::cli::{Cli, Command, LogFormat, Output, DEFAULT_LOG_LEVEL};
 use aws_workflow_exporter::config::Config;
+use aws_workflow_exporter::doctor;
 use aws_workflow_exporter::shard::Shard;
 use aws_workflow_exporter::simulator;
 use aws_workflow_exporter::web::{self, Lifecycle, Limits, ReloadReply, Web, WebConfigHandle};
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&cli.log_level)
+    // `doctor` reports on stdout; its logs would only repeat the report, unless asked for.
+    let doctor = matches!(cli.command, Some(Command::Doctor { .. }));
+    let level = if doctor && cli.log_level == DEFAULT_LOG_LEVEL {
+        "error"
+    } else {
+        &cli.log_level
+    };
+    let filter = EnvFilter::try_new(level)
         .with_context(|| format!("invalid --log.level `{}`", cli.log_level))?;
     // Colour only for a person at a terminal: piped to a file, journald or `kubectl logs`,
     // escape codes would garble every line. NO_COLOR (no-color.org) turns it off there too.
@@ -118,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Some(Command::Doctor { output }) => Ok(run_doctor(&cli, *output).await),
         Some(Command::Demo { poll_interval_secs }) => {
             let demo = simulator::demo::start(std::time::Duration::from_secs(
                 (*poll_interval_secs).max(1),
@@ -148,6 +157,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `doctor`: exit 2 for an invalid configuration, else the report's status.
+async fn run_doctor(cli: &Cli, output: Output) -> ExitCode {
+    let config = match &cli.config_file {
+        Some(path) => Config::load(path),
+        None => Config::from_environment(),
+    };
+    let mut config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(doctor::EXIT_CONFIG_ERROR);
+        }
+    };
+    config.shard = match Shard::new(cli.shard, cli.total_shards) {
+        Ok(shard) => shard,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(doctor::EXIT_CONFIG_ERROR);
+        }
+    };
+    let report = doctor::run(&config, None).await;
+    match output {
+        Output::Table => print!("{}", doctor::render_table(&report)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        ),
+    }
+    ExitCode::from(report.exit_code())
 }
 
 #[tokio::main]

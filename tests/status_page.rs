@@ -79,29 +79,9 @@ async fn start() -> Running {
     }
 }
 
-/// Validates `doc` against docs/status.schema.json with Python's `jsonschema`; `Err` has why not.
+/// Validates `doc` against docs/status.schema.json; `Err` has why not.
 fn validate(doc: &Value) -> Result<(), String> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("status.json");
-    std::fs::write(&file, doc.to_string()).expect("write status");
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.schema.json");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, jsonschema\n\
-             schema = json.load(open(sys.argv[1]))\n\
-             jsonschema.Draft202012Validator.check_schema(schema)\n\
-             jsonschema.Draft202012Validator(schema).validate(json.load(open(sys.argv[2])))",
-        ])
-        .arg(schema)
-        .arg(&file)
-        .output()
-        .expect("python3 runs (PATH needs the test venv: scripts/setup-tools.sh)");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    common::validate_json_schema("docs/status.schema.json", doc)
 }
 
 fn source<'a>(doc: &'a Value, name: &str) -> &'a Value {

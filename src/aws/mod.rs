@@ -467,6 +467,27 @@ impl Target {
     }
 }
 
+impl Target {
+    /// An STS client for `conn`, sent where the daemon sends GetCallerIdentity (see
+    /// `establish`); `None` when the daemon does not ask STS (`endpoint_url` without an STS
+    /// endpoint). For `doctor`.
+    pub fn sts_client(&self, conn: &Connection) -> Option<aws_sdk_sts::Client> {
+        let endpoint = self
+            .config
+            .sts_endpoint_url
+            .clone()
+            .or_else(|| sts_endpoint_from_environment(&conn.sdk_config));
+        if self.config.endpoint_url.is_some() && endpoint.is_none() {
+            return None;
+        }
+        let mut sts = aws_sdk_sts::config::Builder::from(&conn.sdk_config);
+        sts.set_endpoint_url(endpoint);
+        Some(aws_sdk_sts::Client::from_conf(
+            sts.interceptor(conn.instrumentation.clone()).build(),
+        ))
+    }
+}
+
 /// AWS_ENDPOINT_URL_STS, or `endpoint_url` in the profile's `sts` services section.
 fn sts_endpoint_from_environment(sdk_config: &SdkConfig) -> Option<String> {
     let key = ServiceConfigKey::builder()

@@ -5,7 +5,8 @@
 //! Each service folder holds `config.rs` (its section of the file), `client.rs` (its SDK calls
 //! and their [`Operation`] rows), `convert.rs` (SDK types to observations), `state.rs` (what is
 //! tracked between polls), `metrics.rs` (its metric definitions and families) and `mod.rs`
-//! (its [`Source`] and `build`).
+//! (its [`Source`] and `build`), and `doctor.rs` (what `aws-workflow-exporter doctor` checks,
+//! with the calls of its `client.rs`).
 
 pub mod appflow_flows;
 pub mod sfn_map_runs;
@@ -18,15 +19,16 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
-use crate::aws::Target;
+use crate::aws::{Connection, Target};
 use crate::config::check::Check;
+use crate::doctor::SourceReport;
 use crate::exposition::metric::MetricDef;
 use crate::exposition::self_metrics;
 use crate::services::source::Source;
 
 /// Declares the registry from one entry per service: `module: "docs/metrics.md section title"`.
 /// Each module provides `config::{Config, Raw}` (with `enabled` and `Raw::validate`), `build`,
-/// `metrics::DEFS` and `client::OPERATIONS`.
+/// `metrics::DEFS`, `client::OPERATIONS` and `doctor::check`.
 macro_rules! registry {
     ($($service:ident: $title:literal),+ $(,)?) => {
         /// The `sources` section of the file, validated: one section per service.
@@ -97,6 +99,19 @@ macro_rules! registry {
                     out.push($service::build(target.clone(), &sources.$service, started_at));
                 })+
             }
+            out
+        }
+
+        /// What `doctor` finds for every enabled source on one reached target: each service
+        /// checks its IAM actions with its own client calls (its `doctor.rs`).
+        pub async fn doctor(sources: &SourcesConfig, conn: &Arc<Connection>) -> Vec<SourceReport> {
+            let mut out = Vec::new();
+            $(if sources.$service.enabled {
+                out.push(SourceReport {
+                    source: stringify!($service),
+                    findings: $service::doctor::check(conn.clone(), &sources.$service).await,
+                });
+            })+
             out
         }
 

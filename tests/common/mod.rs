@@ -397,3 +397,29 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// Validates `doc` against the JSON schema at `schema` (relative to the repository) with
+/// Python's `jsonschema`, checking the schema itself first; `Err` has why not.
+pub fn validate_json_schema(schema: &str, doc: &serde_json::Value) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("doc.json");
+    std::fs::write(&file, doc.to_string()).expect("write the document");
+    let schema = format!("{}/{schema}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             jsonschema.Draft202012Validator(schema).validate(json.load(open(sys.argv[2])))",
+        ])
+        .arg(schema)
+        .arg(&file)
+        .output()
+        .expect("python3 runs (PATH needs the test venv: scripts/setup-tools.sh)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}

@@ -1,0 +1,760 @@
+//! `aws-workflow-exporter doctor`: checks, per target and region, what the daemon needs from
+//! AWS, read-only and in a few seconds, and says what does not work and how to fix it.
+//!
+//! It runs the daemon's own parts: the same configuration, `aws::Target` and its `Connection`
+//! (credentials, role, region, API budget, instrumentation), and each service's own client calls,
+//! which each service drives from its `doctor.rs` through the registry in `services`. This module
+//! knows no service by name: it resolves the target, checks the identity, hands the connection to
+//! every enabled source, and renders what they found as a table or as JSON
+//! (docs/doctor.schema.json).
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_config::meta::region::ProvideRegion;
+use aws_credential_types::provider::ProvideCredentials;
+use serde::Serialize;
+
+use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
+use crate::aws::{AccountRegistry, Connection, StaticCredentials, Target};
+use crate::config::Config;
+use crate::error::AwsError;
+use crate::exposition::self_metrics::SelfMetrics;
+use crate::services;
+
+/// Exit status: every check needed passed.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: at least one check failed (denied, unreachable, role not assumed, ...).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit status: the configuration (file or flags) is invalid; nothing was checked.
+pub const EXIT_CONFIG_ERROR: u8 = 2;
+
+/// The doctor caps each call's timeout and attempts, so an unreachable endpoint is reported in
+/// seconds, not after the daemon's patient retries.
+const MAX_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_ATTEMPTS: u32 = 2;
+
+/// The IAM policy the exporter ships, to name the statement that grants a missing action.
+const POLICY: &str = include_str!("../deploy/iam/policy.json");
+const POLICY_PATH: &str = "deploy/iam/policy.json";
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It worked.
+    Ok,
+    /// AWS refused it for lack of permission.
+    Denied,
+    /// It failed otherwise (unreachable endpoint, timeout, no credentials, throttled, ...).
+    Error,
+    /// Not tried: nothing to call it on, or an earlier check it needs failed. Not a failure.
+    Skipped,
+}
+
+impl Status {
+    pub fn failed(self) -> bool {
+        matches!(self, Self::Denied | Self::Error)
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Denied => "DENIED",
+            Self::Error => "ERROR",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// One check: a call (by its IAM action) or a step such as resolving credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// The IAM action (`appflow:ListFlows`), or `credentials`, `sts:AssumeRole`, `region`.
+    pub check: String,
+    pub status: Status,
+    /// What it found, or the error as AWS (or the SDK) gave it.
+    pub detail: String,
+    /// The AWS error code, when AWS answered with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// What to change, for a failed check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Probe {
+    fn ok(check: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            code: None,
+            fix: None,
+        }
+    }
+
+    /// A failed step: `fix` says what to change.
+    fn error(check: impl Into<String>, detail: impl Into<String>, fix: Option<String>) -> Self {
+        Self {
+            check: check.into(),
+            status: Status::Error,
+            detail: detail.into(),
+            code: None,
+            fix,
+        }
+    }
+
+    /// The check of `op`'s IAM action from the result of a call to it; `describe` says what an
+    /// answer found. A resource that vanished between two calls still proves the permission.
+    pub fn of<T>(
+        op: Operation,
+        result: &Result<T, AwsError>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Self {
+        let check = action_of(op);
+        match result {
+            Ok(v) => Self::ok(check, describe(v)),
+            Err(AwsError::NotFound { message, .. }) => {
+                Self::ok(check, format!("allowed (the resource is gone: {message})"))
+            }
+            Err(e) => {
+                let message = match e {
+                    AwsError::Throttled { message, .. } | AwsError::Other { message, .. } => {
+                        message.clone()
+                    }
+                    AwsError::NotFound { .. } => unreachable!("handled above"),
+                };
+                let code = crate::status::error_code(&message).map(str::to_owned);
+                let denied = code.as_deref().is_some_and(is_access_denied);
+                Self {
+                    fix: denied.then(|| grant(&check)),
+                    status: if denied {
+                        Status::Denied
+                    } else {
+                        Status::Error
+                    },
+                    check,
+                    detail: message,
+                    code,
+                }
+            }
+        }
+    }
+
+    /// `op` was not called: `why` says what it needs.
+    pub fn skipped(op: Operation, why: impl Into<String>) -> Self {
+        Self {
+            check: action_of(op),
+            status: Status::Skipped,
+            detail: why.into(),
+            code: None,
+            fix: None,
+        }
+    }
+}
+
+fn action_of(op: Operation) -> String {
+    op.iam_action
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}:{}", op.service, op.name))
+}
+
+/// Error codes AWS answers a missing permission with, across protocols.
+fn is_access_denied(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" | "UnauthorizedAccess"
+    )
+}
+
+/// How to grant `action`: the statement of the shipped policy that holds it.
+pub fn grant(action: &str) -> String {
+    static STATEMENTS: OnceLock<Vec<serde_json::Value>> = OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        serde_json::from_str::<serde_json::Value>(POLICY)
+            .ok()
+            .and_then(|p| p["Statement"].as_array().cloned())
+            .unwrap_or_default()
+    });
+    let holds = |s: &serde_json::Value| match &s["Action"] {
+        serde_json::Value::String(a) => a == action,
+        serde_json::Value::Array(list) => list.iter().any(|a| a == action),
+        _ => false,
+    };
+    match statements.iter().find(|s| holds(s)) {
+        Some(s) => format!(
+            "allow {action} on {}: add statement \"{}\" of {POLICY_PATH} to the exporter's policy",
+            s["Resource"],
+            s["Sid"].as_str().unwrap_or_default()
+        ),
+        None => format!("allow {action} in the exporter's IAM policy (see {POLICY_PATH})"),
+    }
+}
+
+/// What a source would watch: how many resources were listed, how many it would watch, and how
+/// many each filter left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Watched {
+    /// `state machine`, `workflow`, `flow`.
+    pub kind: &'static str,
+    pub listed: usize,
+    pub watched: usize,
+    /// (why, how many), in the order the source applies them; zero counts are left out.
+    pub excluded: Vec<Excluded>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Excluded {
+    pub reason: String,
+    pub count: usize,
+}
+
+impl Watched {
+    pub fn new(kind: &'static str, listed: usize, watched: usize) -> Self {
+        Self {
+            kind,
+            listed,
+            watched,
+            excluded: Vec::new(),
+        }
+    }
+
+    /// Adds a reason, unless it excluded nothing.
+    pub fn excluded(mut self, reason: impl Into<String>, count: usize) -> Self {
+        if count > 0 {
+            self.excluded.push(Excluded {
+                reason: reason.into(),
+                count,
+            });
+        }
+        self
+    }
+}
+
+/// Selects from `listed` as a poll does, by the source's `filter` (named in the count of what
+/// it excluded), then by this replica's shard: what is watched, and the counts.
+pub fn select<'a, T>(
+    kind: &'static str,
+    filter: &str,
+    listed: &'a [T],
+    matches: impl Fn(&T) -> bool,
+    owns: impl Fn(&T) -> bool,
+) -> (Vec<&'a T>, Watched) {
+    let matching: Vec<&T> = listed.iter().filter(|t| matches(t)).collect();
+    let (n, m) = (listed.len(), matching.len());
+    let selected: Vec<&T> = matching.into_iter().filter(|t| owns(t)).collect();
+    let watched = Watched::new(kind, n, selected.len())
+        .excluded(format!("by the {filter} filter"), n - m)
+        .excluded("polled by other shards", m - selected.len());
+    (selected, watched)
+}
+
+/// The estimated API calls per hour of one operation, against the exporter's share of its bucket.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallEstimate {
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// Calls per hour with what is listed now and nothing running.
+    pub calls_per_hour: f64,
+    /// Calls per hour added by each active resource (`per` names it), if activity adds calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_active: Option<PerActive>,
+    /// The exporter's share of AWS's bucket: its refill rate, per hour (`aws_api.quota_share`,
+    /// divided among `--total-shards`).
+    pub share_per_hour: f64,
+    /// What the estimate assumes.
+    pub assumes: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PerActive {
+    pub per: &'static str,
+    pub calls_per_hour: f64,
+}
+
+impl CallEstimate {
+    pub fn new(conn: &Connection, op: Operation, calls_per_hour: f64, assumes: String) -> Self {
+        Self {
+            service: op.service,
+            operation: op.name,
+            calls_per_hour,
+            per_active: None,
+            share_per_hour: conn.budget.refill_per_sec(op) * 3600.0,
+            assumes,
+        }
+    }
+
+    /// Each active `per` adds `calls_per_hour`.
+    pub fn per_active(mut self, per: &'static str, calls_per_hour: f64) -> Self {
+        self.per_active = Some(PerActive {
+            per,
+            calls_per_hour,
+        });
+        self
+    }
+
+    /// Whether the base estimate alone is more than the share: polls would wait for the budget.
+    pub fn over_share(&self) -> bool {
+        self.calls_per_hour > self.share_per_hour
+    }
+}
+
+/// Polls per hour at `interval`.
+pub fn per_hour(interval: Duration) -> f64 {
+    3600.0 / interval.as_secs_f64().max(1.0)
+}
+
+/// Pages a listing of `items` takes at `page_size` a page (at least one).
+pub fn pages(items: usize, page_size: usize) -> f64 {
+    items.div_ceil(page_size.max(1)).max(1) as f64
+}
+
+/// What one source found: filled in by the service's `doctor.rs`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Findings {
+    pub checks: Vec<Probe>,
+    pub watched: Vec<Watched>,
+    pub api_calls: Vec<CallEstimate>,
+}
+
+impl Findings {
+    /// Records the check of a call's result and passes the result on.
+    pub fn probe<T>(
+        &mut self,
+        op: Operation,
+        result: Result<T, AwsError>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Option<T> {
+        self.checks.push(Probe::of(op, &result, describe));
+        result.ok()
+    }
+
+    /// Records that each of `ops` was not called, and why.
+    pub fn skip(&mut self, ops: &[Operation], why: &str) {
+        self.checks
+            .extend(ops.iter().map(|op| Probe::skipped(*op, why)));
+    }
+}
+
+/// One enabled source on one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    /// The `source` label.
+    pub source: &'static str,
+    #[serde(flatten)]
+    pub findings: Findings,
+}
+
+/// One target (and region).
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// `name/region` as in logs and /status.
+    pub target: String,
+    pub region: Option<String>,
+    /// Where the region came from: `configuration`, `environment`, `profile` or
+    /// `instance_metadata` (aws-config's default chain, in its order).
+    pub region_source: &'static str,
+    /// Which setting of that source: `targets[].regions`, `AWS_REGION`, the profile's name, `IMDS`.
+    pub region_setting: String,
+    pub account_id: Option<String>,
+    /// The ARN the exporter calls AWS as (an assumed role's session, for `role_arn` targets).
+    pub arn: Option<String>,
+    pub role_arn: Option<String>,
+    /// Credentials, role assumption, identity.
+    pub checks: Vec<Probe>,
+    pub sources: Vec<SourceReport>,
+}
+
+impl TargetReport {
+    fn probes(&self) -> impl Iterator<Item = &Probe> {
+        self.checks
+            .iter()
+            .chain(self.sources.iter().flat_map(|s| s.findings.checks.iter()))
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// True when no check failed: the exit status is 0.
+    pub ok: bool,
+    /// `target: check` of each failed check.
+    pub failed: Vec<String>,
+    pub targets: Vec<TargetReport>,
+}
+
+impl Report {
+    fn new(targets: Vec<TargetReport>) -> Self {
+        let failed: Vec<String> = targets
+            .iter()
+            .flat_map(|t| {
+                t.probes()
+                    .filter(|p| p.status.failed())
+                    .map(|p| format!("{}: {}", t.target, p.check))
+            })
+            .collect();
+        Self {
+            ok: failed.is_empty(),
+            failed,
+            targets,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.ok {
+            EXIT_OK
+        } else {
+            EXIT_CHECK_FAILED
+        }
+    }
+}
+
+/// Checks every target of `config`, all at once. `static_credentials` is for the simulator only.
+pub async fn run(config: &Config, static_credentials: Option<StaticCredentials>) -> Report {
+    let mut api = config.aws_api.clone();
+    api.operation_timeout = api.operation_timeout.min(MAX_OPERATION_TIMEOUT);
+    api.max_attempts = api.max_attempts.min(MAX_ATTEMPTS);
+    let metrics = Arc::new(SelfMetrics::new());
+    let registry = Arc::new(AccountRegistry::default());
+    let mut tasks = Vec::new();
+    for t in &config.targets {
+        let target = Arc::new(Target::new(
+            t.clone(),
+            api.clone(),
+            config.shard,
+            static_credentials.clone(),
+            metrics.clone(),
+            registry.clone(),
+        ));
+        let sources = config.sources.clone();
+        tasks.push(tokio::spawn(async move {
+            check_target(&target, &sources).await
+        }));
+    }
+    let mut targets = Vec::new();
+    for (task, t) in tasks.into_iter().zip(&config.targets) {
+        targets.push(task.await.unwrap_or_else(|e| TargetReport {
+            target: t.name.clone(),
+            region: t.region.clone(),
+            region_source: "configuration",
+            region_setting: String::new(),
+            account_id: None,
+            arn: None,
+            role_arn: None,
+            checks: vec![Probe::error(
+                "doctor",
+                format!("the check panicked: {e}"),
+                None,
+            )],
+            sources: Vec::new(),
+        }));
+    }
+    Report::new(targets)
+}
+
+async fn check_target(target: &Target, sources: &services::SourcesConfig) -> TargetReport {
+    let mut report = TargetReport {
+        target: target.key(),
+        region: target.config.region.clone(),
+        region_source: "configuration",
+        region_setting: String::new(),
+        account_id: target.config.known_account().map(str::to_owned),
+        arn: None,
+        role_arn: target.config.role.as_ref().map(|r| r.arn.clone()),
+        checks: Vec::new(),
+        sources: Vec::new(),
+    };
+    (report.region_source, report.region_setting) = region_source(target).await;
+    let conn = match target.connect().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            report.checks.push(Probe::error(
+                "region",
+                e.to_string(),
+                Some("set targets[].regions in the file, AWS_REGION, or a profile region".into()),
+            ));
+            return report;
+        }
+    };
+    report.region = Some(conn.region.clone());
+
+    // Credentials (assuming the role, if any) exactly as every call of the daemon resolves them.
+    let credentials = match conn.sdk_config.credentials_provider() {
+        None => Err("no credentials provider".to_owned()),
+        Some(p) => p
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::error::error_chain(&e)),
+    };
+    let (check, ok_detail, fix) = match &report.role_arn {
+        Some(arn) => (
+            "sts:AssumeRole",
+            format!("assumed {arn}"),
+            format!("the exporter's own identity needs sts:AssumeRole on {arn}, and the role's trust policy must name it (deploy/iam/target-role-trust-policy.json)"),
+        ),
+        None => (
+            "credentials",
+            "found by the default credential chain".to_owned(),
+            "give the exporter credentials: environment, profile, web identity (IRSA) or an instance role".to_owned(),
+        ),
+    };
+    match credentials {
+        Ok(()) => report.checks.push(Probe::ok(check, ok_detail)),
+        Err(e) => {
+            report.checks.push(Probe::error(check, e, Some(fix)));
+            return report;
+        }
+    }
+
+    // Identity, where the daemon would ask STS.
+    match target.sts_client(&conn) {
+        None => report.checks.push(Probe::skipped(
+            GET_CALLER_IDENTITY,
+            "endpoint_url is set without sts_endpoint_url: the daemon does not ask STS either",
+        )),
+        Some(sts) => {
+            let result = conn
+                .call(GET_CALLER_IDENTITY, || sts.get_caller_identity().send())
+                .await;
+            if let Ok(out) = &result {
+                report.arn = out.arn().map(str::to_owned);
+                if let Some(account) = out.account() {
+                    report.account_id = Some(account.to_owned());
+                    conn.identity
+                        .learn_account(account, GET_CALLER_IDENTITY.name);
+                }
+            }
+            report
+                .checks
+                .push(Probe::of(GET_CALLER_IDENTITY, &result, |out| {
+                    format!(
+                        "account {} as {}",
+                        out.account().unwrap_or("?"),
+                        out.arn().unwrap_or("?")
+                    )
+                }));
+        }
+    }
+    if let Err(e) = target.refused() {
+        report.checks.push(Probe::error(
+            "unique account and region",
+            e.to_string(),
+            None,
+        ));
+    }
+
+    report.sources = services::doctor(sources, &conn).await;
+    report
+}
+
+/// Where the region of `target` comes from, following aws-config's default chain: (source,
+/// setting).
+async fn region_source(target: &Target) -> (&'static str, String) {
+    if target.config.region.is_some() {
+        return ("configuration", "targets[].regions".into());
+    }
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if std::env::var(var).is_ok_and(|v| !v.is_empty()) {
+            return ("environment", var.into());
+        }
+    }
+    let profile = aws_config::profile::ProfileFileRegionProvider::new();
+    if profile.region().await.is_some() {
+        let name = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+        return ("profile", name);
+    }
+    ("instance_metadata", "IMDS".into())
+}
+
+/// The report for people: one block per target.
+pub fn render_table(report: &Report) -> String {
+    let mut out = String::new();
+    for t in &report.targets {
+        render_target(&mut out, t);
+    }
+    if report.ok {
+        out.push_str("RESULT: ok: every check passed (exit 0)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "RESULT: {} check(s) failed (exit {EXIT_CHECK_FAILED}): {}",
+            report.failed.len(),
+            report.failed.join(", ")
+        );
+    }
+    out
+}
+
+fn render_target(out: &mut String, t: &TargetReport) {
+    let _ = writeln!(out, "TARGET {}", t.target);
+    let _ = writeln!(
+        out,
+        "  region   {} ({}: {})",
+        t.region.as_deref().unwrap_or("none"),
+        t.region_source,
+        t.region_setting
+    );
+    let _ = writeln!(
+        out,
+        "  account  {}{}",
+        t.account_id.as_deref().unwrap_or("unknown"),
+        t.arn
+            .as_deref()
+            .map(|a| format!(" as {a}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  role     {}",
+        t.role_arn
+            .as_deref()
+            .unwrap_or("none (the default credentials)")
+    );
+    out.push('\n');
+
+    let probes: Vec<(&str, &Probe)> = t
+        .checks
+        .iter()
+        .map(|p| ("", p))
+        .chain(
+            t.sources
+                .iter()
+                .flat_map(|s| s.findings.checks.iter().map(|p| (s.source, p))),
+        )
+        .collect();
+    let width = probes
+        .iter()
+        .map(|(_, p)| p.check.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let _ = writeln!(out, "  {:<8} {:<width$}  DETAIL", "STATUS", "CHECK");
+    for (_, p) in &probes {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<width$}  {}",
+            p.status.word(),
+            p.check,
+            p.detail
+        );
+        if let Some(fix) = &p.fix {
+            let _ = writeln!(out, "  {:<8} {:<width$}  fix: {fix}", "", "");
+        }
+    }
+
+    if !t.sources.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "  WATCHED");
+        for s in &t.sources {
+            if s.findings.watched.is_empty() {
+                let _ = writeln!(out, "  {:<20} unknown: the listing failed", s.source);
+            }
+            for w in &s.findings.watched {
+                let excluded: Vec<String> = w
+                    .excluded
+                    .iter()
+                    .map(|e| format!("{} {}", e.count, e.reason))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {} of {} {}s listed{}",
+                    s.source,
+                    w.watched,
+                    w.listed,
+                    w.kind,
+                    if excluded.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (excluded: {})", excluded.join(", "))
+                    }
+                );
+            }
+        }
+
+        out.push('\n');
+        let estimates: Vec<&CallEstimate> = t
+            .sources
+            .iter()
+            .flat_map(|s| s.findings.api_calls.iter())
+            .collect();
+        let width = estimates
+            .iter()
+            .map(|e| e.service.len() + 1 + e.operation.len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>9}  {:>9}  ESTIMATE ASSUMES",
+            "API CALLS PER HOUR", "CALLS/H", "SHARE/H"
+        );
+        for e in estimates {
+            let name = format!("{} {}", e.service, e.operation);
+            let mut assumes = e.assumes.clone();
+            if let Some(p) = &e.per_active {
+                assumes = format!("{assumes}; +{:.0}/h per {}", p.calls_per_hour, p.per);
+            }
+            if e.over_share() {
+                assumes = format!("OVER THE SHARE: polls will wait for the budget; {assumes}");
+            }
+            let _ = writeln!(
+                out,
+                "  {name:<width$}  {:>9.0}  {:>9.0}  {assumes}",
+                e.calls_per_hour, e.share_per_hour
+            );
+        }
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_the_exporter_calls_has_a_statement_to_add() {
+        for op in services::operations() {
+            let Some(action) = op.iam_action else {
+                continue;
+            };
+            let fix = grant(action);
+            assert!(fix.contains("add statement \""), "{action}: {fix}");
+        }
+        assert_eq!(
+            grant("states:DescribeMapRun"),
+            "allow states:DescribeMapRun on \"arn:aws:states:*:*:mapRun:*\": add statement \"StepFunctionsDescribeMapRun\" of deploy/iam/policy.json to the exporter's policy"
+        );
+    }
+
+    #[test]
+    fn access_denied_is_told_from_other_errors() {
+        let op = crate::services::operations()[1];
+        let denied: Result<(), AwsError> = Err(AwsError::Other {
+            operation: op.name,
+            message: "AccessDeniedException: User is not authorized".into(),
+        });
+        let probe = Probe::of(op, &denied, |_| String::new());
+        assert_eq!(probe.status, Status::Denied);
+        assert_eq!(probe.code.as_deref(), Some("AccessDeniedException"));
+        let throttled: Result<(), AwsError> = Err(AwsError::Throttled {
+            operation: op.name,
+            message: "ThrottlingException: Rate exceeded".into(),
+        });
+        let probe = Probe::of(op, &throttled, |_| String::new());
+        assert_eq!((probe.status, probe.fix), (Status::Error, None));
+        let gone: Result<(), AwsError> = Err(AwsError::NotFound {
+            operation: op.name,
+            message: "ResourceNotFoundException: gone".into(),
+        });
+        assert_eq!(Probe::of(op, &gone, |_| String::new()).status, Status::Ok);
+    }
+
+    #[test]
+    fn estimates_count_pages_and_polls() {
+        assert_eq!(pages(0, 100), 1.0);
+        assert_eq!(pages(101, 100), 2.0);
+        assert_eq!(per_hour(Duration::from_secs(30)), 120.0);
+    }
+}

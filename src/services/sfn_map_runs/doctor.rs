@@ -1,0 +1,219 @@
+//! What `doctor` checks for Map Runs, with this source's own client calls: the state machines
+//! listed and selected as a poll selects them, their definitions, then ListExecutions,
+//! ListMapRuns and DescribeMapRun on the first resources there are to call them on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::aws::Connection;
+use crate::doctor::{pages, per_hour, select, CallEstimate, Findings, Watched};
+use crate::error::AwsError;
+use crate::services::sfn_map_runs::client::{
+    Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE, LIST_EXECUTIONS,
+    LIST_MAP_RUNS, LIST_STATE_MACHINES,
+};
+use crate::services::sfn_map_runs::config::Config;
+use crate::services::sfn_map_runs::state::REDRIVE_SCAN_EVERY_POLLS;
+use crate::services::source::unix_now;
+
+/// Definitions are read for this long at most; the rest are counted as not read.
+const DESCRIBE_TIME: Duration = Duration::from_secs(5);
+/// Executions tried for a Map Run to describe.
+const EXECUTIONS_TRIED: usize = 3;
+
+pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
+    let client = SfnClient::new(conn.clone());
+    let mut f = Findings::default();
+    let Some(listed) = f.probe(
+        LIST_STATE_MACHINES,
+        client.list_state_machines().await,
+        |l| format!("{} state machines", l.len()),
+    ) else {
+        let rest = [
+            DESCRIBE_STATE_MACHINE,
+            LIST_EXECUTIONS,
+            LIST_MAP_RUNS,
+            DESCRIBE_MAP_RUN,
+        ];
+        f.skip(&rest, "needs states:ListStateMachines");
+        return f;
+    };
+
+    // Selected as a poll selects them (see `SfnMapRuns::state_machines`): STANDARD ones only.
+    let (standard, express): (Vec<StateMachine>, Vec<StateMachine>) =
+        listed.iter().cloned().partition(|sm| sm.standard);
+    let (selected, selection) = select(
+        "state machine",
+        "state_machines",
+        &standard,
+        |sm| config.state_machines.matches(&sm.name, &sm.arn),
+        |sm| client.owns(&sm.arn),
+    );
+
+    let deadline = Instant::now() + DESCRIBE_TIME;
+    let (mut distributed, mut plain, mut unread) = (Vec::new(), 0, 0);
+    let mut describe: Option<Result<(), AwsError>> = None;
+    for sm in &selected {
+        if Instant::now() >= deadline || describe.as_ref().is_some_and(Result::is_err) {
+            unread += 1;
+            continue;
+        }
+        match client.has_distributed_map(&sm.arn).await {
+            Ok(true) => distributed.push(*sm),
+            Ok(false) => plain += 1,
+            Err(AwsError::NotFound { .. }) => {}
+            Err(e) => {
+                describe = Some(Err(e));
+                unread += 1;
+                continue;
+            }
+        }
+        describe = Some(Ok(()));
+    }
+    match describe {
+        None => f.skip(
+            &[DESCRIBE_STATE_MACHINE],
+            "no STANDARD state machine selected",
+        ),
+        Some(result) => {
+            let read = distributed.len() + plain;
+            f.probe(DESCRIBE_STATE_MACHINE, result, |_| {
+                format!(
+                    "{read} definitions read, {} with a Distributed Map",
+                    distributed.len()
+                )
+            });
+        }
+    }
+    let mut watched = Watched::new("state machine", listed.len(), distributed.len())
+        .excluded("EXPRESS (no Map Runs)", express.len());
+    watched.excluded.extend(selection.excluded);
+    f.watched.push(
+        watched
+            .excluded("without a Distributed Map", plain)
+            .excluded("definition not read", unread),
+    );
+
+    calls(
+        &mut f,
+        &conn,
+        config,
+        listed.len(),
+        selected.len(),
+        distributed.len(),
+    );
+
+    // ListExecutions, ListMapRuns and DescribeMapRun on the first resources there are.
+    let Some(sm) = distributed.first().or(selected.first()) else {
+        let why = "no state machine selected to call it on";
+        f.skip(&[LIST_EXECUTIONS, LIST_MAP_RUNS, DESCRIBE_MAP_RUN], why);
+        return f;
+    };
+    let mut executions = match client.list_executions(&sm.arn, Executions::Running).await {
+        Ok(running) if running.is_empty() => {
+            let since = unix_now() - config.lookback.as_secs_f64();
+            client
+                .list_executions(&sm.arn, Executions::StartedSince(since))
+                .await
+        }
+        other => other,
+    };
+    if let Ok(list) = &mut executions {
+        list.truncate(EXECUTIONS_TRIED);
+    }
+    let Some(executions) = f.probe(LIST_EXECUTIONS, executions, |l| {
+        format!("{}: {} running or within lookback", sm.name, l.len())
+    }) else {
+        f.skip(
+            &[LIST_MAP_RUNS, DESCRIBE_MAP_RUN],
+            "needs states:ListExecutions",
+        );
+        return f;
+    };
+    let mut map_run = None;
+    let mut list_result = None;
+    for e in &executions {
+        let result = client.list_map_runs(&e.arn).await;
+        let found = result.as_ref().ok().and_then(|runs| runs.first().cloned());
+        let failed = result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, AwsError::NotFound { .. }));
+        list_result = Some(result.map(|runs| (e.arn.clone(), runs.len())));
+        if failed || found.is_some() {
+            map_run = found;
+            break;
+        }
+    }
+    let Some(result) = list_result else {
+        let why = format!("no execution of {} to call it on", sm.name);
+        f.skip(&[LIST_MAP_RUNS, DESCRIBE_MAP_RUN], &why);
+        return f;
+    };
+    let listed = f.probe(LIST_MAP_RUNS, result, |(arn, n)| {
+        format!("{arn}: {n} Map Runs")
+    });
+    if listed.is_none() {
+        f.skip(&[DESCRIBE_MAP_RUN], "needs states:ListMapRuns");
+        return f;
+    }
+    match map_run {
+        Some(arn) => {
+            f.probe(
+                DESCRIBE_MAP_RUN,
+                client.describe_map_run(&arn).await,
+                |run| format!("{arn}: {:?}", run.status),
+            );
+        }
+        None => f.skip(&[DESCRIBE_MAP_RUN], "no Map Run found to call it on"),
+    }
+    f
+}
+
+/// The estimate of the calls per hour, from what was listed, with nothing running.
+fn calls(
+    f: &mut Findings,
+    conn: &Connection,
+    config: &Config,
+    listed: usize,
+    selected: usize,
+    distributed: usize,
+) {
+    let polls = per_hour(config.poll_interval);
+    let refresh = config.definition_refresh.as_secs_f64();
+    let every = REDRIVE_SCAN_EVERY_POLLS as f64;
+    f.api_calls = vec![
+        CallEstimate::new(
+            conn,
+            LIST_STATE_MACHINES,
+            pages(listed, 1000) * polls,
+            format!("{listed} state machines, 1000 a page, every poll"),
+        ),
+        CallEstimate::new(
+            conn,
+            DESCRIBE_STATE_MACHINE,
+            selected as f64 * 3600.0 / refresh,
+            format!("each of {selected} selected state machines every definition_refresh"),
+        ),
+        CallEstimate::new(
+            conn,
+            LIST_EXECUTIONS,
+            distributed as f64 * polls * (1.0 + 1.0 / every),
+            format!("newest executions of {distributed} state machines every poll, redrives every {REDRIVE_SCAN_EVERY_POLLS}th; the first poll also reads lookback"),
+        )
+        .per_active("state machine with running executions", polls),
+        CallEstimate::new(
+            conn,
+            LIST_MAP_RUNS,
+            0.0,
+            "one call per execution that starts".into(),
+        )
+        .per_active("execution started per hour", 1.0),
+        CallEstimate::new(
+            conn,
+            DESCRIBE_MAP_RUN,
+            0.0,
+            "open Map Runs every poll, and once when they end".into(),
+        )
+        .per_active("open Map Run", polls),
+    ];
+}

@@ -1,0 +1,85 @@
+//! What `doctor` checks for Transfer Family workflows, with this source's own client calls:
+//! the workflows listed and selected as a poll selects them, then ListExecutions and
+//! DescribeExecution on the first workflow and execution there are to call them on.
+
+use std::sync::Arc;
+
+use crate::aws::Connection;
+use crate::doctor::{pages, per_hour, select, CallEstimate, Findings};
+use crate::services::transfer_workflows::client::{
+    TransferClient, DESCRIBE_EXECUTION, LIST_EXECUTIONS, LIST_WORKFLOWS,
+};
+use crate::services::transfer_workflows::config::Config;
+
+pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
+    let client = TransferClient::new(conn.clone());
+    let mut f = Findings::default();
+    let Some(listed) = f.probe(LIST_WORKFLOWS, client.list_workflows().await, |l| {
+        format!("{} workflows", l.len())
+    }) else {
+        let why = "needs transfer:ListWorkflows";
+        f.skip(&[LIST_EXECUTIONS, DESCRIBE_EXECUTION], why);
+        return f;
+    };
+    // Selected as a poll selects them (see `TransferWorkflows::poll_inner`).
+    let (selected, watched) = select(
+        "workflow",
+        "workflows",
+        &listed,
+        |w| config.workflows.matches(&w.description, &w.id),
+        |w| conn.owns(&w.id),
+    );
+    f.watched.push(watched);
+    let polls = per_hour(config.poll_interval);
+    f.api_calls = vec![
+        CallEstimate::new(
+            &conn,
+            LIST_WORKFLOWS,
+            pages(listed.len(), 100) * polls,
+            format!("{} workflows, 100 a page, every poll", listed.len()),
+        ),
+        CallEstimate::new(
+            &conn,
+            LIST_EXECUTIONS,
+            selected.len() as f64 * polls,
+            format!(
+                "each of {} selected workflows every poll (one page of 100 in progress)",
+                selected.len()
+            ),
+        ),
+        CallEstimate::new(
+            &conn,
+            DESCRIBE_EXECUTION,
+            0.0,
+            "executions whose step failed, every poll while they handle it".into(),
+        )
+        .per_active("execution handling an exception", polls),
+    ];
+
+    let Some(workflow) = selected.first() else {
+        let why = "no workflow selected to call it on";
+        f.skip(&[LIST_EXECUTIONS, DESCRIBE_EXECUTION], why);
+        return f;
+    };
+    let Some(executions) = f.probe(
+        LIST_EXECUTIONS,
+        client.list_executions(&workflow.id).await,
+        |l| format!("{}: {} executions in progress", workflow.id, l.len()),
+    ) else {
+        f.skip(&[DESCRIBE_EXECUTION], "needs transfer:ListExecutions");
+        return f;
+    };
+    match executions.first() {
+        None => f.skip(
+            &[DESCRIBE_EXECUTION],
+            &format!("no execution in progress in {} to call it on", workflow.id),
+        ),
+        Some(e) => {
+            let result = client.describe_execution(&workflow.id, &e.id).await;
+            f.probe(DESCRIBE_EXECUTION, result, |d| {
+                format!("{}: {:?}", e.id, d.status)
+            });
+        }
+    }
+    f
+}

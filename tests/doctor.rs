@@ -1,0 +1,296 @@
+//! `aws-workflow-exporter doctor`, the real binary against the simulator: a denied action fails
+//! the run (exit 1) and is named with its AWS error code and the policy statement to add while
+//! every other check passes; with nothing denied it exits 0; `--output json` follows
+//! docs/doctor.schema.json; a bad configuration exits 2 with the usual error.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use aws_workflow_exporter::simulator::{demo, Fault, FaultKind, Simulator};
+use serde_json::Value;
+
+const DENIED: &str = "appflow:ListFlows";
+
+/// The simulator with the demo's resources, denying `denied` (IAM actions) and `faults`.
+async fn simulator(denied: &str, faults: Vec<Fault>) -> Simulator {
+    let sim = Simulator::start().await.expect("simulator");
+    {
+        let mut world = sim.world();
+        demo::seed(&mut world);
+        world
+            .faults
+            .extend(demo::denials(denied).expect("known actions"));
+        world.faults.extend(faults);
+    }
+    sim
+}
+
+/// Runs `doctor` with `config` (YAML) and `args`, in a clean environment with static keys.
+fn doctor(dir: &Path, config: &str, args: &[&str]) -> Output {
+    let file = dir.join("config.yaml");
+    std::fs::write(&file, config).expect("write config");
+    Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+        .arg("doctor")
+        .arg("--config.file")
+        .arg(&file)
+        .args(args)
+        .env_clear()
+        .env("HOME", dir)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_CONFIG_FILE", dir.join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("the exporter binary runs")
+}
+
+/// One target at the simulator, STS included; `extra` is appended to the file.
+fn config(sim: &Simulator, extra: &str) -> String {
+    format!(
+        "targets:\n  - name: sim\n    regions: [us-east-1]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n{extra}",
+        sim.endpoint
+    )
+}
+
+fn json(out: &Output) -> Value {
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    common::validate_json_schema("docs/doctor.schema.json", &doc)
+        .unwrap_or_else(|e| panic!("{e}\n{doc:#}"));
+    doc
+}
+
+/// Every check of every target, (check, status).
+fn checks(doc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in doc["targets"].as_array().unwrap() {
+        let lists = std::iter::once(&t["checks"]).chain(
+            t["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| &s["checks"]),
+        );
+        for c in lists.flat_map(|l| l.as_array().unwrap()) {
+            out.push((
+                c["check"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+fn source<'a>(target: &'a Value, name: &str) -> &'a Value {
+    target["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {target:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_action_fails_the_run_and_is_named_with_its_fix() {
+    let sim = simulator(DENIED, vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&sim, "");
+
+    let out = doctor(dir.path(), &config, &[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let line = |action: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(action))
+            .unwrap_or_else(|| panic!("no line for {action}:\n{table}"))
+            .to_owned()
+    };
+    let denied = line(DENIED);
+    assert!(denied.trim_start().starts_with("DENIED"), "{denied}");
+    assert!(denied.contains("AccessDeniedException"), "{denied}");
+    assert!(
+        table.contains("fix: allow appflow:ListFlows on \"*\": add statement \"DiscoverResources\" of deploy/iam/policy.json"),
+        "{table}"
+    );
+    assert!(line("appflow:DescribeFlowExecutionRecords")
+        .trim_start()
+        .starts_with("skipped"));
+    // Every other action the enabled sources need was called and passed.
+    for op in aws_workflow_exporter::services::operations() {
+        let Some(action) = op.iam_action else {
+            continue;
+        };
+        if action.starts_with("appflow:") {
+            continue;
+        }
+        assert!(
+            line(action).trim_start().starts_with("ok "),
+            "{action}:\n{table}"
+        );
+    }
+    assert!(line("sts:GetCallerIdentity").contains("123456789012"));
+    assert!(table.contains("RESULT: 1 check(s) failed (exit 1): sim/us-east-1: appflow:ListFlows"));
+
+    let out = doctor(dir.path(), &config, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(
+        doc["failed"],
+        serde_json::json!(["sim/us-east-1: appflow:ListFlows"])
+    );
+    let target = &doc["targets"][0];
+    assert_eq!(target["account_id"], "123456789012");
+    assert_eq!(target["region"], "us-east-1");
+    assert_eq!(target["region_source"], "configuration");
+    let appflow = source(target, "appflow_flows");
+    let check = &appflow["checks"][0];
+    assert_eq!(check["check"], DENIED);
+    assert_eq!(check["status"], "denied");
+    assert_eq!(check["code"], "AccessDeniedException");
+    assert!(check["fix"]
+        .as_str()
+        .unwrap()
+        .contains("deploy/iam/policy.json"));
+    let failing: Vec<_> = checks(&doc)
+        .into_iter()
+        .filter(|(_, status)| status != "ok")
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            (DENIED.to_owned(), "denied".to_owned()),
+            (
+                "appflow:DescribeFlowExecutionRecords".to_owned(),
+                "skipped".to_owned()
+            )
+        ]
+    );
+    let sfn = source(target, "sfn_map_runs");
+    assert_eq!(sfn["watched"][0]["kind"], "state machine");
+    assert!(sfn["watched"][0]["watched"].as_u64() > Some(0), "{sfn:#}");
+    let list = &sfn["api_calls"][0];
+    assert_eq!(list["operation"], "ListStateMachines");
+    // One page every poll of the default 60 s; half (quota_share 0.5) of AWS's 5 per second.
+    assert_eq!(list["calls_per_hour"], 60.0);
+    assert_eq!(list["share_per_hour"], 9000.0);
+
+    // Read-only: nothing but List, Describe and Get was sent.
+    let calls = sim.world().call_counts();
+    assert!(calls.contains_key(&("appflow".into(), "ListFlows".into())));
+    for (service, operation) in calls.keys() {
+        assert!(
+            ["List", "Describe", "Get"]
+                .iter()
+                .any(|p| operation.starts_with(p)),
+            "{service}:{operation}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_denied_it_exits_zero_and_counts_what_filters_exclude() {
+    let sim = simulator("", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "  - name: role\n    regions: [us-west-2]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    role_arn: arn:aws:iam::123456789012:role/exporter\n\
+         sources:\n  sfn_map_runs:\n    state_machines:\n      names: [image-resize]\n",
+        sim.endpoint
+    );
+    let out = doctor(dir.path(), &config(&sim, &extra), &["--output", "json"]);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    assert_eq!(doc["ok"], true);
+    assert!(doc["failed"].as_array().unwrap().is_empty());
+    let all = checks(&doc);
+    assert!(all.iter().all(|(_, status)| status == "ok"), "{all:?}");
+    // Every IAM action of every source, on both targets.
+    for op in aws_workflow_exporter::services::operations() {
+        if let Some(action) = op.iam_action {
+            assert_eq!(
+                all.iter().filter(|(c, _)| c == action).count(),
+                2,
+                "{action}"
+            );
+        }
+    }
+    let role = &doc["targets"][1];
+    assert_eq!(role["target"], "role/us-west-2");
+    assert_eq!(role["checks"][0]["check"], "sts:AssumeRole");
+    assert!(role["checks"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("role/exporter"));
+    // The role's credentials (the simulator hands out ASIASIMULATOR) signed its calls.
+    let signed_as_role = |operation: &str| {
+        sim.world()
+            .calls
+            .iter()
+            .any(|c| c.operation == operation && c.access_key == "ASIASIMULATOR")
+    };
+    assert!(signed_as_role("GetCallerIdentity") && signed_as_role("ListFlows"));
+    let watched = &source(&doc["targets"][0], "sfn_map_runs")["watched"][0];
+    assert_eq!(watched["listed"], 3, "{watched:#}");
+    assert_eq!(watched["watched"], 1, "{watched:#}");
+    assert_eq!(
+        watched["excluded"],
+        serde_json::json!([{"reason": "by the state_machines filter", "count": 2}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_cannot_be_assumed_is_named_and_nothing_else_is_tried() {
+    let deny_assume = Fault {
+        service: "sts",
+        operation: "AssumeRole",
+        body_contains: None,
+        kind: FaultKind::AccessDenied,
+        remaining: None,
+    };
+    let sim = simulator("", vec![deny_assume]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "targets:\n  - name: role\n    regions: [us-east-1]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    role_arn: arn:aws:iam::123456789012:role/exporter\n",
+        sim.endpoint
+    );
+    let out = doctor(dir.path(), &config, &[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("sts:AssumeRole"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.trim_start().starts_with("ERROR"), "{line}");
+    assert!(
+        line.contains("arn:aws:iam::123456789012:role/exporter") && line.contains("AccessDenied"),
+        "{line}"
+    );
+    assert!(table.contains("trust policy"), "{table}");
+    assert_eq!(sim.world().count("sfn", "ListStateMachines"), 0);
+}
+
+#[test]
+fn a_bad_configuration_exits_two_with_the_config_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+        .args(["doctor", "--config.file", "tests/config/bad/bad-regex.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tests/config/bad/bad-regex.yaml")
+            && stderr.contains("sources.sfn_map_runs.state_machines.name_regex"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
