@@ -93,7 +93,7 @@ pub enum Command {
     /// Check, per target and region, what the exporter needs from AWS (credentials, role,
     /// identity, each IAM action of the enabled sources, what would be watched, the API calls
     /// per hour) with read-only calls, and exit: 0 if every check passed, 1 if one failed,
-    /// 2 if the configuration is invalid. Logs only errors unless --log.level says otherwise.
+    /// 2 if the configuration is invalid. Logs only errors unless --log.level names another level.
     Doctor {
         /// `table` for people, `json` for scripts (shape: docs/doctor.schema.json).
         #[arg(long = "output", value_enum, default_value = "table")]

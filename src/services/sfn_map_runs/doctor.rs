@@ -205,9 +205,8 @@ fn calls(
             conn,
             LIST_MAP_RUNS,
             0.0,
-            "one call per execution that starts".into(),
-        )
-        .per_active("execution started per hour", 1.0),
+            "one call per execution that starts, and per execution history reads".into(),
+        ),
         CallEstimate::new(
             conn,
             DESCRIBE_MAP_RUN,
