@@ -294,3 +294,68 @@ fn a_bad_configuration_exits_two_with_the_config_error() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// Against moto, a third-party emulator of STS and Step Functions: the identity and the Map
+/// Run source's checks pass over their real wire protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_moto_the_identity_and_step_functions_checks_pass() {
+    let port = common::free_port();
+    let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let _moto = common::KillOnDrop(
+        Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): scripts/setup-tools.sh")),
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    common::wait_until("moto answers", async || {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let endpoint = format!("http://{addr}");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let distributed = r#"{"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": true,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+        "StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}}}}"#;
+    let plain = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}"#;
+    let role = "arn:aws:iam::123456789012:role/sfn";
+    for (name, definition) in [("ingest", distributed), ("plain", plain)] {
+        let create = sfn.create_state_machine().name(name).role_arn(role);
+        create.definition(definition).send().await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "targets:\n  - name: moto\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n    sts_endpoint_url: {endpoint}\n\
+         sources:\n  transfer_workflows: {{enabled: false}}\n  appflow_flows: {{enabled: false}}\n"
+    );
+    let out = doctor(dir.path(), &config, &["--output", "json"]);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let target = &doc["targets"][0];
+    assert_eq!(target["account_id"], "123456789012");
+    let sfn = source(target, "sfn_map_runs");
+    let watched = &sfn["watched"][0];
+    assert_eq!(
+        (&watched["listed"], &watched["watched"]),
+        (&2.into(), &1.into())
+    );
+    assert_eq!(
+        watched["excluded"],
+        serde_json::json!([{"reason": "without a Distributed Map", "count": 1}])
+    );
+    let statuses: Vec<_> = checks(&doc);
+    assert!(
+        statuses.contains(&("states:ListExecutions".into(), "ok".into())),
+        "{statuses:?}"
+    );
+}
