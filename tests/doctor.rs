@@ -29,6 +29,11 @@ async fn simulator(denied: &str, faults: Vec<Fault>) -> Simulator {
 
 /// Runs `doctor` with `config` (YAML) and `args`, in a clean environment with static keys.
 fn doctor(dir: &Path, config: &str, args: &[&str]) -> Output {
+    doctor_with_env(dir, config, args, &[])
+}
+
+/// [`doctor`] with `env` added to the environment.
+fn doctor_with_env(dir: &Path, config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let file = dir.join("config.yaml");
     std::fs::write(&file, config).expect("write config");
     Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
@@ -43,6 +48,7 @@ fn doctor(dir: &Path, config: &str, args: &[&str]) -> Output {
         .env("AWS_CONFIG_FILE", dir.join("none"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
         .output()
         .expect("the exporter binary runs")
 }
@@ -358,4 +364,52 @@ async fn against_moto_the_identity_and_step_functions_checks_pass() {
         statuses.contains(&("states:ListExecutions".into(), "ok".into())),
         "{statuses:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_region_says_where_it_came_from_and_a_missing_one_fails() {
+    let sim = simulator("", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "targets:\n  - name: sim\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n",
+        sim.endpoint
+    );
+    let json_output = ["--output", "json"];
+    let env = [("AWS_REGION", "eu-west-1")];
+    let out = doctor_with_env(dir.path(), &config, &json_output, &env);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let target = &doc["targets"][0];
+    assert_eq!(target["region"], "eu-west-1");
+    assert_eq!(target["region_source"], "environment");
+    assert_eq!(target["region_setting"], "AWS_REGION");
+
+    let out = doctor(dir.path(), &config, &json_output);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{doc:#}");
+    assert_eq!(doc["failed"], serde_json::json!(["sim/default: region"]));
+    let check = &doc["targets"][0]["checks"][0];
+    assert_eq!(check["status"], "error");
+    assert!(check["detail"].as_str().unwrap().contains("no AWS region"));
+    assert!(check["fix"].as_str().unwrap().contains("AWS_REGION"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_target_on_the_same_account_and_region_fails() {
+    let sim = simulator("", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The file cannot tell (one names its account, the other learns it from STS).
+    let extra = format!(
+        "  - name: again\n    regions: [us-east-1]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    account_id: '123456789012'\n",
+        sim.endpoint
+    );
+    let out = doctor(dir.path(), &config(&sim, &extra), &["--output", "json"]);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{doc:#}");
+    let failed = doc["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{doc:#}");
+    assert!(failed[0]
+        .as_str()
+        .unwrap()
+        .ends_with(": unique account and region"));
 }
