@@ -114,32 +114,25 @@ impl Probe {
         describe: impl FnOnce(&T) -> String,
     ) -> Self {
         let check = action_of(op);
-        match result {
-            Ok(v) => Self::ok(check, describe(v)),
+        let message = match result {
+            Ok(v) => return Self::ok(check, describe(v)),
             Err(AwsError::NotFound { message, .. }) => {
-                Self::ok(check, format!("allowed (the resource is gone: {message})"))
+                return Self::ok(check, format!("allowed (the resource is gone: {message})"));
             }
-            Err(e) => {
-                let message = match e {
-                    AwsError::Throttled { message, .. } | AwsError::Other { message, .. } => {
-                        message.clone()
-                    }
-                    AwsError::NotFound { .. } => unreachable!("handled above"),
-                };
-                let code = crate::status::error_code(&message).map(str::to_owned);
-                let denied = code.as_deref().is_some_and(is_access_denied);
-                Self {
-                    fix: denied.then(|| grant(&check)),
-                    status: if denied {
-                        Status::Denied
-                    } else {
-                        Status::Error
-                    },
-                    check,
-                    detail: message,
-                    code,
-                }
-            }
+            Err(AwsError::Throttled { message, .. } | AwsError::Other { message, .. }) => message,
+        };
+        let code = crate::status::error_code(message).map(str::to_owned);
+        let denied = code.as_deref().is_some_and(is_access_denied);
+        Self {
+            fix: denied.then(|| grant(&check)),
+            status: if denied {
+                Status::Denied
+            } else {
+                Status::Error
+            },
+            check,
+            detail: message.clone(),
+            code,
         }
     }
 
@@ -368,6 +361,21 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
+    /// What the file tells of `target`, before any check.
+    fn of(target: &Target) -> Self {
+        Self {
+            target: target.key(),
+            region: target.config.region.clone(),
+            region_source: "configuration",
+            region_setting: String::new(),
+            account_id: target.config.known_account().map(str::to_owned),
+            arn: None,
+            role_arn: target.config.role.as_ref().map(|r| r.arn.clone()),
+            checks: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
     fn probes(&self) -> impl Iterator<Item = &Probe> {
         self.checks
             .iter()
@@ -429,43 +437,45 @@ pub async fn run(config: &Config, static_credentials: Option<StaticCredentials>)
             registry.clone(),
         ));
         let sources = config.sources.clone();
-        tasks.push(tokio::spawn(async move {
-            check_target(&target, &sources).await
-        }));
+        let checked = target.clone();
+        let task = tokio::spawn(async move { check_target(&checked, &sources).await });
+        tasks.push((target, task));
     }
     let mut targets = Vec::new();
-    for (task, t) in tasks.into_iter().zip(&config.targets) {
-        targets.push(task.await.unwrap_or_else(|e| TargetReport {
-            target: t.name.clone(),
-            region: t.region.clone(),
-            region_source: "configuration",
-            region_setting: String::new(),
-            account_id: None,
-            arn: None,
-            role_arn: None,
-            checks: vec![Probe::error(
-                "doctor",
-                format!("the check panicked: {e}"),
-                None,
-            )],
-            sources: Vec::new(),
+    for (target, task) in tasks {
+        targets.push(task.await.unwrap_or_else(|e| {
+            let mut report = TargetReport::of(&target);
+            let detail = format!("the check ended abnormally: {e}");
+            report.checks.push(Probe::error("doctor", detail, None));
+            report
         }));
     }
+    refuse_duplicates(&mut targets);
     Report::new(targets)
 }
 
+/// A target reaching the account and region of an earlier one fails: the daemon polls only one
+/// of them (see `aws::AccountRegistry`). Decided here, once every identity is known, so the
+/// result does not depend on which target's STS answer came first.
+fn refuse_duplicates(targets: &mut [TargetReport]) {
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    for t in targets {
+        let (Some(account), Some(region)) = (t.account_id.clone(), t.region.clone()) else {
+            continue;
+        };
+        match seen.iter().find(|(a, r, _)| *a == account && *r == region) {
+            Some((_, _, first)) => t.checks.push(Probe::error(
+                "unique account and region",
+                format!("reaches account {account} in {region}, as target {first} does: the exporter polls it only once"),
+                Some("remove one of the two targets, or give them different regions".into()),
+            )),
+            None => seen.push((account, region, t.target.clone())),
+        }
+    }
+}
+
 async fn check_target(target: &Target, sources: &services::SourcesConfig) -> TargetReport {
-    let mut report = TargetReport {
-        target: target.key(),
-        region: target.config.region.clone(),
-        region_source: "configuration",
-        region_setting: String::new(),
-        account_id: target.config.known_account().map(str::to_owned),
-        arn: None,
-        role_arn: target.config.role.as_ref().map(|r| r.arn.clone()),
-        checks: Vec::new(),
-        sources: Vec::new(),
-    };
+    let mut report = TargetReport::of(target);
     (report.region_source, report.region_setting) = region_source(target).await;
     let conn = match target.connect().await {
         Ok(conn) => conn,
@@ -538,14 +548,6 @@ async fn check_target(target: &Target, sources: &services::SourcesConfig) -> Tar
                 }));
         }
     }
-    if let Err(e) = target.refused() {
-        report.checks.push(Probe::error(
-            "unique account and region",
-            e.to_string(),
-            None,
-        ));
-    }
-
     report.sources = services::doctor(sources, &conn).await;
     report
 }
