@@ -412,3 +412,26 @@ async fn a_second_target_on_the_same_account_and_region_fails() {
         serde_json::json!(["again/us-east-1: unique account and region"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_checks_with_its_part_of_the_budget_and_bad_shard_flags_exit_two() {
+    let sim = simulator("", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&sim, "");
+    let sharded = ["--output", "json", "--shard", "1", "--total-shards", "2"];
+    let out = doctor(dir.path(), &config, &sharded);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let sfn = source(&doc["targets"][0], "sfn_map_runs");
+    // Half of quota_share 0.5 of ListStateMachines' 5 calls a second.
+    assert_eq!(sfn["api_calls"][0]["share_per_hour"], 4500.0);
+
+    let out = doctor(
+        dir.path(),
+        &config,
+        &["--shard", "2", "--total-shards", "2"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard"));
+}
