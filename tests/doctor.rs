@@ -435,3 +435,26 @@ async fn a_shard_checks_with_its_part_of_the_budget_and_bad_shard_flags_exit_two
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shard"));
 }
+
+/// Each action is checked by a call of its own: denying any one of them fails the run, naming
+/// exactly that action with AWS's error code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denying_any_one_action_fails_the_run_on_that_action_only() {
+    for (action, _, _) in demo::DENIABLE {
+        let sim = simulator(action, vec![]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = doctor(dir.path(), &config(&sim, ""), &["--output", "json"]);
+        let doc = json(&out);
+        assert_eq!(out.status.code(), Some(1), "{action}: {doc:#}");
+        assert_eq!(
+            doc["failed"],
+            serde_json::json!([format!("sim/us-east-1: {action}")]),
+            "{doc:#}"
+        );
+        let denied: Vec<_> = checks(&doc)
+            .into_iter()
+            .filter(|(_, status)| status == "denied")
+            .collect();
+        assert_eq!(denied, [(action.to_string(), "denied".to_string())]);
+    }
+}
