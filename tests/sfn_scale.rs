@@ -84,7 +84,7 @@ async fn only_state_machines_with_a_distributed_map_cost_listings() {
             sms, listed_sms,
             "ListExecutions only for the Distributed Maps"
         );
-        let execs: BTreeSet<String> = resources(log, "ListMapRuns").into_iter().collect();
+        let execs: BTreeSet<String> = resources(log, "GetExecutionHistory").into_iter().collect();
         assert_eq!(execs, listed_execs);
         assert_eq!(
             ids(&resources(log, "DescribeMapRun")),
@@ -236,7 +236,7 @@ async fn history_is_described_newest_first_once_and_feeds_no_counter() {
             .any(|r| r.contains("hist-")),
         "history is described once"
     );
-    assert!(!resources(&again, "ListMapRuns")
+    assert!(!resources(&again, "GetExecutionHistory")
         .iter()
         .any(|r| r.contains("old-")));
 }
@@ -284,7 +284,7 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
     h.poll().await;
     let log = take_log(&h);
     assert_eq!(resources(&log, "ListExecutions").len(), 1);
-    assert_eq!(resources(&log, "ListMapRuns").len(), 1);
+    assert_eq!(resources(&log, "GetExecutionHistory").len(), 1);
     assert_eq!(
         ids(&resources(&log, "DescribeMapRun")),
         BTreeSet::from(["quick".to_string()])
@@ -300,7 +300,7 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
     h.poll().await;
     let log = take_log(&h);
     assert!(resources(&log, "DescribeMapRun").is_empty());
-    assert!(resources(&log, "ListMapRuns").is_empty());
+    assert!(resources(&log, "GetExecutionHistory").is_empty());
 }
 
 #[tokio::test]
@@ -472,5 +472,70 @@ async fn retries_are_paid_from_the_budget_and_a_throttle_empties_it() {
             ]
         ),
         Some(2.0)
+    );
+}
+
+/// More running executions than a poll's share of GetExecutionHistory can read before its
+/// deadline: each poll reads what it can, yields without failing, and the next continues with
+/// the executions not read yet, until every open run is on /metrics.
+#[tokio::test]
+async fn a_poll_with_more_work_than_its_interval_yields_and_the_next_continues() {
+    const EXECUTIONS: usize = 12;
+    let mut h = Harness::start(SOURCE, |c| {
+        c.sources.sfn_map_runs.poll_interval = Duration::from_secs(1);
+        // Half of it, the default share: 2 calls of burst and 2 a second, about 4 a poll.
+        c.aws_api
+            .quotas
+            .insert("states:GetExecutionHistory".into(), (4.0, 4.0));
+    })
+    .await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("busy", now - 86400.0);
+        for i in 0..EXECUTIONS {
+            let exec = w.sfn.start_execution(&sm, &format!("e{i:02}"), now - 60.0);
+            w.sfn
+                .add_map_run(&exec, spec(&format!("r{i:02}"), 10), now - 50.0);
+        }
+    }
+    let mut read: Vec<String> = Vec::new();
+    let mut polls = 0;
+    loop {
+        h.poll().await;
+        polls += 1;
+        let log = take_log(&h);
+        let this_poll = resources(&log, "GetExecutionHistory");
+        assert!(
+            this_poll.len() < EXECUTIONS,
+            "a poll reads only what its deadline allows"
+        );
+        assert!(resources(&log, "ListMapRuns").is_empty());
+        read.extend(this_poll);
+        let s = h.scrape().await;
+        assert_eq!(
+            s.value(
+                "aws_workflow_exporter_poll_success",
+                &[("source", "sfn_map_runs")]
+            ),
+            Some(1.0),
+            "yielding is not failing"
+        );
+        let open = s.count("aws_sfn_map_run_status", &[("status", "running")]);
+        if open == EXECUTIONS {
+            break;
+        }
+        assert!(
+            polls < 30,
+            "all open runs on /metrics within 30 polls, {open} after {polls}"
+        );
+    }
+    println!("{polls} polls, reads in order: {read:?}");
+    assert!(polls > 1);
+    let first_pass: BTreeSet<&String> = read.iter().take(EXECUTIONS).collect();
+    assert_eq!(
+        first_pass.len(),
+        EXECUTIONS,
+        "each poll continues with the executions not read yet: {read:?}"
     );
 }

@@ -1,11 +1,20 @@
 //! Step Functions Distributed Map Runs: ListStateMachines (+ DescribeStateMachine, cached) ->
-//! ListExecutions of state machines with a Distributed Map -> ListMapRuns -> DescribeMapRun.
+//! ListExecutions of state machines with a Distributed Map -> the executions' map runs ->
+//! DescribeMapRun.
 //!
-//! A poll does the open work first and publishes it as it goes: running executions, their map
-//! runs, open runs in the order that serves the alerts, final describes and redriven runs. Then,
-//! until the poll's time is up, it reads history in the background (runs that finished before
-//! the exporter started, within `lookback`) newest first, with budget tokens open work does not
-//! need. Which calls are needed is decided in [`state`].
+//! An execution's map runs are found in its history (GetExecutionHistory newest first, down to
+//! the last event read: 20 calls/s against ListMapRuns' 1/s); its MapRunSucceeded/Failed/Aborted
+//! and MapRunRedriven events also say which runs to describe again. ListMapRuns is the fallback
+//! when the history is denied or has more new events than [`client::MAX_EVENT_PAGES`] pages.
+//!
+//! A poll does the open work first and publishes it as it goes: running executions, final
+//! describes and redriven runs, then the executions' map runs interleaved with refreshes of the
+//! open runs in the order that serves the alerts. All of it stops at the poll's deadline and
+//! continues at the next poll where it stopped (executions least lately read first), so a poll
+//! that finds more work than its interval allows yields instead of failing. Then, until the
+//! deadline, it reads history in the background (runs that finished before the exporter
+//! started, within `lookback`) newest first, with budget tokens open work does not need. Which
+//! calls are needed is decided in [`state`].
 
 pub mod client;
 pub mod config;
@@ -13,6 +22,7 @@ pub mod convert;
 pub mod metrics;
 pub mod state;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,21 +30,25 @@ use crate::aws::Target;
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::sfn_map_runs::client::{
-    Executions, SfnClient, DESCRIBE_MAP_RUN, LIST_EXECUTIONS, LIST_MAP_RUNS,
+    Executions, SfnClient, DESCRIBE_MAP_RUN, GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::state::{Backlog, Listing, MapRunTracker, StateMachineObs};
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 
-/// Background work stops this far into the poll interval, so the next poll starts on time.
-const BACKGROUND_SHARE_OF_INTERVAL: f64 = 0.9;
+/// A poll's work stops this far into the poll interval, so the next poll starts on time.
+const WORK_SHARE_OF_INTERVAL: f64 = 0.9;
+
+/// After GetExecutionHistory was denied, map runs are found with ListMapRuns this long before
+/// the history is tried again.
+const EVENTS_DENIED_RETRY: Duration = Duration::from_secs(3600);
 
 /// The kinds of history work, each with its own budget bucket.
 #[derive(Debug, Clone, Copy)]
 enum History {
     /// A state machine's first listing, down to `now - lookback`.
     Listing,
-    /// ListMapRuns of a finished execution found by it.
+    /// The map runs of a finished execution found by it.
     MapRuns,
     /// DescribeMapRun of a run found that way.
     Describe,
@@ -52,6 +66,8 @@ pub struct SfnMapRuns {
     tracker: MapRunTracker,
     /// The history backlog as last logged.
     logged_backlog: Option<Backlog>,
+    /// GetExecutionHistory was denied: ListMapRuns until then.
+    events_denied_until: Option<Instant>,
 }
 
 impl SfnMapRuns {
@@ -63,6 +79,7 @@ impl SfnMapRuns {
             client: None,
             tracker,
             logged_backlog: None,
+            events_denied_until: None,
         }
     }
 
@@ -91,13 +108,9 @@ impl SfnMapRuns {
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
-        let deadline = Instant::now()
-            + self
-                .config
-                .poll_interval
-                .mul_f64(BACKGROUND_SHARE_OF_INTERVAL);
+        let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
         self.state_machines(client, errors).await?;
-        self.open_work(client, errors, progress).await;
+        self.open_work(client, deadline, errors, progress).await;
         self.publish(progress, true);
         progress.ready();
         self.history(client, deadline, errors, progress).await;
@@ -146,10 +159,12 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Running executions, their map runs, open runs, final describes and redrives.
+    /// Running executions, final describes and redrives, then the executions' map runs
+    /// interleaved with refreshes of open runs, until `deadline`.
     async fn open_work(
         &mut self,
         client: &SfnClient,
+        deadline: Instant,
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) {
@@ -165,6 +180,9 @@ impl SfnMapRuns {
                 listings.push((Listing::Redriven, Executions::Redriven));
             }
             for (kind, which) in listings {
+                if !in_time(client, LIST_EXECUTIONS, deadline) {
+                    return;
+                }
                 // A listing that fails is not applied: nothing is believed stopped because of it.
                 match client.list_executions(&plan.arn, which).await {
                     Ok(listed) => {
@@ -178,24 +196,93 @@ impl SfnMapRuns {
                 }
             }
         }
-        for execution_arn in self.tracker.executions_to_list() {
-            self.list_map_runs(client, &execution_arn, errors).await;
-        }
         let rate = client.rate(DESCRIBE_MAP_RUN);
         let due_after = self.tracker.open_run_count() as f64 / rate;
         let plan = self.tracker.runs_to_describe(unix_now(), due_after);
         for arn in &plan.required {
-            self.describe(client, arn, errors).await;
-            self.publish(progress, false);
-        }
-        // Open runs get the tokens there are now; the rest wait for the next poll, in order.
-        for arn in &plan.refresh {
-            if !client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero() {
-                break;
+            if !in_time(client, DESCRIBE_MAP_RUN, deadline) {
+                return;
             }
             self.describe(client, arn, errors).await;
             self.publish(progress, false);
         }
+        // A refresh whenever DescribeMapRun has a token now, a discovery otherwise; what a
+        // discovery finds is described first. Refreshes never wait for a token: the rest of
+        // the open runs wait for the next poll, in order.
+        let mut refresh: VecDeque<String> = plan.refresh.into();
+        let mut discover: VecDeque<String> = self.tracker.executions_to_list().into();
+        loop {
+            if !refresh.is_empty() && client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero() {
+                let arn = refresh.pop_front().expect("not empty");
+                self.describe(client, &arn, errors).await;
+                self.publish(progress, false);
+                continue;
+            }
+            let Some(execution_arn) = discover.front() else {
+                return;
+            };
+            if !in_time(client, self.discovery_operation(), deadline) {
+                return;
+            }
+            let execution_arn = execution_arn.clone();
+            discover.pop_front();
+            if self.discover(client, &execution_arn, errors).await {
+                for arn in self
+                    .tracker
+                    .runs_to_describe_first(&execution_arn)
+                    .into_iter()
+                    .rev()
+                {
+                    if !refresh.contains(&arn) {
+                        refresh.push_front(arn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How this poll finds executions' map runs.
+    fn discovery_operation(&self) -> crate::aws::operation::Operation {
+        match self.events_denied_until {
+            Some(until) if Instant::now() < until => LIST_MAP_RUNS,
+            _ => GET_EXECUTION_HISTORY,
+        }
+    }
+
+    /// Finds an execution's map runs: its history events since the last read, or ListMapRuns
+    /// when those are denied or incomplete. Returns whether the calls succeeded (or found the
+    /// execution gone).
+    async fn discover(
+        &mut self,
+        client: &SfnClient,
+        execution_arn: &str,
+        errors: &mut Vec<AwsError>,
+    ) -> bool {
+        if self.discovery_operation() == GET_EXECUTION_HISTORY {
+            let after = self.tracker.events_read(execution_arn);
+            match client.execution_events(execution_arn, after).await {
+                Ok(events) => {
+                    if self.tracker.record_events(execution_arn, events) {
+                        return true;
+                    }
+                    tracing::debug!(execution = %execution_arn, "too many new history events; listing the map runs instead");
+                }
+                Err(AwsError::NotFound { .. }) => {
+                    self.tracker.record_map_runs(execution_arn, vec![]);
+                    return true;
+                }
+                Err(e) if e.is_access_denied() => {
+                    tracing::warn!(error = %e, "GetExecutionHistory is denied: finding map runs with ListMapRuns (1 call/s instead of 20) for an hour; allow states:GetExecutionHistory (deploy/iam/policy.json)");
+                    self.events_denied_until = Some(Instant::now() + EVENTS_DENIED_RETRY);
+                }
+                Err(e) => {
+                    tracing::warn!(execution = %execution_arn, error = %e, "reading execution events failed");
+                    errors.push(e);
+                    return false;
+                }
+            }
+        }
+        self.list_map_runs(client, execution_arn, errors).await
     }
 
     /// History, newest first, with spare tokens only, until `deadline`.
@@ -221,8 +308,8 @@ impl SfnMapRuns {
         let running = self.tracker.running_execution_count() as f64;
         let open = self.tracker.open_run_count() as f64;
         // The work lists are recomputed only when used up: each is a walk over all state.
-        let mut runs = std::collections::VecDeque::new();
-        let mut execs = std::collections::VecDeque::new();
+        let mut runs = VecDeque::new();
+        let mut execs = VecDeque::new();
         loop {
             if runs.is_empty() {
                 runs = self
@@ -239,7 +326,7 @@ impl SfnMapRuns {
             let next_run = runs.front().cloned();
             let work = [
                 next_sm.map(|a| (History::Listing, LIST_EXECUTIONS, listings as f64, a)),
-                next_exec.map(|a| (History::MapRuns, LIST_MAP_RUNS, running, a)),
+                next_exec.map(|a| (History::MapRuns, self.discovery_operation(), running, a)),
                 next_run.map(|a| (History::Describe, DESCRIBE_MAP_RUN, open, a)),
             ];
             let Some((wait, kind, arn)) = work
@@ -285,7 +372,7 @@ impl SfnMapRuns {
                     }
                 }
                 History::MapRuns => {
-                    if !self.list_map_runs(client, &arn, errors).await {
+                    if !self.discover(client, &arn, errors).await {
                         return;
                     }
                 }
@@ -299,7 +386,7 @@ impl SfnMapRuns {
         }
     }
 
-    /// Returns whether the call succeeded (or found the execution gone).
+    /// ListMapRuns. Returns whether the call succeeded (or found the execution gone).
     async fn list_map_runs(
         &mut self,
         client: &SfnClient,
@@ -354,6 +441,11 @@ impl SfnMapRuns {
         }
         self.logged_backlog = Some(backlog);
     }
+}
+
+/// Whether `op` has a token before `deadline`.
+fn in_time(client: &SfnClient, op: crate::aws::operation::Operation, deadline: Instant) -> bool {
+    Instant::now() + client.time_until_spare(op, 0.0) < deadline
 }
 
 impl Source for SfnMapRuns {
