@@ -475,30 +475,34 @@ async fn retries_are_paid_from_the_budget_and_a_throttle_empties_it() {
     );
 }
 
-/// More running executions than a poll's share of GetExecutionHistory can read before its
-/// deadline: each poll reads what it can, yields without failing, and the next continues with
-/// the executions not read yet, until every open run is on /metrics.
+/// More state machines and running executions than a poll's share of ListExecutions and
+/// GetExecutionHistory can read before its deadline: each poll does what it can, yields without
+/// failing, and the next continues with what was not read yet, until every open run is on
+/// /metrics.
 #[tokio::test]
 async fn a_poll_with_more_work_than_its_interval_yields_and_the_next_continues() {
-    const EXECUTIONS: usize = 12;
+    const STATE_MACHINES: usize = 12;
     let mut h = Harness::start(SOURCE, |c| {
         c.sources.sfn_map_runs.poll_interval = Duration::from_secs(1);
-        // Half of it, the default share: 2 calls of burst and 2 a second, about 4 a poll.
-        c.aws_api
-            .quotas
-            .insert("states:GetExecutionHistory".into(), (4.0, 4.0));
+        // Half of each, the default share: 2 calls of burst and 2 a second, about 4 a poll.
+        for action in ["states:ListExecutions", "states:GetExecutionHistory"] {
+            c.aws_api.quotas.insert(action.into(), (4.0, 4.0));
+        }
     })
     .await;
     let now = unix_now();
     {
         let mut w = h.world();
-        let sm = w.sfn.add_state_machine("busy", now - 86400.0);
-        for i in 0..EXECUTIONS {
-            let exec = w.sfn.start_execution(&sm, &format!("e{i:02}"), now - 60.0);
+        for i in 0..STATE_MACHINES {
+            let sm = w
+                .sfn
+                .add_state_machine(&format!("busy-{i:02}"), now - 86400.0);
+            let exec = w.sfn.start_execution(&sm, "live", now - 60.0);
             w.sfn
                 .add_map_run(&exec, spec(&format!("r{i:02}"), 10), now - 50.0);
         }
     }
+    let mut listed: Vec<String> = Vec::new();
     let mut read: Vec<String> = Vec::new();
     let mut polls = 0;
     loop {
@@ -507,11 +511,12 @@ async fn a_poll_with_more_work_than_its_interval_yields_and_the_next_continues()
         let log = take_log(&h);
         let this_poll = resources(&log, "GetExecutionHistory");
         assert!(
-            this_poll.len() < EXECUTIONS,
+            this_poll.len() < STATE_MACHINES,
             "a poll reads only what its deadline allows"
         );
         assert!(resources(&log, "ListMapRuns").is_empty());
         read.extend(this_poll);
+        listed.extend(resources(&log, "ListExecutions"));
         let s = h.scrape().await;
         assert_eq!(
             s.value(
@@ -522,20 +527,22 @@ async fn a_poll_with_more_work_than_its_interval_yields_and_the_next_continues()
             "yielding is not failing"
         );
         let open = s.count("aws_sfn_map_run_status", &[("status", "running")]);
-        if open == EXECUTIONS {
+        if open == STATE_MACHINES {
             break;
         }
         assert!(
-            polls < 30,
-            "all open runs on /metrics within 30 polls, {open} after {polls}"
+            polls < 40,
+            "all open runs on /metrics within 40 polls, {open} after {polls}"
         );
     }
-    println!("{polls} polls, reads in order: {read:?}");
+    println!("{polls} polls; listed in order: {listed:?}; read in order: {read:?}");
     assert!(polls > 1);
-    let first_pass: BTreeSet<&String> = read.iter().take(EXECUTIONS).collect();
-    assert_eq!(
-        first_pass.len(),
-        EXECUTIONS,
-        "each poll continues with the executions not read yet: {read:?}"
-    );
+    for (what, calls) in [("listings", &listed), ("history reads", &read)] {
+        let first_pass: BTreeSet<&String> = calls.iter().take(STATE_MACHINES).collect();
+        assert_eq!(
+            first_pass.len(),
+            STATE_MACHINES,
+            "{what}: each poll continues with what was not done yet"
+        );
+    }
 }

@@ -22,7 +22,7 @@ pub mod convert;
 pub mod metrics;
 pub mod state;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,8 +159,10 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Running executions, final describes and redrives, then the executions' map runs
-    /// interleaved with refreshes of open runs, until `deadline`.
+    /// The open work, until `deadline`: execution listings, required describes (final ones,
+    /// redriven runs, runs the history flagged), the executions' map runs, and refreshes of open
+    /// runs. Each kind has its own bucket, so each goes as soon as its bucket has a token, most
+    /// urgent first, and none waits for another's; refreshes take only tokens there are now.
     async fn open_work(
         &mut self,
         client: &SfnClient,
@@ -168,75 +170,112 @@ impl SfnMapRuns {
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) {
+        let mut listings: VecDeque<(String, Listing, Executions)> = VecDeque::new();
         for plan in self.tracker.listing_plan() {
-            let mut listings = Vec::new();
             if plan.running {
-                listings.push((Listing::Running, Executions::Running));
+                listings.push_back((plan.arn.clone(), Listing::Running, Executions::Running));
             }
             if let Some(since) = plan.newest_since {
-                listings.push((Listing::Newest, Executions::StartedSince(since)));
+                let which = Executions::StartedSince(since);
+                listings.push_back((plan.arn.clone(), Listing::Newest, which));
             }
             if plan.redriven {
-                listings.push((Listing::Redriven, Executions::Redriven));
-            }
-            for (kind, which) in listings {
-                if !in_time(client, LIST_EXECUTIONS, deadline) {
-                    return;
-                }
-                // A listing that fails is not applied: nothing is believed stopped because of it.
-                match client.list_executions(&plan.arn, which).await {
-                    Ok(listed) => {
-                        self.tracker
-                            .observe_listing(&plan.arn, kind, listed, 0.0, unix_now())
-                    }
-                    Err(e) => {
-                        tracing::warn!(state_machine = %plan.arn, listing = ?kind, error = %e, "listing executions failed");
-                        errors.push(e);
-                    }
-                }
+                listings.push_back((plan.arn, Listing::Redriven, Executions::Redriven));
             }
         }
         let rate = client.rate(DESCRIBE_MAP_RUN);
         let due_after = self.tracker.open_run_count() as f64 / rate;
         let plan = self.tracker.runs_to_describe(unix_now(), due_after);
-        for arn in &plan.required {
-            if !in_time(client, DESCRIBE_MAP_RUN, deadline) {
-                return;
-            }
-            self.describe(client, arn, errors).await;
-            self.publish(progress, false);
-        }
-        // A refresh whenever DescribeMapRun has a token now, a discovery otherwise; what a
-        // discovery finds is described first. Refreshes never wait for a token: the rest of
-        // the open runs wait for the next poll, in order.
+        let mut required: VecDeque<String> = plan.required.into();
         let mut refresh: VecDeque<String> = plan.refresh.into();
         let mut discover: VecDeque<String> = self.tracker.executions_to_list().into();
+        // Executions queued for discovery this poll, done ones included.
+        let mut queued: BTreeSet<String> = discover.iter().cloned().collect();
         loop {
-            if !refresh.is_empty() && client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero() {
+            let waits = [
+                required.front().map(|_| DESCRIBE_MAP_RUN),
+                listings.front().map(|_| LIST_EXECUTIONS),
+                discover.front().map(|_| self.discovery_operation()),
+            ]
+            .map(|op| op.map(|op| client.time_until_spare(op, 0.0)));
+            let next = waits
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.map(|w| (i, w)))
+                .min_by_key(|(_, w)| *w);
+            let nothing_now = next.is_none_or(|(_, w)| !w.is_zero());
+            if nothing_now
+                && !refresh.is_empty()
+                && client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero()
+            {
                 let arn = refresh.pop_front().expect("not empty");
                 self.describe(client, &arn, errors).await;
                 self.publish(progress, false);
                 continue;
             }
-            let Some(execution_arn) = discover.front() else {
+            let Some((kind, wait)) = next else {
                 return;
             };
-            if !in_time(client, self.discovery_operation(), deadline) {
+            if Instant::now() + wait >= deadline {
                 return;
             }
-            let execution_arn = execution_arn.clone();
-            discover.pop_front();
-            if self.discover(client, &execution_arn, errors).await {
-                for arn in self
-                    .tracker
-                    .runs_to_describe_first(&execution_arn)
-                    .into_iter()
-                    .rev()
-                {
-                    if !refresh.contains(&arn) {
-                        refresh.push_front(arn);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            match kind {
+                0 => {
+                    let arn = required.pop_front().expect("not empty");
+                    self.describe(client, &arn, errors).await;
+                    refresh.retain(|a| *a != arn);
+                    self.publish(progress, false);
+                }
+                1 => {
+                    let (arn, kind, which) = listings.pop_front().expect("not empty");
+                    self.list_executions(client, &arn, kind, which, errors)
+                        .await;
+                    // New executions, never read, go before the ones read in earlier polls.
+                    let new: Vec<String> = self
+                        .tracker
+                        .executions_to_list()
+                        .into_iter()
+                        .filter(|e| queued.insert(e.clone()))
+                        .collect();
+                    for execution_arn in new.into_iter().rev() {
+                        discover.push_front(execution_arn);
                     }
                 }
+                _ => {
+                    let execution_arn = discover.pop_front().expect("not empty");
+                    if self.discover(client, &execution_arn, errors).await {
+                        let first = self.tracker.runs_to_describe_first(&execution_arn);
+                        for arn in first.into_iter().rev() {
+                            refresh.retain(|a| *a != arn);
+                            refresh.push_front(arn);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One listing of a state machine's executions. A listing that fails is not applied:
+    /// nothing is believed stopped because of it.
+    async fn list_executions(
+        &mut self,
+        client: &SfnClient,
+        state_machine_arn: &str,
+        kind: Listing,
+        which: Executions,
+        errors: &mut Vec<AwsError>,
+    ) {
+        match client.list_executions(state_machine_arn, which).await {
+            Ok(listed) => {
+                self.tracker
+                    .observe_listing(state_machine_arn, kind, listed, 0.0, unix_now())
+            }
+            Err(e) => {
+                tracing::warn!(state_machine = %state_machine_arn, listing = ?kind, error = %e, "listing executions failed");
+                errors.push(e);
             }
         }
     }
@@ -441,11 +480,6 @@ impl SfnMapRuns {
         }
         self.logged_backlog = Some(backlog);
     }
-}
-
-/// Whether `op` has a token before `deadline`.
-fn in_time(client: &SfnClient, op: crate::aws::operation::Operation, deadline: Instant) -> bool {
-    Instant::now() + client.time_until_spare(op, 0.0) < deadline
 }
 
 impl Source for SfnMapRuns {

@@ -245,6 +245,8 @@ struct TrackedStateMachine {
     /// Start time of the newest execution a complete listing showed; `None` until the history
     /// listing completed.
     watermark: Option<f64>,
+    /// When its executions were last listed, as a [`MapRunTracker`] sequence number (0: never).
+    listed_at: u64,
 }
 
 #[derive(Debug)]
@@ -313,7 +315,7 @@ pub struct MapRunTracker {
     executions: BTreeMap<String, TrackedExecution>,
     runs: BTreeMap<String, TrackedRun>,
     aggregates: BTreeMap<(String, String), Aggregate>,
-    /// Executions' map runs listed (or events read) so far, to order them by staleness.
+    /// Listings of executions and of map runs (or events read) so far, to order them by staleness.
     discoveries: u64,
 }
 
@@ -353,6 +355,7 @@ impl MapRunTracker {
                     distributed: None,
                     checked_at: f64::NEG_INFINITY,
                     watermark: None,
+                    listed_at: 0,
                 },
             };
             keep.insert(sm.arn, tracked);
@@ -383,7 +386,8 @@ impl MapRunTracker {
         }
     }
 
-    /// The execution listings of this poll, per state machine that needs any.
+    /// The execution listings of this poll, per state machine that needs any, the ones listed
+    /// least lately first (so a poll that runs out of time continues where it stopped).
     pub fn listing_plan(&self) -> Vec<ListingPlan> {
         let with_running: BTreeSet<&str> = self
             .executions
@@ -399,15 +403,17 @@ impl MapRunTracker {
                 continue;
             }
             turn += 1;
-            out.push(ListingPlan {
+            let plan = ListingPlan {
                 arn: arn.clone(),
                 running: running || sm.watermark.is_none(),
                 newest_since: sm.watermark,
                 redriven: sm.watermark.is_some()
                     && (turn + self.polls) % REDRIVE_SCAN_EVERY_POLLS == 0,
-            });
+            };
+            out.push((sm.listed_at, plan));
         }
-        out
+        out.sort_by_key(|(listed_at, _)| *listed_at);
+        out.into_iter().map(|(_, plan)| plan).collect()
     }
 
     /// State machines whose first (history) listing is still to do.
@@ -481,6 +487,10 @@ impl MapRunTracker {
             }
         }
         if let Some(sm) = self.state_machines.get_mut(state_machine_arn) {
+            if matches!(kind, Listing::Running | Listing::Newest) {
+                self.discoveries += 1;
+                sm.listed_at = self.discoveries;
+            }
             match kind {
                 Listing::History => sm.watermark = Some(newest.unwrap_or(since).max(since)),
                 Listing::Newest => {
@@ -991,6 +1001,24 @@ mod tests {
         };
         assert!(!t.record_events(EXEC, partial));
         assert_eq!(t.events_read(EXEC), 5000);
+    }
+
+    #[test]
+    fn state_machines_listed_least_lately_come_first() {
+        let mut t = MapRunTracker::new(500.0, 3600.0);
+        let arn = |name: &str| format!("{SM}-{name}");
+        let sms = ["a", "b", "c"].map(|n| sm_obs(&arn(n), n)).to_vec();
+        for sm in t.observe_state_machines(sms, 3600.0, 1000.0) {
+            t.set_definition(&sm, true, 1000.0);
+        }
+        let order = |t: &MapRunTracker| -> Vec<String> {
+            t.listing_plan().into_iter().map(|p| p.arn).collect()
+        };
+        assert_eq!(order(&t), vec![arn("a"), arn("b"), arn("c")]);
+        t.observe_listing(&arn("a"), Listing::Running, vec![], 0.0, 1100.0);
+        assert_eq!(order(&t), vec![arn("b"), arn("c"), arn("a")]);
+        t.observe_listing(&arn("c"), Listing::Running, vec![], 0.0, 1100.0);
+        assert_eq!(order(&t), vec![arn("b"), arn("a"), arn("c")]);
     }
 
     #[test]
