@@ -723,3 +723,70 @@ async fn map_runs_are_listed_when_the_history_is_denied_or_too_long() {
         assert_eq!(calls(&h, "ListMapRuns"), usize::from(denied));
     }
 }
+
+/// Before its first describe (DescribeMapRun refills at 1/s: a busy account waits minutes for
+/// it), a run found by its MapRunStarted event is shown running from the event's time; once the
+/// history shows a run of the execution ended, it is shown only after a describe says how.
+#[tokio::test]
+async fn a_run_is_shown_running_from_its_start_event_until_described() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let run = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "busy", now - 60.0);
+        let run = w.sfn.add_map_run(&exec, spec("early", 10), now - 50.0);
+        w.faults.push(Fault {
+            service: "sfn",
+            operation: "DescribeMapRun",
+            body_contains: None,
+            kind: FaultKind::AccessDenied,
+            remaining: None,
+        });
+        run
+    };
+    let labels = |status: &'static str| [("map_run", "early"), ("status", status)];
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &labels("running")),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &labels("succeeded")),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_start_timestamp_seconds",
+            &[("map_run", "early")]
+        ),
+        Some(now - 50.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(1.0)
+    );
+    assert_eq!(s.count("aws_sfn_map_run_items", &[("map_run", "early")]), 0);
+    assert_promtool_clean(&s.text);
+
+    // It ends: no longer shown running, and not shown at all until a describe says how.
+    h.world().sfn.finish_map_run(&run, "SUCCEEDED", unix_now());
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.count("aws_sfn_map_run_status", &[("map_run", "early")]),
+        0
+    );
+    h.world().faults.clear();
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &labels("succeeded")),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(0.0)
+    );
+}

@@ -42,7 +42,7 @@ pub fn execution_events(page: &[HistoryEvent], after: i64, out: &mut ExecutionEv
                     .map_run_started_event_details()
                     .and_then(|d| d.map_run_arn())
                 {
-                    out.started.push(arn.to_owned());
+                    out.started.push((arn.to_owned(), secs(e.timestamp())));
                 }
             }
             HistoryEventType::MapRunRedriven => {

@@ -15,8 +15,8 @@ pub const REDRIVE_WINDOW_SECS: f64 = 14.0 * 86400.0;
 pub struct ExecutionEvents {
     /// The newest event id read (0 when none).
     pub newest: i64,
-    /// Map runs started (MapRunStarted), newest first.
-    pub started: Vec<String>,
+    /// Map runs started (MapRunStarted) and when, newest first.
+    pub started: Vec<(String, f64)>,
     /// Map runs redriven (MapRunRedriven).
     pub redriven: Vec<String>,
     /// A map run ended (MapRunSucceeded, MapRunFailed, MapRunAborted); the event does not say which.
@@ -283,6 +283,9 @@ struct TrackedRun {
     /// The parent's history showed the run (or a run of the parent) end or be redriven since
     /// the last describe: describe it now.
     event_pending: bool,
+    /// When its MapRunStarted event happened, if it was found in the parent's history: until
+    /// its first describe it is shown running from then.
+    started_event: Option<f64>,
     /// The run's per-run series as exposition text, rendered at the first snapshot after a
     /// describe and shared by every snapshot until the next: unchanged runs cost no rendering
     /// and no copy per publish.
@@ -539,10 +542,16 @@ impl MapRunTracker {
         };
         exec.events_read = exec.events_read.max(events.newest);
         let incomplete = !events.complete;
+        let arns: Vec<String> = events.started.iter().map(|(arn, _)| arn.clone()).collect();
         if events.complete {
-            self.record_map_runs(execution_arn, events.started);
+            self.record_map_runs(execution_arn, arns);
         } else {
-            self.track_runs(execution_arn, events.started);
+            self.track_runs(execution_arn, arns);
+        }
+        for (arn, at) in events.started {
+            if let Some(r) = self.runs.get_mut(&arn) {
+                r.started_event = r.started_event.or(Some(at));
+            }
         }
         for arn in &events.redriven {
             if let Some(r) = self.runs.get_mut(arn) {
@@ -552,7 +561,7 @@ impl MapRunTracker {
         if events.ended || incomplete {
             for r in self.runs.values_mut() {
                 if r.execution_arn == execution_arn
-                    && r.obs.as_ref().is_some_and(|o| !o.status.is_terminal())
+                    && r.obs.as_ref().is_none_or(|o| !o.status.is_terminal())
                 {
                     r.event_pending = true;
                 }
@@ -616,6 +625,7 @@ impl MapRunTracker {
                     last_described: f64::NEG_INFINITY,
                     changed: false,
                     event_pending: false,
+                    started_event: None,
                     series: OnceLock::new(),
                 },
             );
@@ -841,6 +851,20 @@ impl MapRunTracker {
         })
     }
 
+    /// Runs not described yet that are surely running: found by a MapRunStarted event of a
+    /// running execution that shows no run ended since. With their start time.
+    pub fn started_runs(&self) -> impl Iterator<Item = (&RunLabels, f64)> {
+        self.runs.values().filter_map(|r| {
+            let at = r.started_event?;
+            let parent_running = self
+                .executions
+                .get(&r.execution_arn)
+                .is_some_and(|p| p.obs.running);
+            (r.obs.is_none() && !r.event_pending && !r.history && parent_running)
+                .then_some((&r.labels, at))
+        })
+    }
+
     /// Aggregate counters by (state machine, map state).
     pub fn aggregates(&self) -> &BTreeMap<(String, String), Aggregate> {
         &self.aggregates
@@ -859,6 +883,10 @@ impl MapRunTracker {
                     *open += 1;
                 }
             }
+        }
+        for (l, _) in self.started_runs() {
+            *out.entry((l.state_machine.clone(), l.map_state.clone()))
+                .or_default() += 1;
         }
         out
     }
@@ -954,7 +982,7 @@ mod tests {
         assert_eq!(t.events_read(EXEC), 0);
         let started = ExecutionEvents {
             newest: 4,
-            started: vec![RUN.into()],
+            started: vec![(RUN.into(), 1050.0)],
             complete: true,
             ..ExecutionEvents::default()
         };
