@@ -30,7 +30,8 @@ use crate::aws::Target;
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::sfn_map_runs::client::{
-    Executions, SfnClient, DESCRIBE_MAP_RUN, GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS,
+    Executions, SfnClient, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE, GET_EXECUTION_HISTORY,
+    LIST_EXECUTIONS, LIST_MAP_RUNS,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::state::{Backlog, Listing, MapRunTracker, StateMachineObs};
@@ -109,7 +110,7 @@ impl SfnMapRuns {
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
         let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
-        self.state_machines(client, errors).await?;
+        self.state_machines(client, deadline, errors).await?;
         self.open_work(client, deadline, errors, progress).await;
         self.publish(progress, true);
         progress.ready();
@@ -119,10 +120,12 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Lists state machines and reads the definitions not known (or not checked) lately.
+    /// Lists state machines and reads the definitions not known (or not checked) lately, until
+    /// `deadline` (the rest are read next poll).
     async fn state_machines(
         &mut self,
         client: &SfnClient,
+        deadline: Instant,
         errors: &mut Vec<AwsError>,
     ) -> Result<(), AwsError> {
         let selected: Vec<StateMachineObs> = client
@@ -146,6 +149,9 @@ impl SfnMapRuns {
             .tracker
             .observe_state_machines(selected, refresh, unix_now())
         {
+            if Instant::now() + client.time_until_spare(DESCRIBE_STATE_MACHINE, 0.0) >= deadline {
+                break;
+            }
             match client.has_distributed_map(&arn).await {
                 Ok(distributed) => self.tracker.set_definition(&arn, distributed, unix_now()),
                 // Deleted since it was listed: the next ListStateMachines drops it.
