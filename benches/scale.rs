@@ -32,6 +32,9 @@ struct Options {
     raised: bool,
     /// Push over OTLP every second to a receiver in the bench, this many points per request.
     otlp_max_points: Option<usize>,
+    /// A busy account instead of the default one: this many state machines, each with one
+    /// running execution (one open map run) and one finished.
+    busy: Option<usize>,
 }
 
 fn options() -> Options {
@@ -43,6 +46,7 @@ fn options() -> Options {
         quota_share: 0.5,
         raised: false,
         otlp_max_points: None,
+        busy: None,
     };
     let args: Vec<String> = std::env::args().collect();
     o.raised = args.iter().any(|a| a == "--raised-quotas");
@@ -55,6 +59,7 @@ fn options() -> Options {
             "--load" => o.load = secs(),
             "--quota-share" => o.quota_share = pair[1].parse().expect("a fraction"),
             "--otlp-max-points" => o.otlp_max_points = Some(pair[1].parse().expect("a count")),
+            "--busy" => o.busy = Some(pair[1].parse().expect("a count")),
             _ => {}
         }
     }
@@ -117,7 +122,12 @@ impl Exporter {
         yaml.push_str(&format!("aws_api:\n  quota_share: {quota_share}\n"));
         if raised {
             yaml.push_str("  quotas:\n");
-            for action in ["ListExecutions", "ListMapRuns", "DescribeMapRun"] {
+            for action in [
+                "ListExecutions",
+                "GetExecutionHistory",
+                "ListMapRuns",
+                "DescribeMapRun",
+            ] {
                 yaml.push_str(&format!(
                     "    states:{action}: {{bucket_size: 100000, refill_per_second: 10000}}\n"
                 ));
@@ -240,8 +250,8 @@ struct OpStats {
 }
 
 /// Which calls of `window` were wasted, per (service, operation), judged against the world and
-/// every earlier call: ListExecutions of a state machine without a Distributed Map, ListMapRuns of
-/// an execution that cannot have map runs (no Distributed Map, or finished and already listed),
+/// every earlier call: ListExecutions of a state machine without a Distributed Map, a map run
+/// discovery (GetExecutionHistory or ListMapRuns) of an execution that cannot have map runs (no Distributed Map, or finished and already listed),
 /// DescribeMapRun of a terminal run already described. A historical run's first describe and a
 /// finished execution's first listing are backfill, not waste.
 fn classify(
@@ -258,7 +268,7 @@ fn classify(
         }
         if let Some(r) = &c.resource {
             match c.operation.as_str() {
-                "ListMapRuns" => {
+                "GetExecutionHistory" | "ListMapRuns" => {
                     listed.insert(r.clone());
                 }
                 "DescribeMapRun" => {
@@ -283,7 +293,7 @@ fn classify(
         let r = c.resource.as_deref().unwrap_or_default();
         let wasted = match (c.service, c.operation.as_str()) {
             ("sfn", "ListExecutions") => !built.distributed.contains(r),
-            ("sfn", "ListMapRuns") => match world.sfn.executions.get(r) {
+            ("sfn", "GetExecutionHistory" | "ListMapRuns") => match world.sfn.executions.get(r) {
                 Some(e) => {
                     !built.distributed.contains(&e.state_machine_arn)
                         || (e.status != "RUNNING" && listed.contains(r))
@@ -529,7 +539,19 @@ async fn run(opts: Options) {
     let sim = Simulator::start().await.expect("simulator starts");
     let built = {
         let mut w = sim.world();
-        let built = scale::build(&mut w, &ScaleSpec::default(), unix_now());
+        let spec = match opts.busy {
+            Some(n) => ScaleSpec {
+                distributed_state_machines: n,
+                executions_per_state_machine: 2,
+                map_runs_per_execution: 1,
+                running_executions: n,
+                plain_state_machines: 0,
+                plain_running_executions: 0,
+                history_secs: 3600.0,
+            },
+            None => ScaleSpec::default(),
+        };
+        let built = scale::build(&mut w, &spec, unix_now());
         if !opts.raised {
             w.quotas = Some(Quotas::default());
         }

@@ -9,7 +9,8 @@
 # (default 0.5), --raised-quotas (Step Functions quotas raised far beyond need and no AWS
 # throttling: measures memory with every map run tracked instead of the call budget),
 # --otlp-max-points N (also push over OTLP every second to a receiver in the bench, at most N
-# data points per request).
+# data points per request), --busy N (instead, N state machines each with one running
+# execution holding one open map run and one finished execution: a busy account).
 # Numbers go into docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -85,6 +85,11 @@ impl AwsError {
         }
     }
 
+    /// Whether AWS refused the call for lack of permission (IAM, SCP or a resource policy).
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, Self::Other { message, .. } if message.starts_with("AccessDenied"))
+    }
+
     /// A bounded label value for logs and counters.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -196,6 +196,7 @@ async fn a_map_run_is_followed_through_failure_and_redrive_with_counters_added_o
     }
     assert_eq!(calls(&h, "DescribeMapRun"), 0);
     assert_eq!(calls(&h, "ListMapRuns"), 0);
+    assert_eq!(calls(&h, "GetExecutionHistory"), 0);
     let s = h.scrape().await;
     assert_eq!(
         s.value("aws_sfn_map_runs_finished_total", &[("status", "failed")]),
@@ -490,16 +491,22 @@ async fn steady_state_costs_no_describes_of_finished_runs() {
             .unwrap_or(0)
     };
     assert_eq!(get(&first, "DescribeMapRun"), 22);
-    assert_eq!(get(&first, "ListMapRuns"), 22);
+    assert_eq!(
+        get(&first, "GetExecutionHistory"),
+        22,
+        "one page of events each"
+    );
+    assert_eq!(get(&first, "ListMapRuns"), 0);
     // Steady state: 1 ListStateMachines, the definition cached, RUNNING list (1 page) + newest
     // first down to the newest execution already seen (1 page of 7; this poll is not the state
-    // machine's turn to look for redrives), ListMapRuns and DescribeMapRun for the 2 running
+    // machine's turn to look for redrives), the new events and DescribeMapRun for the 2 running
     // executions only.
     assert_eq!(get(&first, "DescribeStateMachine"), 1);
     assert_eq!(get(&steady, "DescribeStateMachine"), 0);
     assert_eq!(get(&steady, "ListStateMachines"), 1);
     assert_eq!(get(&steady, "ListExecutions"), 1 + 1);
-    assert_eq!(get(&steady, "ListMapRuns"), 2);
+    assert_eq!(get(&steady, "GetExecutionHistory"), 2);
+    assert_eq!(get(&steady, "ListMapRuns"), 0);
     assert_eq!(get(&steady, "DescribeMapRun"), 2);
     println!("calls per poll, first: {first:?}\ncalls per poll, steady state: {steady:?}");
 }
@@ -592,4 +599,194 @@ async fn http_endpoints_serve_cached_metrics_gzip_and_readiness() {
         .header("content-type")
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
+}
+
+/// Map runs are found in the parent's history; only new events are read after the first time,
+/// and a MapRunSucceeded event has the ended run described at once.
+#[tokio::test]
+async fn map_runs_are_found_in_the_parents_history_read_newest_first() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let (exec, first) = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "loop", now);
+        w.sfn.add_task_events(&exec, 250, now);
+        let run = w.sfn.add_map_run(&exec, spec("first", 10), now);
+        (exec, run)
+    };
+    h.poll().await;
+    assert_eq!(
+        calls(&h, "GetExecutionHistory"),
+        1,
+        "found on the first page"
+    );
+    assert_eq!(calls(&h, "ListMapRuns"), 0);
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_status",
+            &[("map_run", "first"), ("status", "running")]
+        ),
+        Some(1.0)
+    );
+
+    // The first run ends and the loop starts a second one in the same execution.
+    let second = {
+        let mut w = h.world();
+        w.sfn.set_progress(&first, 0, 10, 0, 0);
+        w.sfn.finish_map_run(&first, "SUCCEEDED", unix_now());
+        w.sfn.add_map_run(&exec, spec("second", 5), unix_now())
+    };
+    h.world().calls.clear();
+    h.poll().await;
+    let described: Vec<String> = h
+        .world()
+        .calls
+        .iter()
+        .filter(|c| c.operation == "DescribeMapRun")
+        .filter_map(|c| c.resource.clone())
+        .collect();
+    assert_eq!(calls(&h, "GetExecutionHistory"), 1);
+    assert_eq!(described.len(), 2, "{described:?}");
+    assert!(described.contains(&first) && described.contains(&second));
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_runs_finished_total",
+            &[("state_machine", "etl"), ("status", "succeeded")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_status",
+            &[("map_run", "second"), ("status", "running")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Without states:GetExecutionHistory (an older policy), or for a history too long to read,
+/// map runs are listed with ListMapRuns, and the poll still succeeds.
+#[tokio::test]
+async fn map_runs_are_listed_when_the_history_is_denied_or_too_long() {
+    for denied in [true, false] {
+        let mut h = Harness::start(SOURCE, |_| {}).await;
+        let now = unix_now();
+        {
+            let mut w = h.world();
+            let sm = w.sfn.add_state_machine("etl", now - 100.0);
+            let exec = w.sfn.start_execution(&sm, "long", now);
+            w.sfn.add_map_run(&exec, spec("early", 10), now);
+            if denied {
+                w.faults.push(Fault {
+                    service: "sfn",
+                    operation: "GetExecutionHistory",
+                    body_contains: None,
+                    kind: FaultKind::AccessDenied,
+                    remaining: None,
+                });
+            } else {
+                // More new events than 3 pages of 1,000.
+                w.sfn.add_task_events(&exec, 3500, now);
+            }
+        }
+        h.poll().await;
+        let s = h.scrape().await;
+        assert_eq!(
+            s.value(
+                "aws_sfn_map_run_status",
+                &[("map_run", "early"), ("status", "running")]
+            ),
+            Some(1.0),
+            "denied: {denied}"
+        );
+        assert_eq!(
+            s.value(
+                "aws_workflow_exporter_poll_success",
+                &[("source", "sfn_map_runs")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(calls(&h, "ListMapRuns"), 1);
+        let history_calls = calls(&h, "GetExecutionHistory");
+        assert_eq!(
+            history_calls,
+            if denied { 1 } else { 3 },
+            "denied: {denied}"
+        );
+        h.world().calls.clear();
+        h.poll().await;
+        // Denied: not tried again for an hour. Too long: the next read starts at the newest event.
+        assert_eq!(calls(&h, "GetExecutionHistory"), usize::from(!denied));
+        assert_eq!(calls(&h, "ListMapRuns"), usize::from(denied));
+    }
+}
+
+/// Before its first describe (DescribeMapRun refills at 1/s: a busy account waits minutes for
+/// it), a run found by its MapRunStarted event is shown running from the event's time; once the
+/// history shows a run of the execution ended, it is shown only after a describe says how.
+#[tokio::test]
+async fn a_run_is_shown_running_from_its_start_event_until_described() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let run = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "busy", now - 60.0);
+        let run = w.sfn.add_map_run(&exec, spec("early", 10), now - 50.0);
+        w.faults.push(Fault {
+            service: "sfn",
+            operation: "DescribeMapRun",
+            body_contains: None,
+            kind: FaultKind::AccessDenied,
+            remaining: None,
+        });
+        run
+    };
+    let labels = |status: &'static str| [("map_run", "early"), ("status", status)];
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &labels("running")),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &labels("succeeded")),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_start_timestamp_seconds",
+            &[("map_run", "early")]
+        ),
+        Some(now - 50.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(1.0)
+    );
+    assert_eq!(s.count("aws_sfn_map_run_items", &[("map_run", "early")]), 0);
+    assert_promtool_clean(&s.text);
+
+    // It ends: no longer shown running, and not shown at all until a describe says how.
+    h.world().sfn.finish_map_run(&run, "SUCCEEDED", unix_now());
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.count("aws_sfn_map_run_status", &[("map_run", "early")]),
+        0
+    );
+    h.world().faults.clear();
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value("aws_sfn_map_run_status", &labels("succeeded")),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("aws_sfn_map_runs_open", &[("state_machine", "etl")]),
+        Some(0.0)
+    );
 }

@@ -84,7 +84,7 @@ async fn only_state_machines_with_a_distributed_map_cost_listings() {
             sms, listed_sms,
             "ListExecutions only for the Distributed Maps"
         );
-        let execs: BTreeSet<String> = resources(log, "ListMapRuns").into_iter().collect();
+        let execs: BTreeSet<String> = resources(log, "GetExecutionHistory").into_iter().collect();
         assert_eq!(execs, listed_execs);
         assert_eq!(
             ids(&resources(log, "DescribeMapRun")),
@@ -236,7 +236,7 @@ async fn history_is_described_newest_first_once_and_feeds_no_counter() {
             .any(|r| r.contains("hist-")),
         "history is described once"
     );
-    assert!(!resources(&again, "ListMapRuns")
+    assert!(!resources(&again, "GetExecutionHistory")
         .iter()
         .any(|r| r.contains("old-")));
 }
@@ -284,7 +284,7 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
     h.poll().await;
     let log = take_log(&h);
     assert_eq!(resources(&log, "ListExecutions").len(), 1);
-    assert_eq!(resources(&log, "ListMapRuns").len(), 1);
+    assert_eq!(resources(&log, "GetExecutionHistory").len(), 1);
     assert_eq!(
         ids(&resources(&log, "DescribeMapRun")),
         BTreeSet::from(["quick".to_string()])
@@ -300,7 +300,7 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
     h.poll().await;
     let log = take_log(&h);
     assert!(resources(&log, "DescribeMapRun").is_empty());
-    assert!(resources(&log, "ListMapRuns").is_empty());
+    assert!(resources(&log, "GetExecutionHistory").is_empty());
 }
 
 #[tokio::test]
@@ -473,4 +473,76 @@ async fn retries_are_paid_from_the_budget_and_a_throttle_empties_it() {
         ),
         Some(2.0)
     );
+}
+
+/// More state machines and running executions than a poll's share of ListExecutions and
+/// GetExecutionHistory can read before its deadline: each poll does what it can, yields without
+/// failing, and the next continues with what was not read yet, until every open run is on
+/// /metrics.
+#[tokio::test]
+async fn a_poll_with_more_work_than_its_interval_yields_and_the_next_continues() {
+    const STATE_MACHINES: usize = 12;
+    let mut h = Harness::start(SOURCE, |c| {
+        c.sources.sfn_map_runs.poll_interval = Duration::from_secs(1);
+        // Half of each, the default share: 2 calls of burst and 2 a second, about 4 a poll.
+        for action in ["states:ListExecutions", "states:GetExecutionHistory"] {
+            c.aws_api.quotas.insert(action.into(), (4.0, 4.0));
+        }
+    })
+    .await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        for i in 0..STATE_MACHINES {
+            let sm = w
+                .sfn
+                .add_state_machine(&format!("busy-{i:02}"), now - 86400.0);
+            let exec = w.sfn.start_execution(&sm, "live", now - 60.0);
+            w.sfn
+                .add_map_run(&exec, spec(&format!("r{i:02}"), 10), now - 50.0);
+        }
+    }
+    let mut listed: Vec<String> = Vec::new();
+    let mut read: Vec<String> = Vec::new();
+    let mut polls = 0;
+    loop {
+        h.poll().await;
+        polls += 1;
+        let log = take_log(&h);
+        let this_poll = resources(&log, "GetExecutionHistory");
+        assert!(
+            this_poll.len() < STATE_MACHINES,
+            "a poll reads only what its deadline allows"
+        );
+        assert!(resources(&log, "ListMapRuns").is_empty());
+        read.extend(this_poll);
+        listed.extend(resources(&log, "ListExecutions"));
+        let s = h.scrape().await;
+        assert_eq!(
+            s.value(
+                "aws_workflow_exporter_poll_success",
+                &[("source", "sfn_map_runs")]
+            ),
+            Some(1.0),
+            "yielding is not failing"
+        );
+        let open = s.count("aws_sfn_map_run_status", &[("status", "running")]);
+        if open == STATE_MACHINES {
+            break;
+        }
+        assert!(
+            polls < 40,
+            "all open runs on /metrics within 40 polls, {open} after {polls}"
+        );
+    }
+    println!("{polls} polls; listed in order: {listed:?}; read in order: {read:?}");
+    assert!(polls > 1);
+    for (what, calls) in [("listings", &listed), ("history reads", &read)] {
+        let first_pass: BTreeSet<&String> = calls.iter().take(STATE_MACHINES).collect();
+        assert_eq!(
+            first_pass.len(),
+            STATE_MACHINES,
+            "{what}: each poll continues with what was not done yet"
+        );
+    }
 }

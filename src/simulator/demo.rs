@@ -467,6 +467,7 @@ pub const DENIABLE: &[(&str, &str, &str)] = &[
     ("states:ListStateMachines", "sfn", "ListStateMachines"),
     ("states:DescribeStateMachine", "sfn", "DescribeStateMachine"),
     ("states:ListExecutions", "sfn", "ListExecutions"),
+    ("states:GetExecutionHistory", "sfn", "GetExecutionHistory"),
     ("states:ListMapRuns", "sfn", "ListMapRuns"),
     ("states:DescribeMapRun", "sfn", "DescribeMapRun"),
     ("transfer:ListWorkflows", "transfer", "ListWorkflows"),

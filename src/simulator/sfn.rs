@@ -72,6 +72,8 @@ pub struct SfnWorld {
     pub map_runs: BTreeMap<String, SimMapRun>,
     /// Caps every page at this many items, to exercise pagination.
     pub page_cap: Option<usize>,
+    /// Each execution's history, oldest first (GetExecutionHistory), as things happen to it.
+    pub events: BTreeMap<String, Vec<Value>>,
 }
 
 /// Parameters of a new map run.
@@ -122,6 +124,8 @@ impl SfnWorld {
         self.state_machines.remove(arn);
         self.executions.retain(|_, e| e.state_machine_arn != arn);
         self.map_runs.retain(|_, r| r.state_machine_arn != arn);
+        let executions = &self.executions;
+        self.events.retain(|e, _| executions.contains_key(e));
     }
 
     pub fn start_execution(&mut self, state_machine_arn: &str, name: &str, start: f64) -> String {
@@ -140,7 +144,26 @@ impl SfnWorld {
                 redrive_date: None,
             },
         );
+        self.event(&arn, "ExecutionStarted", start, json!({}));
         arn
+    }
+
+    /// Appends an event to an execution's history (ids count from 1, as AWS's do).
+    fn event(&mut self, execution_arn: &str, kind: &str, at: f64, details: Value) {
+        let events = self.events.entry(execution_arn.to_owned()).or_default();
+        let id = events.len() as i64 + 1;
+        let mut e = json!({"id": id, "previousEventId": id - 1, "type": kind, "timestamp": at});
+        if let (Some(e), Value::Object(d)) = (e.as_object_mut(), details) {
+            e.extend(d);
+        }
+        events.push(e);
+    }
+
+    /// Appends `n` task events to an execution's history, to make it long.
+    pub fn add_task_events(&mut self, execution_arn: &str, n: usize, at: f64) {
+        for _ in 0..n {
+            self.event(execution_arn, "TaskStateEntered", at, json!({}));
+        }
     }
 
     pub fn stop_execution(&mut self, execution_arn: &str, status: &'static str, stop: f64) {
@@ -150,6 +173,13 @@ impl SfnWorld {
             .expect("known execution");
         e.status = status;
         e.stop = Some(stop);
+        let kind = match status {
+            "SUCCEEDED" => "ExecutionSucceeded",
+            "ABORTED" => "ExecutionAborted",
+            "TIMED_OUT" => "ExecutionTimedOut",
+            _ => "ExecutionFailed",
+        };
+        self.event(execution_arn, kind, stop, json!({}));
     }
 
     pub fn add_map_run(&mut self, execution_arn: &str, spec: MapRunSpec, start: f64) -> String {
@@ -183,6 +213,13 @@ impl SfnWorld {
                 redrive_count: 0,
                 redrive_date: None,
             },
+        );
+        self.event(execution_arn, "MapStateEntered", start, json!({}));
+        self.event(
+            execution_arn,
+            "MapRunStarted",
+            start,
+            json!({"mapRunStartedEventDetails": {"mapRunArn": arn}}),
         );
         arn
     }
@@ -220,6 +257,16 @@ impl SfnWorld {
             c.pending = 0;
             c.running = 0;
         }
+        let execution_arn = r.execution_arn.clone();
+        let (kind, details) = match status {
+            "SUCCEEDED" => ("MapRunSucceeded", json!({})),
+            "ABORTED" => ("MapRunAborted", json!({})),
+            _ => (
+                "MapRunFailed",
+                json!({"mapRunFailedEventDetails": {"error": "States.ExceedToleratedFailureThreshold"}}),
+            ),
+        };
+        self.event(&execution_arn, kind, stop, details);
     }
 
     /// Deletes what a request names, just before it is answered: the map run a DescribeMapRun
@@ -230,9 +277,10 @@ impl SfnWorld {
             "DescribeMapRun" => {
                 self.map_runs.remove(arg("mapRunArn"));
             }
-            "ListMapRuns" => {
+            "ListMapRuns" | "GetExecutionHistory" => {
                 let exec = arg("executionArn");
                 self.executions.remove(exec);
+                self.events.remove(exec);
                 self.map_runs.retain(|_, r| r.execution_arn != exec);
             }
             "ListExecutions" => self.delete_state_machine(arg("stateMachineArn")),
@@ -251,6 +299,7 @@ impl SfnWorld {
         e.stop = None;
         e.redrive_count += 1;
         e.redrive_date = Some(at);
+        let mut redriven = Vec::new();
         for r in self
             .map_runs
             .values_mut()
@@ -263,6 +312,7 @@ impl SfnWorld {
             r.stop = None;
             r.redrive_count += 1;
             r.redrive_date = Some(at);
+            redriven.push((r.arn.clone(), r.redrive_count));
             for c in [&mut r.items, &mut r.executions] {
                 let rerun = c.failed + c.timed_out + c.aborted;
                 c.pending += rerun;
@@ -271,6 +321,15 @@ impl SfnWorld {
                 c.aborted = 0;
                 c.pending_redrive = Some(0);
             }
+        }
+        self.event(execution_arn, "ExecutionRedriven", at, json!({}));
+        for (arn, count) in redriven {
+            self.event(
+                execution_arn,
+                "MapRunRedriven",
+                at,
+                json!({"mapRunRedrivenEventDetails": {"mapRunArn": arn, "redriveCount": count}}),
+            );
         }
     }
 }
@@ -383,6 +442,21 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
                 })
                 .collect();
             Ok(json!({"executions": items, "nextToken": next}))
+        }
+        "GetExecutionHistory" => {
+            let exec = required(input, "executionArn")?;
+            if !w.executions.contains_key(exec) {
+                return Err(ApiError::bad_request(
+                    "ExecutionDoesNotExist",
+                    format!("Execution Does Not Exist: '{exec}'"),
+                ));
+            }
+            let mut all = w.events.get(exec).cloned().unwrap_or_default();
+            if input.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
+                all.reverse();
+            }
+            let (page, next) = paginate(&all, input, "maxResults", "nextToken", 100, w.page_cap)?;
+            Ok(json!({"events": page, "nextToken": next}))
         }
         "ListMapRuns" => {
             let exec = required(input, "executionArn")?;

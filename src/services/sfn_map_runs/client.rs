@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
 use aws_sdk_sfn::operation::list_executions::ListExecutionsOutput;
 use aws_sdk_sfn::operation::list_map_runs::ListMapRunsOutput;
 use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
@@ -12,13 +13,18 @@ use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::Connection;
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::convert;
-use crate::services::sfn_map_runs::state::{ExecutionObs, MapRunObs};
+use crate::services::sfn_map_runs::state::{ExecutionEvents, ExecutionObs, MapRunObs};
+
+/// Pages of 1,000 events one read of an execution's events goes back at most; an execution
+/// with more new events than that has its map runs listed instead (ListMapRuns).
+pub const MAX_EVENT_PAGES: usize = 3;
 
 /// The Step Functions operations this source calls; buckets from AWS service quotas.
 pub const OPERATIONS: &[Operation] = &[
     LIST_STATE_MACHINES,
     DESCRIBE_STATE_MACHINE,
     LIST_EXECUTIONS,
+    GET_EXECUTION_HISTORY,
     LIST_MAP_RUNS,
     DESCRIBE_MAP_RUN,
 ];
@@ -48,6 +54,11 @@ pub const LIST_EXECUTIONS: Operation = op(
         refill_per_sec: 2.0,
         big_regions: Some((200.0, 5.0)),
     },
+);
+pub const GET_EXECUTION_HISTORY: Operation = op(
+    "GetExecutionHistory",
+    "states:GetExecutionHistory",
+    AwsBucket::flat(400.0, 20.0),
 );
 pub const LIST_MAP_RUNS: Operation = op(
     "ListMapRuns",
@@ -178,6 +189,41 @@ impl SfnClient {
             page.next_token.filter(|_| !past)
         };
         self.conn.pages(LIST_EXECUTIONS, fetch, take).await
+    }
+
+    /// The map run events of an execution newer than event `after` (0: all), newest first
+    /// (`reverseOrder`, no execution data), at most [`MAX_EVENT_PAGES`] pages.
+    pub async fn execution_events(
+        &self,
+        execution_arn: &str,
+        after: i64,
+    ) -> Result<ExecutionEvents, AwsError> {
+        let fetch = |token| {
+            self.sdk
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .reverse_order(true)
+                .include_execution_data(false)
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+        };
+        let mut events = ExecutionEvents::default();
+        let mut pages = 0;
+        let take = |page: GetExecutionHistoryOutput, _: &mut Vec<()>| {
+            pages += 1;
+            let reached = convert::execution_events(page.events(), after, &mut events);
+            match page.next_token {
+                Some(next) if !reached && pages < MAX_EVENT_PAGES => Some(next),
+                Some(_) if !reached => None,
+                _ => {
+                    events.complete = true;
+                    None
+                }
+            }
+        };
+        self.conn.pages(GET_EXECUTION_HISTORY, fetch, take).await?;
+        Ok(events)
     }
 
     pub async fn list_map_runs(&self, execution_arn: &str) -> Result<Vec<String>, AwsError> {

@@ -2,12 +2,14 @@
 
 use aws_sdk_sfn::operation::describe_map_run::DescribeMapRunOutput;
 use aws_sdk_sfn::types::{
-    ExecutionListItem, ExecutionStatus, MapRunExecutionCounts, MapRunItemCounts,
-    MapRunStatus as SdkStatus,
+    ExecutionListItem, ExecutionStatus, HistoryEvent, HistoryEventType, MapRunExecutionCounts,
+    MapRunItemCounts, MapRunStatus as SdkStatus,
 };
 use aws_smithy_types::DateTime;
 
-use crate::services::sfn_map_runs::state::{Counts, ExecutionObs, MapRunObs, MapRunStatus};
+use crate::services::sfn_map_runs::state::{
+    Counts, ExecutionEvents, ExecutionObs, MapRunObs, MapRunStatus,
+};
 
 pub fn secs(t: &DateTime) -> f64 {
     t.as_secs_f64()
@@ -24,6 +26,40 @@ pub fn execution(item: &ExecutionListItem) -> ExecutionObs {
         redrive_count: item.redrive_count().unwrap_or(0).into(),
         redrive_date: item.redrive_date().map(secs),
     }
+}
+
+/// Adds the map run events of one page (newest first) newer than event `after` to `out`.
+/// Returns whether the page reached event `after` (nothing older is needed).
+pub fn execution_events(page: &[HistoryEvent], after: i64, out: &mut ExecutionEvents) -> bool {
+    for e in page {
+        if e.id() <= after {
+            return true;
+        }
+        out.newest = out.newest.max(e.id());
+        match e.r#type() {
+            HistoryEventType::MapRunStarted => {
+                if let Some(arn) = e
+                    .map_run_started_event_details()
+                    .and_then(|d| d.map_run_arn())
+                {
+                    out.started.push((arn.to_owned(), secs(e.timestamp())));
+                }
+            }
+            HistoryEventType::MapRunRedriven => {
+                if let Some(arn) = e
+                    .map_run_redriven_event_details()
+                    .and_then(|d| d.map_run_arn())
+                {
+                    out.redriven.push(arn.to_owned());
+                }
+            }
+            HistoryEventType::MapRunSucceeded
+            | HistoryEventType::MapRunFailed
+            | HistoryEventType::MapRunAborted => out.ended = true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether an Amazon States Language definition has a Map state in DISTRIBUTED mode anywhere,

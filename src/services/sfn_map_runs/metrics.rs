@@ -96,7 +96,7 @@ def!(
     "aws_sfn_map_run_status",
     StateSet,
     RUN_STATUS,
-    "Status of the map run: 1 for the current one of running, succeeded, failed, aborted."
+    "Status of the map run: 1 for the current one of running, succeeded, failed, aborted. A run found in its parent's history (MapRunStarted) shows running, with its start time, before its first DescribeMapRun; its other series come with that describe."
 );
 def!(
     MAX_CONCURRENCY,
@@ -273,6 +273,23 @@ pub fn render(
         } else {
             fresh.push(run_series(key, account_id, region, l, obs));
         }
+    }
+    // Runs known only from their MapRunStarted event: running since then, counts to come.
+    let statuses: Vec<&str> = MapRunStatus::ALL.iter().map(|s| s.as_label()).collect();
+    for (l, start) in tracker.started_runs() {
+        let labels = [
+            account_id,
+            region,
+            &l.state_machine,
+            &l.map_state,
+            &l.execution,
+            &l.map_run,
+        ];
+        let mut b = SectionsBuilder::new(key);
+        b.family(&STATUS)
+            .add_state_set(&labels, &statuses, MapRunStatus::Running.as_label());
+        b.family(&START).add(&labels, start);
+        fresh.push(b.finish());
     }
     gather_sections(cached.into_iter().chain(&fresh), out);
 

@@ -1,11 +1,20 @@
 //! Step Functions Distributed Map Runs: ListStateMachines (+ DescribeStateMachine, cached) ->
-//! ListExecutions of state machines with a Distributed Map -> ListMapRuns -> DescribeMapRun.
+//! ListExecutions of state machines with a Distributed Map -> the executions' map runs ->
+//! DescribeMapRun.
 //!
-//! A poll does the open work first and publishes it as it goes: running executions, their map
-//! runs, open runs in the order that serves the alerts, final describes and redriven runs. Then,
-//! until the poll's time is up, it reads history in the background (runs that finished before
-//! the exporter started, within `lookback`) newest first, with budget tokens open work does not
-//! need. Which calls are needed is decided in [`state`].
+//! An execution's map runs are found in its history (GetExecutionHistory newest first, down to
+//! the last event read: 20 calls/s against ListMapRuns' 1/s); its MapRunSucceeded/Failed/Aborted
+//! and MapRunRedriven events also say which runs to describe again. ListMapRuns is the fallback
+//! when the history is denied or has more new events than [`client::MAX_EVENT_PAGES`] pages.
+//!
+//! A poll does the open work first and publishes it as it goes: running executions, final
+//! describes and redriven runs, then the executions' map runs interleaved with refreshes of the
+//! open runs in the order that serves the alerts. All of it stops at the poll's deadline and
+//! continues at the next poll where it stopped (executions least lately read first), so a poll
+//! that finds more work than its interval allows yields instead of failing. Then, until the
+//! deadline, it reads history in the background (runs that finished before the exporter
+//! started, within `lookback`) newest first, with budget tokens open work does not need. Which
+//! calls are needed is decided in [`state`].
 
 pub mod client;
 pub mod config;
@@ -14,6 +23,7 @@ pub mod doctor;
 pub mod metrics;
 pub mod state;
 
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,21 +31,26 @@ use crate::aws::Target;
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::sfn_map_runs::client::{
-    Executions, SfnClient, DESCRIBE_MAP_RUN, LIST_EXECUTIONS, LIST_MAP_RUNS,
+    Executions, SfnClient, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE, GET_EXECUTION_HISTORY,
+    LIST_EXECUTIONS, LIST_MAP_RUNS,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::state::{Backlog, Listing, MapRunTracker, StateMachineObs};
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 
-/// Background work stops this far into the poll interval, so the next poll starts on time.
-const BACKGROUND_SHARE_OF_INTERVAL: f64 = 0.9;
+/// A poll's work stops this far into the poll interval, so the next poll starts on time.
+const WORK_SHARE_OF_INTERVAL: f64 = 0.9;
+
+/// After GetExecutionHistory was denied, map runs are found with ListMapRuns this long before
+/// the history is tried again.
+const EVENTS_DENIED_RETRY: Duration = Duration::from_secs(3600);
 
 /// The kinds of history work, each with its own budget bucket.
 #[derive(Debug, Clone, Copy)]
 enum History {
     /// A state machine's first listing, down to `now - lookback`.
     Listing,
-    /// ListMapRuns of a finished execution found by it.
+    /// The map runs of a finished execution found by it.
     MapRuns,
     /// DescribeMapRun of a run found that way.
     Describe,
@@ -53,6 +68,8 @@ pub struct SfnMapRuns {
     tracker: MapRunTracker,
     /// The history backlog as last logged.
     logged_backlog: Option<Backlog>,
+    /// GetExecutionHistory was denied: ListMapRuns until then.
+    events_denied_until: Option<Instant>,
 }
 
 impl SfnMapRuns {
@@ -64,6 +81,7 @@ impl SfnMapRuns {
             client: None,
             tracker,
             logged_backlog: None,
+            events_denied_until: None,
         }
     }
 
@@ -92,13 +110,9 @@ impl SfnMapRuns {
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
-        let deadline = Instant::now()
-            + self
-                .config
-                .poll_interval
-                .mul_f64(BACKGROUND_SHARE_OF_INTERVAL);
-        self.state_machines(client, errors).await?;
-        self.open_work(client, errors, progress).await;
+        let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
+        self.state_machines(client, deadline, errors).await?;
+        self.open_work(client, deadline, errors, progress).await;
         self.publish(progress, true);
         progress.ready();
         self.history(client, deadline, errors, progress).await;
@@ -107,10 +121,12 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Lists state machines and reads the definitions not known (or not checked) lately.
+    /// Lists state machines and reads the definitions not known (or not checked) lately, until
+    /// `deadline` (the rest are read next poll).
     async fn state_machines(
         &mut self,
         client: &SfnClient,
+        deadline: Instant,
         errors: &mut Vec<AwsError>,
     ) -> Result<(), AwsError> {
         let selected: Vec<StateMachineObs> = client
@@ -134,6 +150,9 @@ impl SfnMapRuns {
             .tracker
             .observe_state_machines(selected, refresh, unix_now())
         {
+            if Instant::now() + client.time_until_spare(DESCRIBE_STATE_MACHINE, 0.0) >= deadline {
+                break;
+            }
             match client.has_distributed_map(&arn).await {
                 Ok(distributed) => self.tracker.set_definition(&arn, distributed, unix_now()),
                 // Deleted since it was listed: the next ListStateMachines drops it.
@@ -147,56 +166,169 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Running executions, their map runs, open runs, final describes and redrives.
+    /// The open work, until `deadline`: execution listings, required describes (final ones,
+    /// redriven runs, runs the history flagged), the executions' map runs, and refreshes of open
+    /// runs. Each kind has its own bucket, so each goes as soon as its bucket has a token, most
+    /// urgent first, and none waits for another's; refreshes take only tokens there are now.
     async fn open_work(
         &mut self,
         client: &SfnClient,
+        deadline: Instant,
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) {
+        let mut listings: VecDeque<(String, Listing, Executions)> = VecDeque::new();
         for plan in self.tracker.listing_plan() {
-            let mut listings = Vec::new();
             if plan.running {
-                listings.push((Listing::Running, Executions::Running));
+                listings.push_back((plan.arn.clone(), Listing::Running, Executions::Running));
             }
             if let Some(since) = plan.newest_since {
-                listings.push((Listing::Newest, Executions::StartedSince(since)));
+                let which = Executions::StartedSince(since);
+                listings.push_back((plan.arn.clone(), Listing::Newest, which));
             }
             if plan.redriven {
-                listings.push((Listing::Redriven, Executions::Redriven));
+                listings.push_back((plan.arn, Listing::Redriven, Executions::Redriven));
             }
-            for (kind, which) in listings {
-                // A listing that fails is not applied: nothing is believed stopped because of it.
-                match client.list_executions(&plan.arn, which).await {
-                    Ok(listed) => {
-                        self.tracker
-                            .observe_listing(&plan.arn, kind, listed, 0.0, unix_now())
-                    }
-                    Err(e) => {
-                        tracing::warn!(state_machine = %plan.arn, listing = ?kind, error = %e, "listing executions failed");
-                        errors.push(e);
-                    }
-                }
-            }
-        }
-        for execution_arn in self.tracker.executions_to_list() {
-            self.list_map_runs(client, &execution_arn, errors).await;
         }
         let rate = client.rate(DESCRIBE_MAP_RUN);
         let due_after = self.tracker.open_run_count() as f64 / rate;
         let plan = self.tracker.runs_to_describe(unix_now(), due_after);
-        for arn in &plan.required {
-            self.describe(client, arn, errors).await;
-            self.publish(progress, false);
-        }
-        // Open runs get the tokens there are now; the rest wait for the next poll, in order.
-        for arn in &plan.refresh {
-            if !client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero() {
-                break;
+        let mut required: VecDeque<String> = plan.required.into();
+        let mut refresh: VecDeque<String> = plan.refresh.into();
+        let mut discover: VecDeque<String> = self.tracker.executions_to_list().into();
+        // Executions queued for discovery this poll, done ones included.
+        let mut queued: BTreeSet<String> = discover.iter().cloned().collect();
+        loop {
+            let waits = [
+                required.front().map(|_| DESCRIBE_MAP_RUN),
+                listings.front().map(|_| LIST_EXECUTIONS),
+                discover.front().map(|_| self.discovery_operation()),
+            ]
+            .map(|op| op.map(|op| client.time_until_spare(op, 0.0)));
+            let next = waits
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.map(|w| (i, w)))
+                .min_by_key(|(_, w)| *w);
+            let nothing_now = next.is_none_or(|(_, w)| !w.is_zero());
+            if nothing_now
+                && !refresh.is_empty()
+                && client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero()
+            {
+                let arn = refresh.pop_front().expect("not empty");
+                self.describe(client, &arn, errors).await;
+                self.publish(progress, false);
+                continue;
             }
-            self.describe(client, arn, errors).await;
-            self.publish(progress, false);
+            let Some((kind, wait)) = next else {
+                return;
+            };
+            if Instant::now() + wait >= deadline {
+                return;
+            }
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            match kind {
+                0 => {
+                    let arn = required.pop_front().expect("not empty");
+                    self.describe(client, &arn, errors).await;
+                    refresh.retain(|a| *a != arn);
+                    self.publish(progress, false);
+                }
+                1 => {
+                    let (arn, kind, which) = listings.pop_front().expect("not empty");
+                    self.list_executions(client, &arn, kind, which, errors)
+                        .await;
+                    // New executions, never read, go before the ones read in earlier polls.
+                    let new: Vec<String> = self
+                        .tracker
+                        .executions_to_list()
+                        .into_iter()
+                        .filter(|e| queued.insert(e.clone()))
+                        .collect();
+                    for execution_arn in new.into_iter().rev() {
+                        discover.push_front(execution_arn);
+                    }
+                }
+                _ => {
+                    let execution_arn = discover.pop_front().expect("not empty");
+                    if self.discover(client, &execution_arn, errors).await {
+                        let first = self.tracker.runs_to_describe_first(&execution_arn);
+                        for arn in first.into_iter().rev() {
+                            refresh.retain(|a| *a != arn);
+                            refresh.push_front(arn);
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// One listing of a state machine's executions. A listing that fails is not applied:
+    /// nothing is believed stopped because of it.
+    async fn list_executions(
+        &mut self,
+        client: &SfnClient,
+        state_machine_arn: &str,
+        kind: Listing,
+        which: Executions,
+        errors: &mut Vec<AwsError>,
+    ) {
+        match client.list_executions(state_machine_arn, which).await {
+            Ok(listed) => {
+                self.tracker
+                    .observe_listing(state_machine_arn, kind, listed, 0.0, unix_now())
+            }
+            Err(e) => {
+                tracing::warn!(state_machine = %state_machine_arn, listing = ?kind, error = %e, "listing executions failed");
+                errors.push(e);
+            }
+        }
+    }
+
+    /// How this poll finds executions' map runs.
+    fn discovery_operation(&self) -> crate::aws::operation::Operation {
+        match self.events_denied_until {
+            Some(until) if Instant::now() < until => LIST_MAP_RUNS,
+            _ => GET_EXECUTION_HISTORY,
+        }
+    }
+
+    /// Finds an execution's map runs: its history events since the last read, or ListMapRuns
+    /// when those are denied or incomplete. Returns whether the calls succeeded (or found the
+    /// execution gone).
+    async fn discover(
+        &mut self,
+        client: &SfnClient,
+        execution_arn: &str,
+        errors: &mut Vec<AwsError>,
+    ) -> bool {
+        if self.discovery_operation() == GET_EXECUTION_HISTORY {
+            let after = self.tracker.events_read(execution_arn);
+            match client.execution_events(execution_arn, after).await {
+                Ok(events) => {
+                    if self.tracker.record_events(execution_arn, events) {
+                        return true;
+                    }
+                    tracing::debug!(execution = %execution_arn, "too many new history events; listing the map runs instead");
+                }
+                Err(AwsError::NotFound { .. }) => {
+                    self.tracker.record_map_runs(execution_arn, vec![]);
+                    return true;
+                }
+                Err(e) if e.is_access_denied() => {
+                    tracing::warn!(error = %e, "GetExecutionHistory is denied: finding map runs with ListMapRuns (1 call/s instead of 20) for an hour; allow states:GetExecutionHistory (deploy/iam/policy.json)");
+                    self.events_denied_until = Some(Instant::now() + EVENTS_DENIED_RETRY);
+                }
+                Err(e) => {
+                    tracing::warn!(execution = %execution_arn, error = %e, "reading execution events failed");
+                    errors.push(e);
+                    return false;
+                }
+            }
+        }
+        self.list_map_runs(client, execution_arn, errors).await
     }
 
     /// History, newest first, with spare tokens only, until `deadline`.
@@ -222,8 +354,8 @@ impl SfnMapRuns {
         let running = self.tracker.running_execution_count() as f64;
         let open = self.tracker.open_run_count() as f64;
         // The work lists are recomputed only when used up: each is a walk over all state.
-        let mut runs = std::collections::VecDeque::new();
-        let mut execs = std::collections::VecDeque::new();
+        let mut runs = VecDeque::new();
+        let mut execs = VecDeque::new();
         loop {
             if runs.is_empty() {
                 runs = self
@@ -240,7 +372,7 @@ impl SfnMapRuns {
             let next_run = runs.front().cloned();
             let work = [
                 next_sm.map(|a| (History::Listing, LIST_EXECUTIONS, listings as f64, a)),
-                next_exec.map(|a| (History::MapRuns, LIST_MAP_RUNS, running, a)),
+                next_exec.map(|a| (History::MapRuns, self.discovery_operation(), running, a)),
                 next_run.map(|a| (History::Describe, DESCRIBE_MAP_RUN, open, a)),
             ];
             let Some((wait, kind, arn)) = work
@@ -286,7 +418,7 @@ impl SfnMapRuns {
                     }
                 }
                 History::MapRuns => {
-                    if !self.list_map_runs(client, &arn, errors).await {
+                    if !self.discover(client, &arn, errors).await {
                         return;
                     }
                 }
@@ -300,7 +432,7 @@ impl SfnMapRuns {
         }
     }
 
-    /// Returns whether the call succeeded (or found the execution gone).
+    /// ListMapRuns. Returns whether the call succeeded (or found the execution gone).
     async fn list_map_runs(
         &mut self,
         client: &SfnClient,

@@ -10,6 +10,21 @@ use crate::exposition::family::Sections;
 /// How long AWS lets a stopped execution be redriven; per-run dedup state is kept this long.
 pub const REDRIVE_WINDOW_SECS: f64 = 14.0 * 86400.0;
 
+/// The map run events of an execution's history newer than the last read (GetExecutionHistory).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionEvents {
+    /// The newest event id read (0 when none).
+    pub newest: i64,
+    /// Map runs started (MapRunStarted) and when, newest first.
+    pub started: Vec<(String, f64)>,
+    /// Map runs redriven (MapRunRedriven).
+    pub redriven: Vec<String>,
+    /// A map run ended (MapRunSucceeded, MapRunFailed, MapRunAborted); the event does not say which.
+    pub ended: bool,
+    /// Read down to the last event already seen, or to the first event.
+    pub complete: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionObs {
     pub arn: String,
@@ -186,7 +201,8 @@ const CHANGED_WEIGHT: f64 = 2.0;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DescribePlan {
     /// Must be described now: the final describe of a run whose parent stopped (or that was
-    /// first seen after it stopped), failed or aborted runs whose parent was redriven.
+    /// first seen after it stopped), failed or aborted runs whose parent was redriven, and runs
+    /// the parent's history shows ended or redriven since their last describe.
     pub required: Vec<String>,
     /// Runs of running executions, most urgent first: never described ones, overdue ones (not
     /// described for `due_after` seconds, one pass over the open runs), then by how long ago
@@ -229,6 +245,8 @@ struct TrackedStateMachine {
     /// Start time of the newest execution a complete listing showed; `None` until the history
     /// listing completed.
     watermark: Option<f64>,
+    /// When its executions were last listed, as a [`MapRunTracker`] sequence number (0: never).
+    listed_at: u64,
 }
 
 #[derive(Debug)]
@@ -239,6 +257,11 @@ struct TrackedExecution {
     last_seen: f64,
     /// Found finished by the first listing: its runs are described in the background.
     history: bool,
+    /// The newest history event read (see [`ExecutionEvents`]); 0 before the first read.
+    events_read: i64,
+    /// When its map runs were last listed or its events read, as a [`MapRunTracker`] sequence
+    /// number (0: never).
+    discovered_at: u64,
 }
 
 #[derive(Debug)]
@@ -257,6 +280,12 @@ struct TrackedRun {
     last_described: f64,
     /// The last describe showed different counts or status than the one before.
     changed: bool,
+    /// The parent's history showed the run (or a run of the parent) end or be redriven since
+    /// the last describe: describe it now.
+    event_pending: bool,
+    /// When its MapRunStarted event happened, if it was found in the parent's history: until
+    /// its first describe it is shown running from then.
+    started_event: Option<f64>,
     /// The run's per-run series as exposition text, rendered at the first snapshot after a
     /// describe and shared by every snapshot until the next: unchanged runs cost no rendering
     /// and no copy per publish.
@@ -289,6 +318,8 @@ pub struct MapRunTracker {
     executions: BTreeMap<String, TrackedExecution>,
     runs: BTreeMap<String, TrackedRun>,
     aggregates: BTreeMap<(String, String), Aggregate>,
+    /// Listings of executions and of map runs (or events read) so far, to order them by staleness.
+    discoveries: u64,
 }
 
 impl MapRunTracker {
@@ -302,6 +333,7 @@ impl MapRunTracker {
             executions: BTreeMap::new(),
             runs: BTreeMap::new(),
             aggregates: BTreeMap::new(),
+            discoveries: 0,
         }
     }
 
@@ -326,6 +358,7 @@ impl MapRunTracker {
                     distributed: None,
                     checked_at: f64::NEG_INFINITY,
                     watermark: None,
+                    listed_at: 0,
                 },
             };
             keep.insert(sm.arn, tracked);
@@ -356,7 +389,8 @@ impl MapRunTracker {
         }
     }
 
-    /// The execution listings of this poll, per state machine that needs any.
+    /// The execution listings of this poll, per state machine that needs any, the ones listed
+    /// least lately first (so a poll that runs out of time continues where it stopped).
     pub fn listing_plan(&self) -> Vec<ListingPlan> {
         let with_running: BTreeSet<&str> = self
             .executions
@@ -372,15 +406,17 @@ impl MapRunTracker {
                 continue;
             }
             turn += 1;
-            out.push(ListingPlan {
+            let plan = ListingPlan {
                 arn: arn.clone(),
                 running: running || sm.watermark.is_none(),
                 newest_since: sm.watermark,
                 redriven: sm.watermark.is_some()
                     && (turn + self.polls) % REDRIVE_SCAN_EVERY_POLLS == 0,
-            });
+            };
+            out.push((sm.listed_at, plan));
         }
-        out
+        out.sort_by_key(|(listed_at, _)| *listed_at);
+        out.into_iter().map(|(_, plan)| plan).collect()
     }
 
     /// State machines whose first (history) listing is still to do.
@@ -436,6 +472,8 @@ impl MapRunTracker {
                             listed: Listed::Never,
                             last_seen: now,
                             history,
+                            events_read: 0,
+                            discovered_at: 0,
                         },
                     );
                 }
@@ -452,6 +490,10 @@ impl MapRunTracker {
             }
         }
         if let Some(sm) = self.state_machines.get_mut(state_machine_arn) {
+            if matches!(kind, Listing::Running | Listing::Newest) {
+                self.discoveries += 1;
+                sm.listed_at = self.discoveries;
+            }
             match kind {
                 Listing::History => sm.watermark = Some(newest.unwrap_or(since).max(since)),
                 Listing::Newest => {
@@ -464,18 +506,68 @@ impl MapRunTracker {
         }
     }
 
-    /// Executions whose map runs must be listed now: running ones, finished ones not listed
-    /// since they finished, and redriven ones. History executions are not among them.
+    /// Executions whose map runs must be discovered now: running ones, finished ones not listed
+    /// since they finished, and redriven ones; never discovered ones first, then the ones
+    /// discovered longest ago, so that a poll that runs out of time continues where it stopped.
+    /// History executions are not among them.
     pub fn executions_to_list(&self) -> Vec<String> {
-        self.executions
+        let mut out: Vec<(u64, &String)> = self
+            .executions
             .iter()
             .filter(|(_, t)| {
                 t.obs.running
                     || (t.listed != Listed::Final && !t.history)
                     || t.redrive_at_listing != t.obs.redrive_count
             })
-            .map(|(arn, _)| arn.clone())
-            .collect()
+            .map(|(arn, t)| (t.discovered_at, arn))
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, arn)| arn.clone()).collect()
+    }
+
+    /// The history event an execution's next events read starts after.
+    pub fn events_read(&self, execution_arn: &str) -> i64 {
+        self.executions
+            .get(execution_arn)
+            .map_or(0, |e| e.events_read)
+    }
+
+    /// Records what an execution's history showed since the last read: new map runs are
+    /// tracked, runs redriven (or, as the events do not say which run ended, every open run of
+    /// the execution after a run ended) are described next. Returns whether the read was
+    /// complete; if not, the execution's map runs must be listed (ListMapRuns) to find them all.
+    pub fn record_events(&mut self, execution_arn: &str, events: ExecutionEvents) -> bool {
+        let Some(exec) = self.executions.get_mut(execution_arn) else {
+            return true;
+        };
+        exec.events_read = exec.events_read.max(events.newest);
+        let incomplete = !events.complete;
+        let arns: Vec<String> = events.started.iter().map(|(arn, _)| arn.clone()).collect();
+        if events.complete {
+            self.record_map_runs(execution_arn, arns);
+        } else {
+            self.track_runs(execution_arn, arns);
+        }
+        for (arn, at) in events.started {
+            if let Some(r) = self.runs.get_mut(&arn) {
+                r.started_event = r.started_event.or(Some(at));
+            }
+        }
+        for arn in &events.redriven {
+            if let Some(r) = self.runs.get_mut(arn) {
+                r.event_pending = true;
+            }
+        }
+        if events.ended || incomplete {
+            for r in self.runs.values_mut() {
+                if r.execution_arn == execution_arn
+                    && r.obs.as_ref().is_none_or(|o| !o.status.is_terminal())
+                {
+                    r.event_pending = true;
+                }
+            }
+        }
+        !incomplete
     }
 
     /// History executions whose map runs were never listed, newest first.
@@ -490,17 +582,26 @@ impl MapRunTracker {
         out.into_iter().map(|(arn, _)| arn.clone()).collect()
     }
 
-    /// Records the map runs ListMapRuns returned for an execution.
+    /// Records all the map runs of an execution (ListMapRuns, or a complete events read).
     pub fn record_map_runs(&mut self, execution_arn: &str, map_run_arns: Vec<String>) {
         let Some(exec) = self.executions.get_mut(execution_arn) else {
             return;
         };
+        self.discoveries += 1;
         exec.listed = if exec.obs.running {
             Listed::WhileRunning
         } else {
             Listed::Final
         };
         exec.redrive_at_listing = exec.obs.redrive_count;
+        exec.discovered_at = self.discoveries;
+        self.track_runs(execution_arn, map_run_arns);
+    }
+
+    fn track_runs(&mut self, execution_arn: &str, map_run_arns: Vec<String>) {
+        let Some(exec) = self.executions.get(execution_arn) else {
+            return;
+        };
         let history = exec.history;
         for arn in map_run_arns {
             if self.runs.contains_key(&arn) {
@@ -523,10 +624,26 @@ impl MapRunTracker {
                     history,
                     last_described: f64::NEG_INFINITY,
                     changed: false,
+                    event_pending: false,
+                    started_event: None,
                     series: OnceLock::new(),
                 },
             );
         }
+    }
+
+    /// An execution's runs to describe before any other refresh, after its map runs were
+    /// discovered: never described ones and ones its events flagged.
+    pub fn runs_to_describe_first(&self, execution_arn: &str) -> Vec<String> {
+        self.runs
+            .iter()
+            .filter(|(_, r)| {
+                r.execution_arn == execution_arn
+                    && !r.history
+                    && (r.obs.is_none() || r.event_pending)
+            })
+            .map(|(arn, _)| arn.clone())
+            .collect()
     }
 
     /// The DescribeMapRun calls of this poll (see [`DescribePlan`]). A terminal run is described
@@ -541,6 +658,10 @@ impl MapRunTracker {
         for (arn, r) in &self.runs {
             let parent = self.executions.get(&r.execution_arn);
             let parent_running = parent.is_some_and(|p| p.obs.running);
+            if r.event_pending && !r.history {
+                plan.required.push(arn.clone());
+                continue;
+            }
             let Some(obs) = &r.obs else {
                 if r.history {
                     let start = parent.map_or(0.0, |p| p.obs.start);
@@ -596,6 +717,7 @@ impl MapRunTracker {
         if let Some(parent) = self.executions.get(&run.execution_arn) {
             run.parent_redrive_at_describe = parent.obs.redrive_count;
         }
+        run.event_pending = false;
         // A first describe is news too.
         run.changed = run.obs.as_ref().is_none_or(|prev| {
             prev.status != obs.status
@@ -729,6 +851,20 @@ impl MapRunTracker {
         })
     }
 
+    /// Runs not described yet that are surely running: found by a MapRunStarted event of a
+    /// running execution that shows no run ended since. With their start time.
+    pub fn started_runs(&self) -> impl Iterator<Item = (&RunLabels, f64)> {
+        self.runs.values().filter_map(|r| {
+            let at = r.started_event?;
+            let parent_running = self
+                .executions
+                .get(&r.execution_arn)
+                .is_some_and(|p| p.obs.running);
+            (r.obs.is_none() && !r.event_pending && !r.history && parent_running)
+                .then_some((&r.labels, at))
+        })
+    }
+
     /// Aggregate counters by (state machine, map state).
     pub fn aggregates(&self) -> &BTreeMap<(String, String), Aggregate> {
         &self.aggregates
@@ -747,6 +883,10 @@ impl MapRunTracker {
                     *open += 1;
                 }
             }
+        }
+        for (l, _) in self.started_runs() {
+            *out.entry((l.state_machine.clone(), l.map_state.clone()))
+                .or_default() += 1;
         }
         out
     }
@@ -833,6 +973,104 @@ mod tests {
             name: name.into(),
             created: 1.0,
         }
+    }
+
+    #[test]
+    fn history_events_track_new_runs_and_flag_ended_or_redriven_ones_for_a_describe_now() {
+        let mut t = MapRunTracker::new(500.0, 3600.0);
+        listing(&mut t, Listing::Running, vec![exec(true, 0)], 1100.0);
+        assert_eq!(t.events_read(EXEC), 0);
+        let started = ExecutionEvents {
+            newest: 4,
+            started: vec![(RUN.into(), 1050.0)],
+            complete: true,
+            ..ExecutionEvents::default()
+        };
+        assert!(t.record_events(EXEC, started));
+        assert_eq!(t.events_read(EXEC), 4);
+        assert_eq!(t.runs_to_describe_first(EXEC), vec![RUN.to_string()]);
+        t.apply_describe(run(MapRunStatus::Running, 10, 1, None, 0), 1100.0);
+        assert!(t.runs_to_describe_first(EXEC).is_empty());
+        assert!(t.runs_to_describe(1100.0, 1e9).required.is_empty());
+
+        // A run of the execution ended: the open run is described now, not in its turn.
+        let ended = ExecutionEvents {
+            newest: 6,
+            ended: true,
+            complete: true,
+            ..ExecutionEvents::default()
+        };
+        assert!(t.record_events(EXEC, ended));
+        assert_eq!(
+            t.runs_to_describe(1100.0, 1e9).required,
+            vec![RUN.to_string()]
+        );
+        t.apply_describe(run(MapRunStatus::Failed, 10, 20, Some(1200.0), 0), 1200.0);
+        assert!(t.runs_to_describe(1200.0, 1e9).required.is_empty());
+
+        // Redriven: described again whatever the parent's listing says yet.
+        let redriven = ExecutionEvents {
+            newest: 8,
+            redriven: vec![RUN.into()],
+            complete: true,
+            ..ExecutionEvents::default()
+        };
+        assert!(t.record_events(EXEC, redriven));
+        assert_eq!(
+            t.runs_to_describe(1300.0, 1e9).required,
+            vec![RUN.to_string()]
+        );
+
+        // An incomplete read asks for ListMapRuns; the newest event read still moves on.
+        let partial = ExecutionEvents {
+            newest: 5000,
+            complete: false,
+            ..ExecutionEvents::default()
+        };
+        assert!(!t.record_events(EXEC, partial));
+        assert_eq!(t.events_read(EXEC), 5000);
+    }
+
+    #[test]
+    fn state_machines_listed_least_lately_come_first() {
+        let mut t = MapRunTracker::new(500.0, 3600.0);
+        let arn = |name: &str| format!("{SM}-{name}");
+        let sms = ["a", "b", "c"].map(|n| sm_obs(&arn(n), n)).to_vec();
+        for sm in t.observe_state_machines(sms, 3600.0, 1000.0) {
+            t.set_definition(&sm, true, 1000.0);
+        }
+        let order = |t: &MapRunTracker| -> Vec<String> {
+            t.listing_plan().into_iter().map(|p| p.arn).collect()
+        };
+        assert_eq!(order(&t), vec![arn("a"), arn("b"), arn("c")]);
+        t.observe_listing(&arn("a"), Listing::Running, vec![], 0.0, 1100.0);
+        assert_eq!(order(&t), vec![arn("b"), arn("c"), arn("a")]);
+        t.observe_listing(&arn("c"), Listing::Running, vec![], 0.0, 1100.0);
+        assert_eq!(order(&t), vec![arn("b"), arn("a"), arn("c")]);
+    }
+
+    #[test]
+    fn executions_not_discovered_lately_come_first() {
+        let mut t = MapRunTracker::new(500.0, 3600.0);
+        let e = |name: &str| ExecutionObs {
+            arn: format!("{EXEC}-{name}"),
+            name: name.into(),
+            ..exec(true, 0)
+        };
+        listing(
+            &mut t,
+            Listing::Running,
+            vec![e("a"), e("b"), e("c")],
+            1100.0,
+        );
+        let arn = |name: &str| format!("{EXEC}-{name}");
+        assert_eq!(t.executions_to_list(), vec![arn("a"), arn("b"), arn("c")]);
+        t.record_map_runs(&arn("a"), vec![]);
+        t.record_map_runs(&arn("c"), vec![]);
+        assert_eq!(t.executions_to_list(), vec![arn("b"), arn("a"), arn("c")]);
+        t.record_map_runs(&arn("b"), vec![]);
+        t.record_map_runs(&arn("a"), vec![]);
+        assert_eq!(t.executions_to_list(), vec![arn("c"), arn("b"), arn("a")]);
     }
 
     #[test]
