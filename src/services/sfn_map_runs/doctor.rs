@@ -1,6 +1,7 @@
 //! What `doctor` checks for Map Runs, with this source's own client calls: the state machines
 //! listed and selected as a poll selects them, their definitions, then ListExecutions,
-//! ListMapRuns and DescribeMapRun on the first resources there are to call them on.
+//! GetExecutionHistory, ListMapRuns and DescribeMapRun on the first resources there are to call
+//! them on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,8 +10,8 @@ use crate::aws::Connection;
 use crate::doctor::{pages, per_hour, select, CallEstimate, Findings, Watched};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
-    Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE, LIST_EXECUTIONS,
-    LIST_MAP_RUNS, LIST_STATE_MACHINES,
+    Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
+    GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS, LIST_STATE_MACHINES,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::state::REDRIVE_SCAN_EVERY_POLLS;
@@ -32,6 +33,7 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
         let rest = [
             DESCRIBE_STATE_MACHINE,
             LIST_EXECUTIONS,
+            GET_EXECUTION_HISTORY,
             LIST_MAP_RUNS,
             DESCRIBE_MAP_RUN,
         ];
@@ -103,10 +105,17 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
         distributed.len(),
     );
 
-    // ListExecutions, ListMapRuns and DescribeMapRun on the first resources there are.
+    // ListExecutions, GetExecutionHistory, ListMapRuns and DescribeMapRun on the first
+    // resources there are.
     let Some(sm) = distributed.first().or(selected.first()) else {
         let why = "no state machine selected to call it on";
-        f.skip(&[LIST_EXECUTIONS, LIST_MAP_RUNS, DESCRIBE_MAP_RUN], why);
+        let rest = [
+            LIST_EXECUTIONS,
+            GET_EXECUTION_HISTORY,
+            LIST_MAP_RUNS,
+            DESCRIBE_MAP_RUN,
+        ];
+        f.skip(&rest, why);
         return f;
     };
     let executions = match client.list_executions(&sm.arn, Executions::Running).await {
@@ -122,11 +131,31 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
         format!("{}: {} running or within lookback", sm.name, l.len())
     }) else {
         f.skip(
-            &[LIST_MAP_RUNS, DESCRIBE_MAP_RUN],
+            &[GET_EXECUTION_HISTORY, LIST_MAP_RUNS, DESCRIBE_MAP_RUN],
             "needs states:ListExecutions",
         );
         return f;
     };
+    // The daemon finds map runs in the parent's history (ListMapRuns is its fallback).
+    match executions.first() {
+        Some(e) => {
+            f.probe(
+                GET_EXECUTION_HISTORY,
+                client.execution_events(&e.arn, 0).await,
+                |events| {
+                    format!(
+                        "{}: {} Map Runs started in its newest events",
+                        e.arn,
+                        events.started.len()
+                    )
+                },
+            );
+        }
+        None => f.skip(
+            &[GET_EXECUTION_HISTORY],
+            &format!("no execution of {} to call it on", sm.name),
+        ),
+    }
     let mut map_run = None;
     let mut list_result = None;
     for e in executions.iter().take(EXECUTIONS_TRIED) {
@@ -198,9 +227,16 @@ fn calls(
         .per_active("state machine with running executions", polls),
         CallEstimate::new(
             conn,
+            GET_EXECUTION_HISTORY,
+            0.0,
+            "the new events of each running execution every poll, once more when it stops; the first poll also reads lookback".into(),
+        )
+        .per_active("running execution", polls),
+        CallEstimate::new(
+            conn,
             LIST_MAP_RUNS,
             0.0,
-            "one call per execution that starts, and per execution history reads".into(),
+            "only when the history is denied or has more than 3,000 new events".into(),
         ),
         CallEstimate::new(
             conn,
