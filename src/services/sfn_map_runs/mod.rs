@@ -74,7 +74,8 @@ pub struct SfnMapRuns {
 
 impl SfnMapRuns {
     pub fn new(target: Arc<Target>, config: Config, started_at: f64) -> Self {
-        let tracker = MapRunTracker::new(started_at, config.retention.as_secs_f64());
+        let mut tracker = MapRunTracker::new(started_at, config.retention.as_secs_f64());
+        tracker.set_poll_interval(config.poll_interval.as_secs_f64());
         Self {
             target,
             config,
@@ -111,8 +112,9 @@ impl SfnMapRuns {
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
         let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
-        self.state_machines(client, deadline, errors).await?;
-        self.open_work(client, deadline, errors, progress).await;
+        let definitions = self.state_machines(client).await?;
+        self.open_work(client, definitions, deadline, errors, progress)
+            .await;
         self.publish(progress, true);
         progress.ready();
         self.history(client, deadline, errors, progress).await;
@@ -121,14 +123,9 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Lists state machines and reads the definitions not known (or not checked) lately, until
-    /// `deadline` (the rest are read next poll).
-    async fn state_machines(
-        &mut self,
-        client: &SfnClient,
-        deadline: Instant,
-        errors: &mut Vec<AwsError>,
-    ) -> Result<(), AwsError> {
+    /// Lists state machines; returns the ones whose definition must be read (new, re-created,
+    /// or not checked lately).
+    async fn state_machines(&mut self, client: &SfnClient) -> Result<Vec<String>, AwsError> {
         let selected: Vec<StateMachineObs> = client
             .list_state_machines()
             .await?
@@ -146,50 +143,48 @@ impl SfnMapRuns {
             })
             .collect();
         let refresh = self.config.definition_refresh.as_secs_f64();
-        for arn in self
+        Ok(self
             .tracker
-            .observe_state_machines(selected, refresh, unix_now())
-        {
-            if Instant::now() + client.time_until_spare(DESCRIBE_STATE_MACHINE, 0.0) >= deadline {
-                break;
-            }
-            match client.has_distributed_map(&arn).await {
-                Ok(distributed) => self.tracker.set_definition(&arn, distributed, unix_now()),
-                // Deleted since it was listed: the next ListStateMachines drops it.
-                Err(AwsError::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(state_machine = %arn, error = %e, "reading the state machine definition failed; retried next poll");
-                    errors.push(e);
-                }
-            }
-        }
-        Ok(())
+            .observe_state_machines(selected, refresh, unix_now()))
     }
 
-    /// The open work, until `deadline`: execution listings, required describes (final ones,
-    /// redriven runs, runs the history flagged), the executions' map runs, and refreshes of open
-    /// runs. Each kind has its own bucket, so each goes as soon as its bucket has a token, most
-    /// urgent first, and none waits for another's; refreshes take only tokens there are now.
+    /// Reads a state machine's definition.
+    async fn definition(&mut self, client: &SfnClient, arn: &str, errors: &mut Vec<AwsError>) {
+        match client.has_distributed_map(arn).await {
+            Ok(distributed) => self.tracker.set_definition(arn, distributed, unix_now()),
+            // Deleted since it was listed: the next ListStateMachines drops it.
+            Err(AwsError::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(state_machine = %arn, error = %e, "reading the state machine definition failed; retried next poll");
+                errors.push(e);
+            }
+        }
+    }
+
+    /// The open work, until `deadline`: definitions to read, execution listings, required
+    /// describes (final ones, redriven runs, runs the history flagged), the executions' map runs,
+    /// and refreshes of open runs. Each kind has its own bucket, so each goes as soon as its
+    /// bucket has a token, most urgent first, and none waits for another's; refreshes take only
+    /// tokens there are now. The source is ready once all it could do without waiting is
+    /// published: the rest comes as the budget refills.
     async fn open_work(
         &mut self,
         client: &SfnClient,
+        definitions: Vec<String>,
         deadline: Instant,
         errors: &mut Vec<AwsError>,
         progress: &dyn Progress,
     ) {
+        let mut definitions: VecDeque<String> = definitions.into();
         let mut listings: VecDeque<(String, Listing, Executions)> = VecDeque::new();
+        let pending: BTreeSet<&String> = definitions.iter().collect();
         for plan in self.tracker.listing_plan() {
-            if plan.running {
-                listings.push_back((plan.arn.clone(), Listing::Running, Executions::Running));
-            }
-            if let Some(since) = plan.newest_since {
-                let which = Executions::StartedSince(since);
-                listings.push_back((plan.arn.clone(), Listing::Newest, which));
-            }
-            if plan.redriven {
-                listings.push_back((plan.arn, Listing::Redriven, Executions::Redriven));
+            if !pending.contains(&plan.arn) {
+                push_listings(&mut listings, plan);
             }
         }
+        drop(pending);
+        let mut ready = false;
         let rate = client.rate(DESCRIBE_MAP_RUN);
         let due_after = self.tracker.open_run_count() as f64 / rate;
         let plan = self.tracker.runs_to_describe(unix_now(), due_after);
@@ -201,6 +196,7 @@ impl SfnMapRuns {
         loop {
             let waits = [
                 required.front().map(|_| DESCRIBE_MAP_RUN),
+                definitions.front().map(|_| DESCRIBE_STATE_MACHINE),
                 listings.front().map(|_| LIST_EXECUTIONS),
                 discover.front().map(|_| self.discovery_operation()),
             ]
@@ -227,6 +223,11 @@ impl SfnMapRuns {
                 return;
             }
             if !wait.is_zero() {
+                if !ready {
+                    ready = true;
+                    self.publish(progress, true);
+                    progress.ready();
+                }
                 tokio::time::sleep(wait).await;
             }
             match kind {
@@ -237,6 +238,18 @@ impl SfnMapRuns {
                     self.publish(progress, false);
                 }
                 1 => {
+                    let arn = definitions.pop_front().expect("not empty");
+                    self.definition(client, &arn, errors).await;
+                    if let Some(plan) = self
+                        .tracker
+                        .listing_plan()
+                        .into_iter()
+                        .find(|p| p.arn == arn)
+                    {
+                        push_listings(&mut listings, plan);
+                    }
+                }
+                2 => {
                     let (arn, kind, which) = listings.pop_front().expect("not empty");
                     self.list_executions(client, &arn, kind, which, errors)
                         .await;
@@ -486,6 +499,23 @@ impl SfnMapRuns {
             tracing::info!(target_key = %target, "history backfill complete");
         }
         self.logged_backlog = Some(backlog);
+    }
+}
+
+/// Queues the listings a state machine needs this poll.
+fn push_listings(
+    listings: &mut VecDeque<(String, Listing, Executions)>,
+    plan: crate::services::sfn_map_runs::state::ListingPlan,
+) {
+    if plan.running {
+        listings.push_back((plan.arn.clone(), Listing::Running, Executions::Running));
+    }
+    if let Some(since) = plan.newest_since {
+        let which = Executions::StartedSince(since);
+        listings.push_back((plan.arn.clone(), Listing::Newest, which));
+    }
+    if plan.redriven {
+        listings.push_back((plan.arn, Listing::Redriven, Executions::Redriven));
     }
 }
 

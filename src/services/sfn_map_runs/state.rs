@@ -280,6 +280,8 @@ struct TrackedRun {
     last_described: f64,
     /// The last describe showed different counts or status than the one before.
     changed: bool,
+    /// [`TrackedRun::tolerance_used`] as of the describe before the last.
+    tolerance_used_before: f64,
     /// The parent's history showed the run (or a run of the parent) end or be redriven since
     /// the last describe: describe it now.
     event_pending: bool,
@@ -307,6 +309,14 @@ impl TrackedRun {
         }
         used
     }
+
+    /// Near its tolerated failures: half used, or at the pace of its last two describes it
+    /// would use it all within two more.
+    fn nearing_tolerance(&self) -> bool {
+        let used = self.tolerance_used();
+        let pace = (used - self.tolerance_used_before).max(0.0);
+        used >= NEAR_TOLERANCE || used + 2.0 * pace >= 1.0
+    }
 }
 
 #[derive(Debug)]
@@ -320,6 +330,8 @@ pub struct MapRunTracker {
     aggregates: BTreeMap<(String, String), Aggregate>,
     /// Listings of executions and of map runs (or events read) so far, to order them by staleness.
     discoveries: u64,
+    /// A run nearing its tolerance is refreshed ahead of others once not described this long.
+    poll_interval: f64,
 }
 
 impl MapRunTracker {
@@ -334,7 +346,13 @@ impl MapRunTracker {
             runs: BTreeMap::new(),
             aggregates: BTreeMap::new(),
             discoveries: 0,
+            poll_interval: 60.0,
         }
+    }
+
+    /// The source's poll interval (seconds): runs nearing their tolerance are refreshed every poll.
+    pub fn set_poll_interval(&mut self, secs: f64) {
+        self.poll_interval = secs;
     }
 
     /// Records this poll's (selected) state machines. Everything of state machines that are gone
@@ -624,6 +642,7 @@ impl MapRunTracker {
                     history,
                     last_described: f64::NEG_INFINITY,
                     changed: false,
+                    tolerance_used_before: 0.0,
                     event_pending: false,
                     started_event: None,
                     series: OnceLock::new(),
@@ -651,9 +670,11 @@ impl MapRunTracker {
     /// reruns those, never a succeeded run).
     pub fn runs_to_describe(&self, now: f64, due_after: f64) -> DescribePlan {
         let mut plan = DescribePlan::default();
-        // (not due yet, urgency): due runs first, then by how long ago they were described,
-        // weighted up for runs near their tolerance or that changed at their last describe.
-        let mut refresh: Vec<((bool, f64), &String)> = Vec::new();
+        // (tier, urgency): never described runs and runs nearing their tolerance not described
+        // for a poll interval first, then overdue ones, then the rest; within a tier by how long
+        // ago they were described, weighted up for runs near their tolerance or that changed at
+        // their last describe.
+        let mut refresh: Vec<((u8, f64), &String)> = Vec::new();
         let mut backfill: Vec<(f64, &String)> = Vec::new();
         for (arn, r) in &self.runs {
             let parent = self.executions.get(&r.execution_arn);
@@ -667,8 +688,8 @@ impl MapRunTracker {
                     let start = parent.map_or(0.0, |p| p.obs.start);
                     backfill.push((start, arn));
                 } else if parent_running {
-                    // Never described: overdue, first in line.
-                    refresh.push(((false, f64::INFINITY), arn));
+                    // Never described: first in line.
+                    refresh.push(((0, f64::INFINITY), arn));
                 } else {
                     plan.required.push(arn.clone());
                 }
@@ -677,14 +698,22 @@ impl MapRunTracker {
             if !obs.status.is_terminal() {
                 if parent_running {
                     let age = now - r.last_described;
-                    let weight = if r.tolerance_used() >= NEAR_TOLERANCE {
+                    let nearing = r.nearing_tolerance();
+                    let weight = if nearing {
                         NEAR_TOLERANCE_WEIGHT
                     } else if r.changed {
                         CHANGED_WEIGHT
                     } else {
                         1.0
                     };
-                    refresh.push(((age < due_after, age * weight), arn));
+                    let tier = if nearing && age >= self.poll_interval.min(due_after) {
+                        0
+                    } else if age >= due_after {
+                        1
+                    } else {
+                        2
+                    };
+                    refresh.push(((tier, age * weight), arn));
                 } else {
                     plan.required.push(arn.clone());
                 }
@@ -719,6 +748,7 @@ impl MapRunTracker {
         }
         run.event_pending = false;
         // A first describe is news too.
+        run.tolerance_used_before = run.tolerance_used();
         run.changed = run.obs.as_ref().is_none_or(|prev| {
             prev.status != obs.status
                 || prev.items != obs.items
@@ -1517,9 +1547,66 @@ mod refresh_order {
     const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:etl:live";
 
     #[test]
+    fn a_run_whose_failures_rise_fast_is_nearing_its_tolerance_before_half() {
+        let mut r = TrackedRun {
+            labels: RunLabels::from_arns(
+                "arn:aws:states:us-east-1:123456789012:mapRun:etl/Fan:001",
+                EXEC,
+            )
+            .unwrap(),
+            execution_arn: EXEC.into(),
+            obs: None,
+            parent_redrive_at_describe: 0,
+            counted: None,
+            seen_running: false,
+            visible_until: None,
+            history: false,
+            last_described: 0.0,
+            changed: false,
+            tolerance_used_before: 0.0,
+            event_pending: false,
+            started_event: None,
+            series: OnceLock::new(),
+        };
+        let with_failed = |failed: i64| MapRunObs {
+            arn: String::new(),
+            execution_arn: EXEC.into(),
+            status: MapRunStatus::Running,
+            start: 0.0,
+            stop: None,
+            max_concurrency: 0,
+            tolerated_failure_ratio: 0.0,
+            tolerated_failure_count: 100,
+            items: Counts {
+                total: 10_000,
+                failed,
+                ..Counts::default()
+            },
+            executions: Counts::default(),
+            redrive_count: 0,
+            redrive_date: None,
+        };
+        r.obs = Some(with_failed(10));
+        assert!(
+            !r.nearing_tolerance(),
+            "10 of 100 tolerated, +10 since the last describe"
+        );
+        r.tolerance_used_before = r.tolerance_used();
+        r.obs = Some(with_failed(40));
+        assert!(
+            r.nearing_tolerance(),
+            "40 of 100, +30 a describe: 100 within two more"
+        );
+        r.tolerance_used_before = 0.39;
+        assert!(!r.nearing_tolerance(), "40 of 100, +1 a describe");
+    }
+
+    #[test]
     fn no_open_run_waits_more_than_one_pass_and_near_ones_go_first() {
         // 100 open runs, 10 near their tolerance, all changing; 30 describes per 60 s poll
-        // (0.5/s): a pass takes 200 s, so none may wait more than 200 s + one poll.
+        // (0.5/s). The near ones are described every poll (10 of the 30 describes), so a pass
+        // over the 90 others takes 90 / 20 polls (270 s): none may wait more than that and one
+        // poll, and a near one no more than a poll and 20 s.
         let mut t = MapRunTracker::new(0.0, 3600.0);
         t.observe_listing(
             SM,
@@ -1564,6 +1651,7 @@ mod refresh_order {
         }
         let mut last = vec![1.0; 100];
         let mut worst: f64 = 0.0;
+        let mut worst_near: f64 = 0.0;
         let mut near_described = 0;
         for poll in 1..=20 {
             let now = 1.0 + poll as f64 * 60.0;
@@ -1571,14 +1659,19 @@ mod refresh_order {
             for a in plan.refresh.iter().take(30) {
                 let i: usize = a.rsplit(':').next().unwrap().parse().unwrap();
                 worst = worst.max(now - last[i]);
-                last[i] = now;
                 if i % 10 == 0 {
                     near_described += 1;
+                    worst_near = worst_near.max(now - last[i]);
                 }
+                last[i] = now;
                 t.apply_describe(obs(i, poll + 1), now);
             }
         }
-        assert!(worst <= 200.0 + 60.0, "an open run waited {worst} s");
+        assert!(worst <= 270.0 + 60.0, "an open run waited {worst} s");
+        assert!(
+            worst_near <= 60.0 + 20.0,
+            "a run near its tolerance waited {worst_near} s"
+        );
         assert!(
             near_described > 20 * 30 / 10,
             "runs near their tolerance are described more often than their share: {near_described}"
