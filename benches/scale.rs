@@ -488,7 +488,7 @@ async fn steady_window(
     // Refresh age: per open run, the longest time without a successful describe over the
     // observed window (from its start to the first describe, between describes, and from the
     // last one to its end).
-    let (ages, never) = {
+    let (ages, never, near) = {
         let w = world.lock().expect("world");
         let mut last: BTreeMap<&str, Instant> = BTreeMap::new();
         let mut worst: BTreeMap<&str, Duration> = BTreeMap::new();
@@ -505,18 +505,22 @@ async fn steady_window(
             last.insert(r.as_str(), c.at);
         }
         let mut ages = Vec::new();
+        let mut near = Vec::new();
         let mut never = 0;
-        for (arn, _) in &built.open_runs {
+        for (i, (arn, _)) in built.open_runs.iter().enumerate() {
             match last.get(arn.as_str()) {
                 None => never += 1,
                 Some(t) => {
                     let tail = observe_to - (*t).max(steady_from);
                     let worst = worst.get(arn.as_str()).copied().unwrap_or_default();
                     ages.push(worst.max(tail));
+                    if scale::nears_tolerance(i) {
+                        near.push(worst.max(tail));
+                    }
                 }
             }
         }
-        (ages, never)
+        (ages, never, near)
     };
     let window = (observe_to - steady_from).as_secs_f64();
     match ages.iter().max() {
@@ -531,6 +535,17 @@ async fn steady_window(
             max.map(|m| format!("; the others up to {:.0} s", m.as_secs_f64()))
                 .unwrap_or_default()
         ),
+    }
+    let near_open = (0..built.open_runs.len())
+        .filter(|i| scale::nears_tolerance(*i))
+        .count();
+    match near.iter().max() {
+        Some(max) => println!(
+            "slowest refresh age of a run nearing its tolerance: {:.0} s ({} of {near_open} such runs described in the window)",
+            max.as_secs_f64(),
+            near.len()
+        ),
+        None => println!("slowest refresh age of a run nearing its tolerance: none of {near_open} described"),
     }
 }
 
@@ -605,6 +620,7 @@ async fn run(opts: Options) {
     );
     let wanted: BTreeSet<String> = built.open_runs.iter().map(|(_, id)| id.clone()).collect();
     let mut ready_at = None;
+    let mut first_open_at = None;
     let mut all_open_at = None;
     let mut shown = 0;
     let mut peak_during_start = 0;
@@ -616,6 +632,9 @@ async fn run(opts: Options) {
         }
         if let Some((200, text)) = get_once(exporter.addr, "/metrics").await {
             shown = open_runs_shown(&text).intersection(&wanted).count();
+            if shown > 0 && first_open_at.is_none() {
+                first_open_at = Some(started.elapsed());
+            }
             if shown == wanted.len() && all_open_at.is_none() {
                 all_open_at = Some(started.elapsed());
             }
@@ -634,6 +653,10 @@ async fn run(opts: Options) {
         ),
     };
     println!("ready after: {}", fmt(ready_at, "/readyz 503"));
+    println!(
+        "first open map run on /metrics after: {}",
+        fmt(first_open_at, "none shown")
+    );
     println!(
         "all {} open map runs on /metrics after: {}",
         wanted.len(),
@@ -682,6 +705,12 @@ async fn run(opts: Options) {
             text.lines().filter(|l| !l.starts_with('#')).count(),
             text.len()
         );
+        let killed: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("aws_workflow_exporter_source_restarts_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        println!("killed polls (aws_workflow_exporter_source_restarts_total): {killed}");
         for l in text
             .lines()
             .filter(|l| l.contains("backlog") && !l.starts_with('#'))

@@ -131,13 +131,18 @@ pub fn build(world: &mut World, spec: &ScaleSpec, now: f64) -> ScaleWorld {
     out
 }
 
+/// Whether the `i`th open run fails 9% of its items against 10% tolerated (a tenth of them);
+/// the rest fail 1%.
+pub fn nears_tolerance(i: usize) -> bool {
+    i % 10 == 0
+}
+
 /// Moves every open map run forward by one step: items succeed, and some runs fail items at a
 /// rate that brings them close to (but not over) their tolerated 10%.
 pub fn advance(world: &mut World, built: &ScaleWorld, step: u64) {
     let done = 200 + step as i64 * 100;
     for (i, (arn, _)) in built.open_runs.iter().enumerate() {
-        // A tenth of the runs fail 9% of their items, the rest 1%.
-        let failed_per_mille = if i % 10 == 0 { 90 } else { 10 };
+        let failed_per_mille = if nears_tolerance(i) { 90 } else { 10 };
         let failed = done * failed_per_mille / 1000;
         let running = 100.min(OPEN_RUN_ITEMS - done);
         world
