@@ -514,7 +514,7 @@ async fn steady_window(
                     let tail = observe_to - (*t).max(steady_from);
                     let worst = worst.get(arn.as_str()).copied().unwrap_or_default();
                     ages.push(worst.max(tail));
-                    if scale::nears_tolerance(i) {
+                    if built.nears_tolerance(i) {
                         near.push(worst.max(tail));
                     }
                 }
@@ -537,7 +537,7 @@ async fn steady_window(
         ),
     }
     let near_open = (0..built.open_runs.len())
-        .filter(|i| scale::nears_tolerance(*i))
+        .filter(|i| built.nears_tolerance(*i))
         .count();
     match near.iter().max() {
         Some(max) => println!(
@@ -563,6 +563,8 @@ async fn run(opts: Options) {
                 plain_state_machines: 0,
                 plain_running_executions: 0,
                 history_secs: 3600.0,
+                // A few runs nearing their tolerance among many open ones.
+                near_tolerance_every: 100,
             },
             None => ScaleSpec::default(),
         };
@@ -709,7 +711,8 @@ async fn run(opts: Options) {
             .lines()
             .filter(|l| l.starts_with("aws_workflow_exporter_source_restarts_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+            .sum::<f64>()
+            + 0.0; // an empty sum is -0
         println!("killed polls (aws_workflow_exporter_source_restarts_total): {killed}");
         for l in text
             .lines()

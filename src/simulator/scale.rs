@@ -22,6 +22,8 @@ pub struct ScaleSpec {
     /// Running executions spread over those, started days ago (callbacks, approvals).
     pub plain_running_executions: usize,
     pub history_secs: f64,
+    /// Every this many open runs, one fails 9% of its items against 10% tolerated (the rest 1%).
+    pub near_tolerance_every: usize,
 }
 
 impl Default for ScaleSpec {
@@ -36,6 +38,7 @@ impl Default for ScaleSpec {
             plain_state_machines: 30,
             plain_running_executions: 600,
             history_secs: 5.5 * 3600.0,
+            near_tolerance_every: 10,
         }
     }
 }
@@ -50,6 +53,15 @@ pub struct ScaleWorld {
     /// ARNs of the open map runs, and the id (last ARN part) each shows as on /metrics.
     pub open_runs: Vec<(String, String)>,
     pub map_runs: usize,
+    /// See [`ScaleSpec::near_tolerance_every`].
+    pub near_tolerance_every: usize,
+}
+
+impl ScaleWorld {
+    /// Whether the `i`th open run fails 9% of its items against 10% tolerated.
+    pub fn nears_tolerance(&self, i: usize) -> bool {
+        i % self.near_tolerance_every.max(1) == 0
+    }
 }
 
 /// Items per open map run: enough that none finishes while the benchmark runs.
@@ -59,7 +71,10 @@ const TOLERATED_PERCENT: f64 = 10.0;
 /// Builds the account into `world`, ending at `now`.
 pub fn build(world: &mut World, spec: &ScaleSpec, now: f64) -> ScaleWorld {
     let sfn = &mut world.sfn;
-    let mut out = ScaleWorld::default();
+    let mut out = ScaleWorld {
+        near_tolerance_every: spec.near_tolerance_every,
+        ..ScaleWorld::default()
+    };
     let spacing = spec.history_secs / spec.executions_per_state_machine.max(1) as f64;
     for s in 0..spec.distributed_state_machines {
         let name = format!("fanout-{s:03}");
@@ -131,18 +146,12 @@ pub fn build(world: &mut World, spec: &ScaleSpec, now: f64) -> ScaleWorld {
     out
 }
 
-/// Whether the `i`th open run fails 9% of its items against 10% tolerated (a tenth of them);
-/// the rest fail 1%.
-pub fn nears_tolerance(i: usize) -> bool {
-    i % 10 == 0
-}
-
 /// Moves every open map run forward by one step: items succeed, and some runs fail items at a
 /// rate that brings them close to (but not over) their tolerated 10%.
 pub fn advance(world: &mut World, built: &ScaleWorld, step: u64) {
     let done = 200 + step as i64 * 100;
     for (i, (arn, _)) in built.open_runs.iter().enumerate() {
-        let failed_per_mille = if nears_tolerance(i) { 90 } else { 10 };
+        let failed_per_mille = if built.nears_tolerance(i) { 90 } else { 10 };
         let failed = done * failed_per_mille / 1000;
         let running = 100.min(OPEN_RUN_ITEMS - done);
         world

@@ -670,10 +670,11 @@ impl MapRunTracker {
     /// reruns those, never a succeeded run).
     pub fn runs_to_describe(&self, now: f64, due_after: f64) -> DescribePlan {
         let mut plan = DescribePlan::default();
-        // (tier, urgency): never described runs and runs nearing their tolerance not described
-        // for a poll interval first, then overdue ones, then the rest; within a tier by how long
-        // ago they were described, weighted up for runs near their tolerance or that changed at
-        // their last describe.
+        // (tier, urgency): runs nearing their tolerance not described for a poll interval first
+        // (they serve the alert; a new run is shown running from its start event meanwhile),
+        // then never described ones, overdue ones, the rest; within a tier by how long ago they
+        // were described, weighted up for runs near their tolerance or that changed at their
+        // last describe.
         let mut refresh: Vec<((u8, f64), &String)> = Vec::new();
         let mut backfill: Vec<(f64, &String)> = Vec::new();
         for (arn, r) in &self.runs {
@@ -688,8 +689,8 @@ impl MapRunTracker {
                     let start = parent.map_or(0.0, |p| p.obs.start);
                     backfill.push((start, arn));
                 } else if parent_running {
-                    // Never described: first in line.
-                    refresh.push(((0, f64::INFINITY), arn));
+                    // Never described: first in line after runs nearing their tolerance.
+                    refresh.push(((1, f64::INFINITY), arn));
                 } else {
                     plan.required.push(arn.clone());
                 }
@@ -709,9 +710,9 @@ impl MapRunTracker {
                     let tier = if nearing && age >= self.poll_interval.min(due_after) {
                         0
                     } else if age >= due_after {
-                        1
-                    } else {
                         2
+                    } else {
+                        3
                     };
                     refresh.push(((tier, age * weight), arn));
                 } else {
