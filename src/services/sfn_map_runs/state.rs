@@ -707,7 +707,8 @@ impl MapRunTracker {
                     } else {
                         1.0
                     };
-                    let tier = if nearing && age >= self.poll_interval.min(due_after) {
+                    // Half an interval: a run described late in one poll is due at the next.
+                    let tier = if nearing && age >= (self.poll_interval / 2.0).min(due_after) {
                         0
                     } else if age >= due_after {
                         2
