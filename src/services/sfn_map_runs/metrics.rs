@@ -182,6 +182,18 @@ pub const DEFS: &[&MetricDef] = &[
     &HISTORY_BACKLOG,
 ];
 
+/// The label values of one run's series, in the order of `RUN`.
+fn run_labels<'a>(account_id: &'a str, region: &'a str, l: &'a RunLabels) -> [&'a str; 6] {
+    [
+        account_id,
+        region,
+        &l.state_machine,
+        &l.map_state,
+        &l.execution,
+        &l.map_run,
+    ]
+}
+
 /// One map run's series in every per-run family, rendered once per describe (see
 /// [`MapRunTracker::visible_runs`]); `key` identifies the account and region labels.
 fn run_series(
@@ -191,14 +203,7 @@ fn run_series(
     l: &RunLabels,
     obs: &MapRunObs,
 ) -> Sections {
-    let labels = [
-        account_id,
-        region,
-        &l.state_machine,
-        &l.map_state,
-        &l.execution,
-        &l.map_run,
-    ];
+    let labels = run_labels(account_id, region, l);
     let mut b = SectionsBuilder::new(key);
     for (def, c) in [(&ITEMS, &obs.items), (&CHILDREN, &obs.executions)] {
         b.family(def);
@@ -277,14 +282,7 @@ pub fn render(
     // Runs known only from their MapRunStarted event: running since then, counts to come.
     let statuses: Vec<&str> = MapRunStatus::ALL.iter().map(|s| s.as_label()).collect();
     for (l, start) in tracker.started_runs() {
-        let labels = [
-            account_id,
-            region,
-            &l.state_machine,
-            &l.map_state,
-            &l.execution,
-            &l.map_run,
-        ];
+        let labels = run_labels(account_id, region, l);
         let mut b = SectionsBuilder::new(key);
         b.family(&STATUS)
             .add_state_set(&labels, &statuses, MapRunStatus::Running.as_label());
