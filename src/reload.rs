@@ -6,7 +6,7 @@
 //! dropped. A new instance, or one whose settings changed, starts with a baseline as at startup:
 //! runs that already finished are not counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +35,11 @@ struct Running {
 impl Running {
     async fn stop(self) {
         let _ = self.stop.send(true);
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(STOP_GRACE, self.task).await.is_err() {
-            abort.abort();
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+            // Until it has ended: a task aborted mid-poll could still publish otherwise.
+            let _ = task.await;
         }
     }
 }
@@ -106,15 +108,23 @@ impl Supervisor {
         self.running.insert(key, running);
     }
 
-    /// Stops an instance and drops what it published.
-    async fn retire(&self, (source, target_key): &(String, String), running: Running) {
+    /// Stops an instance and drops what it published. `polled` holds (source, account, region)
+    /// of every instance polling after the reload, whose self-metrics stay.
+    async fn retire(
+        &self,
+        (source, target_key): &(String, String),
+        running: Running,
+        polled: &BTreeSet<(String, String, String)>,
+    ) {
         let (account_id, region) = running.target.labels();
         running.stop().await;
         // After the task ended, so no late poll publishes again.
         self.hub.remove(source, target_key);
-        self.hub
-            .self_metrics()
-            .forget_poll_labels(source, &account_id, &region);
+        if !polled.contains(&(source.clone(), account_id.clone(), region.clone())) {
+            self.hub
+                .self_metrics()
+                .forget_poll_labels(source, &account_id, &region);
+        }
         self.hub
             .self_metrics()
             .status()
@@ -131,27 +141,45 @@ impl Supervisor {
         }
         let same_api = new.aws_api == self.config.aws_api;
         let metrics = self.hub.self_metrics().clone();
+        // An unchanged target keeps running. Every other old target gives up its (account,
+        // region) before the new ones claim theirs, so a renamed or moved target takes it over.
+        let kept: BTreeMap<String, Arc<Target>> = new
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let old = self.targets.get(&Target::key_of(t))?;
+                (same_api && old.config == *t).then(|| (old.key(), old.clone()))
+            })
+            .collect();
+        for key in self.targets.keys().filter(|k| !kept.contains_key(*k)) {
+            self.registry.release(key);
+        }
         let targets: Vec<Arc<Target>> = new
             .targets
             .iter()
-            .map(|t| {
-                let fresh = Target::new(
+            .map(|t| match kept.get(&Target::key_of(t)) {
+                Some(old) => old.clone(),
+                None => Arc::new(Target::new(
                     t.clone(),
                     new.aws_api.clone(),
                     new.shard,
                     self.static_credentials.clone(),
                     metrics.clone(),
                     self.registry.clone(),
-                );
-                match self.targets.get(&fresh.key()) {
-                    Some(old) if same_api && old.config == *t => old.clone(),
-                    _ => Arc::new(fresh),
-                }
+                )),
             })
             .collect();
         let mut summary = ReloadSummary::default();
         let mut old = std::mem::take(&mut self.running);
         let built = services::build(&new.sources, &targets, unix_now());
+        let polled: BTreeSet<(String, String, String)> = built
+            .iter()
+            .filter(|s| s.target().holds_claim())
+            .map(|s| {
+                let (account, region) = s.target().labels();
+                (s.name().to_owned(), account, region)
+            })
+            .collect();
         self.config = new;
         for source in built {
             let key = (source.name().to_owned(), source.target().key());
@@ -163,7 +191,7 @@ impl Supervisor {
                 }
                 previous => {
                     if let Some(r) = previous {
-                        self.retire(&key, r).await;
+                        self.retire(&key, r, &polled).await;
                     }
                     self.spawn(source);
                     summary.started += 1;
@@ -171,16 +199,20 @@ impl Supervisor {
             }
         }
         for (key, r) in old {
-            self.retire(&key, r).await;
+            self.retire(&key, r, &polled).await;
             summary.stopped += 1;
         }
-        let targets: BTreeMap<String, Arc<Target>> =
-            targets.into_iter().map(|t| (t.key(), t)).collect();
-        // A target that is gone gives up its (account, region), so a renamed one may take it.
-        for key in self.targets.keys().filter(|k| !targets.contains_key(*k)) {
-            self.registry.release(key);
+        // The API call series of an account and region no target polls any more go too.
+        for gone in self.targets.values() {
+            let (account_id, region) = gone.labels();
+            let still_polled = targets
+                .iter()
+                .any(|t| t.holds_claim() && t.labels() == (account_id.clone(), region.clone()));
+            if gone.holds_claim() && !still_polled {
+                metrics.forget_api_calls(&account_id, &region);
+            }
         }
-        self.targets = targets;
+        self.targets = targets.into_iter().map(|t| (t.key(), t)).collect();
         summary
     }
 

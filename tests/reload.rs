@@ -31,6 +31,16 @@ impl Exporter {
         assert!(status.success());
     }
 
+    /// Until /readyz answers 200: every instance, `copy`'s refusal included, has had a first poll.
+    async fn wait_until_ready(&self) {
+        wait_until("ready", || async {
+            self.request("GET", "/readyz")
+                .await
+                .is_some_and(|r| r.status == 200)
+        })
+        .await;
+    }
+
     async fn request(&self, method: &str, path: &str) -> Option<common::HttpResponse> {
         let stream = TcpStream::connect(self.addr).await.ok()?;
         http_request(stream, method, path, &[]).await.ok()
@@ -136,29 +146,10 @@ fn has_source(s: &Scrape, source: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_sources_refuses_bad_files_and_keeps_the_rest() {
-    let sim = Simulator::start().await.unwrap();
-    let now = unix_now();
-    let run = {
-        let mut w = sim.world();
-        let sm = w.sfn.add_state_machine("etl", now - 100.0);
-        let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
-        let run = w.sfn.add_map_run(
-            &exec,
-            MapRunSpec {
-                map_state: "Fan Out".into(),
-                id: "run1".into(),
-                total_items: 10,
-                max_concurrency: 5,
-                tolerated_failure_percentage: 0.0,
-                tolerated_failure_count: 0,
-            },
-            now - 40.0,
-        );
-        w.sfn.set_progress(&run, 5, 5, 0, 0);
-        w.transfer
-            .add_workflow("w-1234567890abcdef0", Some("intake"));
-        run
-    };
+    let (sim, run) = one_open_run().await;
+    sim.world()
+        .transfer
+        .add_workflow("w-1234567890abcdef0", Some("intake"));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
     let write = |transfer: bool| std::fs::write(&file, config(&sim.endpoint, transfer)).unwrap();
@@ -274,4 +265,149 @@ async fn reload_adds_and_removes_sources_refuses_bad_files_and_keeps_the_rest() 
     counters.borrow_mut().check(&s);
     assert_eq!(reload_state(&s).0, 1.0);
     assert!(finished_once(&s));
+}
+
+/// A configuration of `targets`, each `(name, account_id)` in us-east-1 against `endpoint`,
+/// polling Step Functions every `poll_interval`. An empty account id is learned from STS.
+fn targets_config(endpoint: &str, poll_interval: &str, targets: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "poll_interval: {poll_interval}\naws_api:\n  max_attempts: 1\n  quota_share: 1.0\ntargets:\n"
+    );
+    for (name, account) in targets {
+        text += &format!("  - name: {name}\n");
+        if !account.is_empty() {
+            text += &format!("    account_id: \"{account}\"\n");
+        }
+        text += &format!("    regions: [us-east-1]\n    endpoint_url: {endpoint}\n");
+    }
+    text + "sources:\n  sfn_map_runs:\n    enabled: true\n  transfer_workflows:\n    enabled: false\n  appflow_flows:\n    enabled: false\n"
+}
+
+/// A simulator with one running Distributed Map execution and its open map run `run1` (ARN
+/// returned).
+async fn one_open_run() -> (Simulator, String) {
+    let sim = Simulator::start().await.unwrap();
+    let now = unix_now();
+    let mut w = sim.world();
+    let sm = w.sfn.add_state_machine("etl", now - 100.0);
+    let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
+    let spec = MapRunSpec {
+        map_state: "Fan Out".into(),
+        id: "run1".into(),
+        total_items: 10,
+        max_concurrency: 5,
+        tolerated_failure_percentage: 0.0,
+        tolerated_failure_count: 0,
+    };
+    let run = w.sfn.add_map_run(&exec, spec, now - 40.0);
+    w.sfn.set_progress(&run, 5, 5, 0, 0);
+    drop(w);
+    (sim, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_target_takes_its_account_over_at_the_reload() {
+    let (sim, _) = one_open_run().await;
+    let account = aws_workflow_exporter::simulator::ACCOUNT_ID;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    let write = |name: &str| {
+        std::fs::write(
+            &file,
+            targets_config(&sim.endpoint, "1s", &[(name, account)]),
+        )
+        .unwrap()
+    };
+    write("prod");
+    let exporter = start(&file);
+    let counters = RefCell::new(Counters::default());
+    let run_shown = |s: &Scrape| s.count("aws_sfn_map_run_items", &[("map_run", "run1")]) > 0;
+    exporter
+        .wait_for(&counters, "the map run is shown", run_shown)
+        .await;
+
+    // Renamed, the target still reaches the same account and region: it must take them over
+    // rather than be refused as a duplicate of the target the reload removes.
+    write("production");
+    let reloaded_at = unix_now();
+    let (status, body) = exporter.post_reload("POST").await;
+    assert_eq!(status, 200, "{body}");
+    let last_success = |s: &Scrape| {
+        s.value(
+            "aws_workflow_exporter_last_poll_success_timestamp_seconds",
+            &[("source", "sfn_map_runs"), ("account_id", account)],
+        )
+        .unwrap_or(0.0)
+    };
+    let s = exporter
+        .wait_for(&counters, "the renamed target polls", |s| {
+            last_success(s) > reloaded_at && run_shown(s)
+        })
+        .await;
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_refused_duplicate_keeps_the_polled_targets_self_metrics_and_a_removed_account_loses_its_call_series(
+) {
+    let (sim, _) = one_open_run().await;
+    let account = aws_workflow_exporter::simulator::ACCOUNT_ID;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    // Polls are a minute apart: what a reload deletes stays deleted until the next one.
+    let write = |targets: &[(&str, &str)]| {
+        std::fs::write(&file, targets_config(&sim.endpoint, "60s", targets)).unwrap()
+    };
+    // The file cannot tell that `copy` reaches prod's account: it is refused once STS tells.
+    write(&[("prod", account), ("copy", "")]);
+    let exporter = start(&file);
+    let counters = RefCell::new(Counters::default());
+    let poll_success = |s: &Scrape| {
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("account_id", account)],
+        )
+    };
+    exporter
+        .wait_for(&counters, "prod is polled", |s| {
+            poll_success(s) == Some(1.0)
+        })
+        .await;
+    exporter.wait_until_ready().await;
+
+    write(&[("prod", account)]);
+    let (status, body) = exporter.post_reload("POST").await;
+    assert_eq!(status, 200, "{body}");
+    let s = exporter.scrape().await.unwrap();
+    counters.borrow_mut().check(&s);
+    assert_eq!(poll_success(&s), Some(1.0), "prod's self-metrics stay");
+    assert!(s
+        .value(
+            "aws_workflow_exporter_last_poll_success_timestamp_seconds",
+            &[("account_id", account)]
+        )
+        .is_some());
+    assert!(s.count("aws_sfn_map_run_items", &[("map_run", "run1")]) > 0);
+    let calls = |s: &Scrape, account: &str| {
+        s.count(
+            "aws_workflow_exporter_api_requests_total",
+            &[("account_id", account)],
+        )
+    };
+    assert!(calls(&s, account) > 0);
+
+    // Another account replaces it: the first account's call series go, the new one's start.
+    write(&[("other", "111111111111")]);
+    let (status, body) = exporter.post_reload("POST").await;
+    assert_eq!(status, 200, "{body}");
+    let s = exporter.scrape().await.unwrap();
+    assert_eq!(calls(&s, account), 0, "no target polls {account}");
+    assert!(calls(&s, "111111111111") > 0);
+    assert_eq!(poll_success(&s), None);
 }

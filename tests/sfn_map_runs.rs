@@ -790,3 +790,35 @@ async fn a_run_is_shown_running_from_its_start_event_until_described() {
         Some(0.0)
     );
 }
+
+#[tokio::test]
+async fn targets_whose_account_cannot_be_learned_emit_no_identical_series() {
+    // Two targets in one region, STS denied and no resource whose ARN names the account: both
+    // stay `unknown`, and a series carrying only account and region would appear twice.
+    let mut h = Harness::start(&["sfn_map_runs"], |c| {
+        let mut second = c.targets[0].clone();
+        second.name = "second".into();
+        c.targets.push(second);
+    })
+    .await;
+    h.world().faults.push(Fault {
+        service: "sts",
+        operation: aws_workflow_exporter::simulator::ANY_OPERATION,
+        body_contains: None,
+        kind: FaultKind::AccessDenied,
+        remaining: None,
+    });
+    h.poll().await;
+    let text = common::http_get(h.http_addr, "/metrics", &[]).await.body;
+    let text = String::from_utf8(text).unwrap();
+    assert_promtool_clean(&text);
+    let s = common::Scrape::parse(&text);
+    assert_eq!(
+        s.count(
+            "aws_workflow_exporter_history_backlog",
+            &[("account_id", "unknown")]
+        ),
+        0,
+        "{text}"
+    );
+}

@@ -217,15 +217,11 @@ mod tests {
     #[test]
     fn a_throttle_empties_the_bucket() {
         let metrics = Arc::new(SelfMetrics::new());
-        let identity = Arc::new(Identity {
-            key: "test/us-east-1".into(),
-            region: std::sync::OnceLock::new(),
-            account: std::sync::OnceLock::new(),
-            settled: std::sync::OnceLock::new(),
-            duplicate_of: std::sync::OnceLock::new(),
-            metrics: metrics.clone(),
-            registry: Default::default(),
-        });
+        let identity = Arc::new(Identity::new(
+            "test/us-east-1".into(),
+            metrics.clone(),
+            Default::default(),
+        ));
         let budget = ApiBudget::new(
             "us-east-1",
             0.5,

@@ -56,12 +56,22 @@ pub struct Identity {
     key: String,
     region: OnceLock<String>,
     account: OnceLock<String>,
-    /// Set once both are known and this target holds them in the registry.
+    /// Set once both are known.
     settled: OnceLock<()>,
-    /// The target that already polls the same account and region, if any.
-    duplicate_of: OnceLock<String>,
+    /// Whether this target holds its (account, region) in the registry.
+    claim: Mutex<Claim>,
     metrics: Arc<SelfMetrics>,
     registry: Arc<AccountRegistry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    /// Account or region not known yet.
+    Unsettled,
+    Held,
+    /// Another target (this key) polls the pair. Tried again at every poll, since a reload
+    /// may release it (a renamed target takes the pair over once the old name is gone).
+    RefusedBy(String),
 }
 
 /// Which target polls each (account id, region): a second target reaching the same pair is
@@ -95,6 +105,22 @@ impl AccountRegistry {
 }
 
 impl Identity {
+    pub(crate) fn new(
+        key: String,
+        metrics: Arc<SelfMetrics>,
+        registry: Arc<AccountRegistry>,
+    ) -> Self {
+        Self {
+            key,
+            region: OnceLock::new(),
+            account: OnceLock::new(),
+            settled: OnceLock::new(),
+            claim: Mutex::new(Claim::Unsettled),
+            metrics,
+            registry,
+        }
+    }
+
     /// (account id, region) for labels; `unknown` where not known yet.
     pub fn labels(&self) -> (String, String) {
         let known = |v: &OnceLock<String>| v.get().cloned().unwrap_or_else(|| "unknown".into());
@@ -128,28 +154,53 @@ impl Identity {
         self.settle();
     }
 
-    /// Once account and region are known: claim them, and start the call counters at 0.
+    /// Once account and region are known: claim them.
     fn settle(&self) {
+        if self.account.get().is_none() || self.region.get().is_none() {
+            return;
+        }
+        if self.settled.set(()).is_ok() {
+            self.try_claim();
+        }
+    }
+
+    /// Claims (account, region) unless held already; a first claim starts the call counters at 0.
+    fn try_claim(&self) {
         let (Some(account), Some(region)) = (self.account.get(), self.region.get()) else {
             return;
         };
-        if self.settled.set(()).is_err() {
+        let mut claim = self.claim.lock().expect("claim lock");
+        if *claim == Claim::Held {
             return;
         }
         match self.registry.claim(account, region, &self.key) {
-            Ok(()) => self.metrics.start_api_calls(account, region),
+            Ok(()) => {
+                if let Claim::RefusedBy(other) = &*claim {
+                    tracing::info!(target_key = %self.key, account_id = %account, %region, was_polled_by = %other, "the other target is gone: this one polls the account and region now");
+                }
+                *claim = Claim::Held;
+                self.metrics.start_api_calls(account, region);
+            }
             Err(other) => {
-                tracing::error!(target_key = %self.key, account_id = %account, %region, polled_by = %other, "two targets reach the same account and region; this one is not polled");
-                let _ = self.duplicate_of.set(other);
+                if *claim != Claim::RefusedBy(other.clone()) {
+                    tracing::error!(target_key = %self.key, account_id = %account, %region, polled_by = %other, "two targets reach the same account and region; this one is not polled");
+                }
+                *claim = Claim::RefusedBy(other);
             }
         }
     }
 
+    /// Whether this target is the one polling its account and region (false while unknown).
+    pub fn holds_claim(&self) -> bool {
+        *self.claim.lock().expect("claim lock") == Claim::Held
+    }
+
     /// An error if another target already polls this target's account and region.
     pub fn refused(&self) -> Result<(), AwsError> {
-        match self.duplicate_of.get() {
-            None => Ok(()),
-            Some(other) => {
+        self.try_claim();
+        let claim = self.claim.lock().expect("claim lock").clone();
+        match claim {
+            Claim::RefusedBy(other) => {
                 let (account, region) = self.labels();
                 Err(AwsError::Other {
                     operation: "connect",
@@ -159,6 +210,7 @@ impl Identity {
                     ),
                 })
             }
+            Claim::Unsettled | Claim::Held => Ok(()),
         }
     }
 }
@@ -317,19 +369,11 @@ impl Target {
         metrics: Arc<SelfMetrics>,
         registry: Arc<AccountRegistry>,
     ) -> Self {
-        let identity = Arc::new(Identity {
-            key: format!(
-                "{}/{}",
-                config.name,
-                config.region.as_deref().unwrap_or("default")
-            ),
-            region: OnceLock::new(),
-            account: OnceLock::new(),
-            settled: OnceLock::new(),
-            duplicate_of: OnceLock::new(),
-            metrics: metrics.clone(),
+        let identity = Arc::new(Identity::new(
+            Self::key_of(&config),
+            metrics.clone(),
             registry,
-        });
+        ));
         if let Some(region) = &config.region {
             identity.set_region(region);
         }
@@ -350,6 +394,20 @@ impl Target {
     /// A stable key for this target in logs and the metrics hub.
     pub fn key(&self) -> String {
         self.identity.key.clone()
+    }
+
+    /// The key a target built from `config` has.
+    pub fn key_of(config: &TargetConfig) -> String {
+        format!(
+            "{}/{}",
+            config.name,
+            config.region.as_deref().unwrap_or("default")
+        )
+    }
+
+    /// Whether this target is the one polling its account and region.
+    pub fn holds_claim(&self) -> bool {
+        self.identity.holds_claim()
     }
 
     /// Labels for series: (account id, region), `unknown` where not known yet.

@@ -342,6 +342,23 @@ impl SelfMetrics {
         let _ = self.poll_interval.remove_label_values(&labels);
     }
 
+    /// Forgets every API call series of an account and region no target polls any more.
+    pub fn forget_api_calls(&self, account_id: &str, region: &str) {
+        for (service, operation, outcome) in
+            self.declared.lock().expect("declared calls lock").iter()
+        {
+            let _ = self
+                .api_requests
+                .remove_label_values(&[service, operation, outcome, account_id, region]);
+            let _ = self
+                .api_duration
+                .remove_label_values(&[service, operation, account_id, region]);
+            let _ = self
+                .api_budget_wait
+                .remove_label_values(&[service, operation, account_id, region]);
+        }
+    }
+
     pub fn set_tracked(&self, kind: &str, count: usize) {
         self.tracked.with_label_values(&[kind]).set(count as f64);
     }

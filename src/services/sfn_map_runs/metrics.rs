@@ -156,7 +156,7 @@ def!(
     "aws_workflow_exporter_history_backlog",
     Gauge,
     BACKLOG,
-    "The exporter's own progress (per replica when sharded): history (runs finished before the exporter started, within lookback) still to read in the background, newest first, with API budget open work does not need: state machines not listed yet, executions whose map runs are not listed yet, map runs not described yet."
+    "The exporter's own progress (per replica when sharded): history (runs finished before the exporter started, within lookback) still to read in the background, newest first, with API budget open work does not need: state machines not listed yet, executions whose map runs are not listed yet, map runs not described yet. Absent while the account id is unknown."
 );
 
 pub const DEFS: &[&MetricDef] = &[
@@ -308,11 +308,16 @@ pub fn render(
 
     let mut backlog = FamilyBuilder::new(&HISTORY_BACKLOG);
     let b = tracker.backlog();
+    // Until the account is known, another such target would emit the same series.
+    let known = account_id != "unknown";
     for (kind, n) in [
         ("state_machine", b.state_machines),
         ("execution", b.executions),
         ("map_run", b.map_runs),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| known)
+    {
         backlog.add(&[account_id, region, kind], n as f64);
     }
 
