@@ -126,6 +126,8 @@ pub async fn poll_and_publish(
         .iter()
         .map(|op| op.service)
         .collect();
+    // A stall seen by the previous poll is tried again, once, by this one.
+    source.target().forget_stalls(&services);
     status.declare_source(
         source.name(),
         &source.target().key(),

@@ -683,6 +683,16 @@ async fn stall_past_the_operation_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_next_token_on_every_page() {
+    run(Case::on_every_operation(
+        "repeated_token",
+        FaultKind::RepeatToken,
+        "returned a next token it had returned before",
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_storm() {
     run(Case::on_every_operation(
         "throttle_storm",

@@ -822,3 +822,132 @@ async fn targets_whose_account_cannot_be_learned_emit_no_identical_series() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_describe_fails_the_poll_after_one_timeout_not_one_per_attempt_and_run() {
+    let mut h = Harness::start(&["sfn_map_runs"], |c| {
+        c.aws_api.operation_timeout = std::time::Duration::from_secs(1);
+        c.aws_api.max_attempts = 3;
+    })
+    .await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 100.0);
+        let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
+        for id in ["run1", "run2", "run3"] {
+            w.sfn.add_map_run(&exec, spec(id, 10), now - 40.0);
+        }
+        w.faults.push(Fault {
+            service: "sfn",
+            operation: "DescribeMapRun",
+            body_contains: None,
+            kind: FaultKind::Delay(std::time::Duration::from_secs(30)),
+            remaining: None,
+        });
+    }
+    h.poll().await;
+    let calls = h.take_calls();
+    assert_eq!(
+        calls.get(&("sfn".into(), "DescribeMapRun".into())),
+        Some(&1),
+        "one timed-out attempt, then no call of the stalled service this poll: {calls:?}"
+    );
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")]
+        ),
+        Some(0.0)
+    );
+    // The next poll tries once more.
+    h.poll().await;
+    let calls = h.take_calls();
+    assert_eq!(
+        calls.get(&("sfn".into(), "DescribeMapRun".into())),
+        Some(&1),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_background_history_listing_pages_only_with_spare_tokens() {
+    // 12 pages of history and a ListExecutions bucket of 10 that barely refills: a listing
+    // that checked only its first page would take every token and then wait for a refill.
+    let mut h = Harness::start(&["sfn_map_runs"], |c| {
+        c.aws_api
+            .quotas
+            .insert("states:ListExecutions".into(), (10.0, 0.001));
+    })
+    .await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 7200.0);
+        for i in 0..12_000 {
+            let start = now - 1800.0 + f64::from(i) * 0.1;
+            let exec = w.sfn.start_execution(&sm, &format!("e{i}"), start);
+            w.sfn.stop_execution(&exec, "SUCCEEDED", start + 0.05);
+        }
+        w.sfn.start_execution(&sm, "running", now - 10.0);
+    }
+    let polled = tokio::time::timeout(std::time::Duration::from_secs(50), h.poll()).await;
+    assert!(
+        polled.is_ok(),
+        "the poll waited for ListExecutions tokens the background may not take"
+    );
+    let calls = h.take_calls();
+    let listed = calls
+        .get(&("sfn".into(), "ListExecutions".into()))
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        (2..10).contains(&listed),
+        "open work listed, history took only spare tokens and left some: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_execution_listed_only_after_a_newer_one_still_has_its_map_runs_counted() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let sm = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 1000.0);
+        let first = w.sfn.start_execution(&sm, "first", now - 100.0);
+        w.sfn.stop_execution(&first, "SUCCEEDED", now - 90.0);
+        sm
+    };
+    h.poll().await;
+    // Started while the exporter watched, so counted when finished (not a baseline).
+    let t = unix_now();
+    // `late` started before `newer`, but ListExecutions (eventually consistent) shows it only
+    // after the exporter listed `newer`.
+    let late = {
+        let mut w = h.world();
+        let late = w.sfn.start_execution(&sm, "late", t + 1.0);
+        w.sfn.set_listed(&late, false);
+        let run = w.sfn.add_map_run(&late, spec("late-run", 10), t + 2.0);
+        w.sfn.set_progress(&run, 0, 10, 0, 0);
+        w.sfn.finish_map_run(&run, "SUCCEEDED", t + 3.0);
+        w.sfn.stop_execution(&late, "SUCCEEDED", t + 4.0);
+        let newer = w.sfn.start_execution(&sm, "newer", t + 10.0);
+        w.sfn.stop_execution(&newer, "SUCCEEDED", t + 11.0);
+        late
+    };
+    h.poll().await;
+    h.world().sfn.set_listed(&late, true);
+    for _ in 0..3 {
+        h.poll().await;
+    }
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_runs_finished_total",
+            &[("state_machine", "etl"), ("status", "succeeded")]
+        ),
+        Some(1.0),
+        "late's map run is counted once"
+    );
+}

@@ -249,10 +249,11 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
         let mut w = h.world();
         w.sfn.page_cap = Some(5);
         let sm = w.sfn.add_state_machine("batch", now - 86400.0);
+        // 150 s apart: only the newest 2 are within the watermark's overlap.
         for i in 0..12 {
-            let exec = w
-                .sfn
-                .start_execution(&sm, &format!("done-{i}"), now - 3000.0 + i as f64);
+            let exec =
+                w.sfn
+                    .start_execution(&sm, &format!("done-{i}"), now - 3000.0 + 150.0 * i as f64);
             w.sfn.stop_execution(&exec, "SUCCEEDED", now - 2000.0);
         }
         sm
@@ -268,7 +269,7 @@ async fn the_newest_first_listing_stops_at_the_newest_execution_seen() {
     assert_eq!(
         resources(&take_log(&h), "ListExecutions").len(),
         1,
-        "one page down to the newest execution already seen"
+        "one page down to the newest execution already seen, less the overlap"
     );
     // An execution starts and finishes between two polls: found, listed and described once, counted.
     {

@@ -5,8 +5,9 @@ pub mod budget;
 pub mod instrument;
 pub mod operation;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -263,7 +264,24 @@ pub struct Connection {
     /// Attempts per call, retries included (`aws_api.max_attempts`).
     pub max_attempts: u32,
     shard: Shard,
+    /// `aws_api.operation_timeout`: after a call of a service timed out, that service's calls
+    /// fail at once for the rest of the poll (the scheduler forgets stalls when one starts), at
+    /// most this long, so a stalled endpoint fails the poll in one timeout, not one per call.
+    stall_hold: Duration,
+    /// When a call of each service (`Operation::service`) last timed out.
+    stalls: Mutex<BTreeMap<&'static str, Instant>>,
 }
+
+/// How background work pages: each page waits until a token is spare beyond `keep` (what open
+/// work needs), and the listing stops unfinished at `deadline`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub keep: f64,
+    pub deadline: Instant,
+}
+
+/// Pages one listing follows at most; a repeated next token ends it sooner. Either is an error.
+pub const MAX_PAGES: usize = 1000;
 
 impl Connection {
     /// Whether this replica polls and exports `resource_id` (an ARN or id) of this account and
@@ -285,8 +303,28 @@ impl Connection {
         Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        let stalled = |at: &Instant| at.elapsed() < self.stall_hold;
+        if let Some(at) = self.stalls().get(op.service).filter(|at| stalled(at)) {
+            return Err(AwsError::Other {
+                operation: op.name,
+                message: format!(
+                    "not sent: a {} call timed out {:.1}s ago and the endpoint looks stalled",
+                    op.service,
+                    at.elapsed().as_secs_f64()
+                ),
+            });
+        }
         self.budget.acquire(op).await;
-        attempts(&self.budget, self.max_attempts, op, send).await
+        let mut timed_out = false;
+        let result = attempts(&self.budget, self.max_attempts, op, send, &mut timed_out).await;
+        if timed_out {
+            self.stalls().insert(op.service, Instant::now());
+        }
+        result
+    }
+
+    fn stalls(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, Instant>> {
+        self.stalls.lock().expect("stalls lock")
     }
 
     /// Follows a paginated call, one budget token per page: `fetch` sends the page for a token,
@@ -294,22 +332,88 @@ impl Connection {
     pub async fn pages<T, P, E, Fut>(
         &self,
         op: Operation,
+        fetch: impl FnMut(Option<String>) -> Fut,
+        take: impl FnMut(P, &mut Vec<T>) -> Option<String>,
+    ) -> Result<Vec<T>, AwsError>
+    where
+        Fut: std::future::Future<Output = Result<P, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let listed = self.paged(op, None, fetch, take).await?;
+        Ok(listed.expect("an unpaced listing always finishes"))
+    }
+
+    /// As [`Self::pages`], for background work: every page, not only the first, waits for a
+    /// token `pace` leaves spare; `None` if the deadline comes first (nothing was observed).
+    pub async fn pages_paced<T, P, E, Fut>(
+        &self,
+        op: Operation,
+        pace: Pace,
+        fetch: impl FnMut(Option<String>) -> Fut,
+        take: impl FnMut(P, &mut Vec<T>) -> Option<String>,
+    ) -> Result<Option<Vec<T>>, AwsError>
+    where
+        Fut: std::future::Future<Output = Result<P, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        self.paged(op, Some(pace), fetch, take).await
+    }
+
+    async fn paged<T, P, E, Fut>(
+        &self,
+        op: Operation,
+        pace: Option<Pace>,
         mut fetch: impl FnMut(Option<String>) -> Fut,
         mut take: impl FnMut(P, &mut Vec<T>) -> Option<String>,
-    ) -> Result<Vec<T>, AwsError>
+    ) -> Result<Option<Vec<T>>, AwsError>
     where
         Fut: std::future::Future<Output = Result<P, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        loop {
+        let mut seen = BTreeSet::new();
+        for _ in 0..MAX_PAGES {
+            if let Some(pace) = pace {
+                let wait = self.budget.time_until_spare(op, pace.keep);
+                if Instant::now() + wait >= pace.deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(wait).await;
+            }
             let page = self.call(op, || fetch(token.clone())).await?;
             match take(page, &mut out) {
-                Some(next) => token = Some(next),
-                None => return Ok(out),
+                Some(next) => token = Some(check_token(op.name, &mut seen, next)?),
+                None => return Ok(Some(out)),
             }
         }
+        Err(too_many_pages(op.name))
+    }
+}
+
+/// `next`, unless the endpoint returned it before in this listing (it would loop forever).
+pub fn check_token(
+    operation: &'static str,
+    seen: &mut BTreeSet<String>,
+    next: String,
+) -> Result<String, AwsError> {
+    if seen.insert(next.clone()) {
+        Ok(next)
+    } else {
+        Err(AwsError::Other {
+            operation,
+            message:
+                "the endpoint returned a next token it had returned before in this listing: stopped"
+                    .into(),
+        })
+    }
+}
+
+/// The error of a listing longer than [`MAX_PAGES`].
+pub fn too_many_pages(operation: &'static str) -> AwsError {
+    AwsError::Other {
+        operation,
+        message: format!("more than {MAX_PAGES} pages: stopped"),
     }
 }
 
@@ -317,11 +421,14 @@ impl Connection {
 /// server errors, timeouts, transport errors) up to `max_attempts` with exponential backoff.
 /// Retries come out of the same budget, and a throttle empties it: the exporter never spends
 /// the account's quota faster because AWS is throttling. The SDK's own retries are off.
+/// An attempt that ran out of `operation_timeout` is not retried (`timed_out` is set): a
+/// stalled endpoint would only hide the failure for another timeout.
 async fn attempts<T, E, Fut>(
     budget: &ApiBudget,
     max_attempts: u32,
     op: Operation,
     mut send: impl FnMut() -> Fut,
+    timed_out: &mut bool,
 ) -> Result<T, AwsError>
 where
     Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -334,9 +441,10 @@ where
             Err(e) => e,
         };
         let throttled = err.code().is_some_and(crate::error::is_throttling_code);
+        *timed_out = matches!(err, SdkError::TimeoutError(_));
         let retryable = throttled
             || match &err {
-                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+                SdkError::DispatchFailure(_) => true,
                 SdkError::ResponseError(_) => true,
                 SdkError::ServiceError(e) => e.raw().status().is_server_error(),
                 _ => false,
@@ -403,6 +511,13 @@ impl Target {
             config.name,
             config.region.as_deref().unwrap_or("default")
         )
+    }
+
+    /// Lets the next call of each of `services` through again after a timeout (a poll starts).
+    pub fn forget_stalls(&self, services: &BTreeSet<&'static str>) {
+        if let Some(c) = self.connection.get() {
+            c.stalls().retain(|s, _| !services.contains(s));
+        }
     }
 
     /// Whether this target is the one polling its account and region.
@@ -521,6 +636,8 @@ impl Target {
             instrumentation,
             max_attempts: self.api.max_attempts,
             shard: self.shard,
+            stall_hold: self.api.operation_timeout,
+            stalls: Mutex::new(BTreeMap::new()),
         }))
     }
 }

@@ -79,7 +79,7 @@ impl Default for AwsApiConfig {
         Self {
             max_attempts: 3,
             connect_timeout: Duration::from_secs(5),
-            operation_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(10),
             quota_share: 0.5,
             quotas: BTreeMap::new(),
         }

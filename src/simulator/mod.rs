@@ -69,6 +69,9 @@ pub enum FaultKind {
     DeleteResource,
     /// Answers normally after this long.
     Delay(Duration),
+    /// Answers normally, with the same next token on every page, as a broken proxy or endpoint
+    /// might: a client that follows it never ends.
+    RepeatToken,
 }
 /// [`Fault::operation`] matching every operation of the service (a throttle storm, an outage).
 pub const ANY_OPERATION: &str = "*";
@@ -440,7 +443,7 @@ fn fault_response(
             }
             None
         }
-        FaultKind::Delay(_) => None,
+        FaultKind::Delay(_) | FaultKind::RepeatToken => None,
     }
 }
 
@@ -510,7 +513,47 @@ async fn handle(
             tokio::time::sleep(*d).await;
         }
     }
-    Ok(answer(&world, service, &operation, content_type, input).map(Either::Left))
+    let input = match input {
+        // The repeated token is not one the world issued: answer the first page again.
+        Ok(Value::Object(mut fields)) if fault == Some(FaultKind::RepeatToken) => {
+            fields.remove("nextToken");
+            fields.remove("NextToken");
+            Ok(Value::Object(fields))
+        }
+        other => other,
+    };
+    let resp = answer(&world, service, &operation, content_type, input);
+    if fault == Some(FaultKind::RepeatToken) {
+        return Ok(with_repeated_token(resp).await.map(Either::Left));
+    }
+    Ok(resp.map(Either::Left))
+}
+
+/// `resp` with its next token (`nextToken`, or Transfer's `NextToken`) set to a constant.
+async fn with_repeated_token(resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let Ok(Value::Object(mut page)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    let key = if page.contains_key("NextToken")
+        || parts
+            .headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/x-amz-json-1.1")
+    {
+        "NextToken"
+    } else {
+        "nextToken"
+    };
+    page.insert(key.into(), json!("repeated-token"));
+    let body = Bytes::from(Value::Object(page).to_string());
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Full::new(body))
 }
 
 /// The simulated service's answer to a well-formed request.

@@ -45,6 +45,8 @@ pub struct SimExecution {
     pub stop: Option<f64>,
     pub redrive_count: i64,
     pub redrive_date: Option<f64>,
+    /// Not in ListExecutions answers yet: AWS's listing is eventually consistent.
+    pub unlisted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +144,7 @@ impl SfnWorld {
                 stop: None,
                 redrive_count: 0,
                 redrive_date: None,
+                unlisted: false,
             },
         );
         self.event(&arn, "ExecutionStarted", start, json!({}));
@@ -163,6 +166,13 @@ impl SfnWorld {
     pub fn add_task_events(&mut self, execution_arn: &str, n: usize, at: f64) {
         for _ in 0..n {
             self.event(execution_arn, "TaskStateEntered", at, json!({}));
+        }
+    }
+
+    /// Whether ListExecutions shows the execution yet (it shows every other call at once).
+    pub fn set_listed(&mut self, execution_arn: &str, listed: bool) {
+        if let Some(e) = self.executions.get_mut(execution_arn) {
+            e.unlisted = !listed;
         }
     }
 
@@ -419,6 +429,7 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
                 .values()
                 .filter(|e| {
                     e.state_machine_arn == sm
+                        && !e.unlisted
                         && filter.is_none_or(|f| e.status == f)
                         && redriven.is_none_or(|r| (e.redrive_count > 0) == r)
                 })

@@ -11,10 +11,10 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::aws::Target;
+use crate::aws::{check_token, Target};
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
-use crate::services::appflow_flows::client::AppflowClient;
+use crate::services::appflow_flows::client::{AppflowClient, DESCRIBE_FLOW_EXECUTION_RECORDS};
 use crate::services::appflow_flows::config::Config;
 use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
@@ -74,6 +74,7 @@ impl AppflowFlows {
             let mut read = Vec::new();
             let mut token = None;
             let mut pages = 0;
+            let mut seen = BTreeSet::new();
             let result = loop {
                 match client.describe_runs_page(flow, token).await {
                     Ok((runs, next)) => {
@@ -81,7 +82,11 @@ impl AppflowFlows {
                         read.extend(runs);
                         match next {
                             Some(t) if self.tracker.wants_more(flow, &read, pages) => {
-                                token = Some(t)
+                                let op = DESCRIBE_FLOW_EXECUTION_RECORDS.name;
+                                match check_token(op, &mut seen, t) {
+                                    Ok(t) => token = Some(t),
+                                    Err(e) => break Err(e),
+                                }
                             }
                             Some(_) => break Ok(false),
                             None => break Ok(true),

@@ -10,7 +10,7 @@ use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
 use aws_sdk_sfn::types::{ExecutionRedriveFilter, ExecutionStatus, StateMachineType};
 
 use crate::aws::operation::{AwsBucket, Operation};
-use crate::aws::Connection;
+use crate::aws::{Connection, Pace};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::convert;
 use crate::services::sfn_map_runs::state::{ExecutionEvents, ExecutionObs, MapRunObs};
@@ -164,6 +164,20 @@ impl SfnClient {
         state_machine_arn: &str,
         which: Executions,
     ) -> Result<Vec<ExecutionObs>, AwsError> {
+        let listed = self
+            .list_executions_paced(state_machine_arn, which, None)
+            .await?;
+        Ok(listed.expect("an unpaced listing always finishes"))
+    }
+
+    /// As [`Self::list_executions`]; with `pace`, every page waits for a spare token and the
+    /// listing stops unfinished (`None`) at its deadline.
+    pub async fn list_executions_paced(
+        &self,
+        state_machine_arn: &str,
+        which: Executions,
+        pace: Option<Pace>,
+    ) -> Result<Option<Vec<ExecutionObs>>, AwsError> {
         let fetch = |token| {
             let request = self
                 .sdk
@@ -188,7 +202,18 @@ impl SfnClient {
             }
             page.next_token.filter(|_| !past)
         };
-        self.conn.pages(LIST_EXECUTIONS, fetch, take).await
+        match pace {
+            Some(pace) => {
+                self.conn
+                    .pages_paced(LIST_EXECUTIONS, pace, fetch, take)
+                    .await
+            }
+            None => self
+                .conn
+                .pages(LIST_EXECUTIONS, fetch, take)
+                .await
+                .map(Some),
+        }
     }
 
     /// The map run events of an execution newer than event `after` (0: all), newest first

@@ -27,7 +27,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::aws::Target;
+use crate::aws::{Pace, Target};
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::sfn_map_runs::client::{
@@ -412,11 +412,17 @@ impl SfnMapRuns {
             match kind {
                 History::Listing => {
                     let since = unix_now() - lookback;
+                    let pace = Pace {
+                        keep: listings as f64,
+                        deadline,
+                    };
                     match client
-                        .list_executions(&arn, Executions::StartedSince(since))
+                        .list_executions_paced(&arn, Executions::StartedSince(since), Some(pace))
                         .await
                     {
-                        Ok(listed) => self.tracker.observe_listing(
+                        // The deadline came between pages: read again, from the top, next poll.
+                        Ok(None) => return,
+                        Ok(Some(listed)) => self.tracker.observe_listing(
                             &arn,
                             Listing::History,
                             listed,

@@ -178,7 +178,8 @@ pub struct ListingPlan {
     pub arn: String,
     /// List RUNNING executions: until the history listing is done, and while some are tracked running.
     pub running: bool,
-    /// List newest first down to this start time (the watermark); `None` until history is listed.
+    /// List newest first down to this start time (the watermark less [`WATERMARK_OVERLAP_SECS`]);
+    /// `None` until history is listed.
     pub newest_since: Option<f64>,
     /// Look for redrives this poll (each state machine every [`REDRIVE_SCAN_EVERY_POLLS`] polls).
     pub redriven: bool,
@@ -188,6 +189,11 @@ pub struct ListingPlan {
 /// poll lists a share of them): a redrive of an execution that nothing else lists is found within
 /// that many polls.
 pub const REDRIVE_SCAN_EVERY_POLLS: u64 = 5;
+
+/// How far before the newest start seen the next newest-first listing goes: ListExecutions is
+/// eventually consistent, so an execution may show up after newer ones did. Executions already
+/// tracked are not counted again.
+pub const WATERMARK_OVERLAP_SECS: f64 = 300.0;
 
 /// An open run whose failures reached this share of what it tolerates is near its tolerance.
 pub const NEAR_TOLERANCE: f64 = 0.5;
@@ -427,7 +433,7 @@ impl MapRunTracker {
             let plan = ListingPlan {
                 arn: arn.clone(),
                 running: running || sm.watermark.is_none(),
-                newest_since: sm.watermark,
+                newest_since: sm.watermark.map(|w| w - WATERMARK_OVERLAP_SECS),
                 redriven: sm.watermark.is_some()
                     && (turn + self.polls) % REDRIVE_SCAN_EVERY_POLLS == 0,
             };
@@ -1362,7 +1368,11 @@ mod tests {
             plan.running,
             "a tracked running execution: its stop is seen by the RUNNING listing"
         );
-        assert_eq!(plan.newest_since, Some(1000.0), "the newest start seen");
+        assert_eq!(
+            plan.newest_since,
+            Some(1000.0 - WATERMARK_OVERLAP_SECS),
+            "the newest start seen, less the overlap"
+        );
         listing(&mut t, Listing::Running, vec![], 1200.0);
         let plan = &t.listing_plan()[0];
         assert!(!plan.running);
@@ -1370,7 +1380,10 @@ mod tests {
         newer.arn = format!("{EXEC}-2");
         newer.start = 1150.0;
         listing(&mut t, Listing::Newest, vec![newer], 1200.0);
-        assert_eq!(t.listing_plan()[0].newest_since, Some(1150.0));
+        assert_eq!(
+            t.listing_plan()[0].newest_since,
+            Some(1150.0 - WATERMARK_OVERLAP_SECS)
+        );
         // Each state machine looks for redrives once every few polls.
         let scans = (0..REDRIVE_SCAN_EVERY_POLLS)
             .filter(|_| {
