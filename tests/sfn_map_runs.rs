@@ -951,3 +951,59 @@ async fn an_execution_listed_only_after_a_newer_one_still_has_its_map_runs_count
         "late's map run is counted once"
     );
 }
+
+#[tokio::test]
+async fn a_failed_run_its_parents_redrive_does_not_rerun_is_not_described_every_poll() {
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    let (exec, caught) = {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", now - 1000.0);
+        let exec = w.sfn.start_execution(&sm, "nightly", now - 500.0);
+        let caught = w.sfn.add_map_run(&exec, spec("caught", 10), now - 400.0);
+        w.sfn.set_progress(&caught, 0, 5, 5, 0);
+        w.sfn.finish_map_run(&caught, "FAILED", now - 300.0);
+        w.sfn.stop_execution(&exec, "FAILED", now - 200.0);
+        // A Catch handled the map's failure: a redrive resumes after it.
+        w.sfn.map_runs.get_mut(&caught).unwrap().kept_on_redrive = true;
+        (exec, caught)
+    };
+    h.poll().await;
+    h.world().sfn.redrive(&exec, now - 120.0);
+    let described = |h: &Harness| {
+        h.world()
+            .calls
+            .iter()
+            .filter(|c| c.operation == "DescribeMapRun" && c.body.contains(&caught))
+            .count()
+    };
+    h.world().calls.clear();
+    for _ in 0..5 {
+        h.poll().await;
+    }
+    assert_eq!(
+        described(&h),
+        1,
+        "described once after the parent's redrive, not every poll while the parent runs"
+    );
+
+    // A run the redrive reruns, described before it restarted, is seen running once it has.
+    let t = unix_now();
+    {
+        let mut w = h.world();
+        w.sfn.stop_execution(&exec, "FAILED", t);
+        w.sfn.redrive(&exec, t);
+    }
+    h.poll().await;
+    h.world().sfn.rerun_map_run(&caught, t + 1.0);
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.value(
+            "aws_sfn_map_run_status",
+            &[("map_run", "caught"), ("status", "running")]
+        ),
+        Some(1.0),
+        "the late restart is seen"
+    );
+}

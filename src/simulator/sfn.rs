@@ -65,6 +65,9 @@ pub struct SimMapRun {
     pub executions: Counts,
     pub redrive_count: i64,
     pub redrive_date: Option<f64>,
+    /// A redrive of its execution leaves it as it is (a Catch handled its failure, or it ran in
+    /// an earlier iteration of a loop the redrive does not repeat).
+    pub kept_on_redrive: bool,
 }
 
 #[derive(Debug, Default)]
@@ -222,6 +225,7 @@ impl SfnWorld {
                 executions: pending,
                 redrive_count: 0,
                 redrive_date: None,
+                kept_on_redrive: false,
             },
         );
         self.event(execution_arn, "MapStateEntered", start, json!({}));
@@ -298,8 +302,32 @@ impl SfnWorld {
         }
     }
 
-    /// Redrives an execution: it runs again, and its failed or aborted map runs rerun their
-    /// failed, timed-out and aborted items.
+    /// A map run reruns its failed, timed-out and aborted items (its execution was redriven).
+    pub fn rerun_map_run(&mut self, map_run_arn: &str, at: f64) {
+        let r = self.map_runs.get_mut(map_run_arn).expect("known map run");
+        r.status = "RUNNING";
+        r.stop = None;
+        r.redrive_count += 1;
+        r.redrive_date = Some(at);
+        for c in [&mut r.items, &mut r.executions] {
+            let rerun = c.failed + c.timed_out + c.aborted;
+            c.pending += rerun;
+            c.failed = 0;
+            c.timed_out = 0;
+            c.aborted = 0;
+            c.pending_redrive = Some(0);
+        }
+        let (execution_arn, count) = (r.execution_arn.clone(), r.redrive_count);
+        self.event(
+            &execution_arn,
+            "MapRunRedriven",
+            at,
+            json!({"mapRunRedrivenEventDetails": {"mapRunArn": map_run_arn, "redriveCount": count}}),
+        );
+    }
+
+    /// Redrives an execution: it runs again, and its failed or aborted map runs rerun (except
+    /// those `kept_on_redrive`).
     pub fn redrive(&mut self, execution_arn: &str, at: f64) {
         let e = self
             .executions
@@ -309,37 +337,16 @@ impl SfnWorld {
         e.stop = None;
         e.redrive_count += 1;
         e.redrive_date = Some(at);
-        let mut redriven = Vec::new();
-        for r in self
-            .map_runs
-            .values_mut()
-            .filter(|r| r.execution_arn == execution_arn)
-        {
-            if r.status != "FAILED" && r.status != "ABORTED" {
-                continue;
-            }
-            r.status = "RUNNING";
-            r.stop = None;
-            r.redrive_count += 1;
-            r.redrive_date = Some(at);
-            redriven.push((r.arn.clone(), r.redrive_count));
-            for c in [&mut r.items, &mut r.executions] {
-                let rerun = c.failed + c.timed_out + c.aborted;
-                c.pending += rerun;
-                c.failed = 0;
-                c.timed_out = 0;
-                c.aborted = 0;
-                c.pending_redrive = Some(0);
-            }
-        }
         self.event(execution_arn, "ExecutionRedriven", at, json!({}));
-        for (arn, count) in redriven {
-            self.event(
-                execution_arn,
-                "MapRunRedriven",
-                at,
-                json!({"mapRunRedrivenEventDetails": {"mapRunArn": arn, "redriveCount": count}}),
-            );
+        let reruns: Vec<String> = self
+            .map_runs
+            .values()
+            .filter(|r| r.execution_arn == execution_arn && !r.kept_on_redrive)
+            .filter(|r| r.status == "FAILED" || r.status == "ABORTED")
+            .map(|r| r.arn.clone())
+            .collect();
+        for arn in reruns {
+            self.rerun_map_run(&arn, at);
         }
     }
 }

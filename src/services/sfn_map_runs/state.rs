@@ -190,6 +190,10 @@ pub struct ListingPlan {
 /// that many polls.
 pub const REDRIVE_SCAN_EVERY_POLLS: u64 = 5;
 
+/// A map run its execution's redrive reruns restarts within this long of the redrive (the redrive
+/// resumes at the failed state). The history's MapRunRedriven event says so at once where read.
+pub const REDRIVE_RESTART_SECS: f64 = 60.0;
+
 /// How far before the newest start seen the next newest-first listing goes: ListExecutions is
 /// eventually consistent, so an execution may show up after newer ones did. Executions already
 /// tracked are not counted again.
@@ -729,9 +733,17 @@ impl MapRunTracker {
             }
             let Some(parent) = parent else { continue };
             let rerun = matches!(obs.status, MapRunStatus::Failed | MapRunStatus::Aborted);
+            // Described since the parent's redrive but maybe before the run restarted: once
+            // more, until a describe comes late enough after the redrive. A run the redrive does
+            // not rerun (a Catch handled its failure, an earlier loop iteration) then rests.
+            let maybe_not_restarted = parent.obs.running
+                && parent.obs.redrive_count > obs.redrive_count
+                && parent
+                    .obs
+                    .redrive_date
+                    .is_some_and(|d| r.last_described < d + REDRIVE_RESTART_SECS);
             if rerun
-                && (parent.obs.redrive_count != r.parent_redrive_at_describe
-                    || (parent.obs.running && parent.obs.redrive_count > obs.redrive_count))
+                && (parent.obs.redrive_count != r.parent_redrive_at_describe || maybe_not_restarted)
             {
                 plan.required.push(arn.clone());
             }
