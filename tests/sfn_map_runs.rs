@@ -1007,3 +1007,41 @@ async fn a_failed_run_its_parents_redrive_does_not_rerun_is_not_described_every_
         "the late restart is seen"
     );
 }
+
+#[tokio::test]
+async fn a_state_machine_whose_published_version_has_a_distributed_map_is_watched() {
+    use aws_workflow_exporter::simulator::sfn::definitions;
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        // Version 1 (behind an alias, say) has the Distributed Map; the latest definition not.
+        let sm = w.sfn.add_state_machine("aliased", now - 1000.0);
+        w.sfn.publish_version(&sm);
+        w.sfn.update_definition(&sm, &definitions::no_map("Work"));
+        w.sfn.publish_version(&sm);
+        let exec = w.sfn.start_execution(&sm, "prod", now - 50.0);
+        w.sfn.add_map_run(&exec, spec("via-alias", 10), now - 40.0);
+        // Neither the latest nor a version has one: not listed.
+        w.sfn
+            .add_state_machine_with("plain", now - 1000.0, &definitions::no_map("Work"));
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert!(
+        s.count("aws_sfn_map_run_items", &[("map_run", "via-alias")]) > 0,
+        "the run of the version with a Distributed Map is shown"
+    );
+    let calls = h.take_calls();
+    let n = |op: &str| calls.get(&("sfn".into(), op.into())).copied().unwrap_or(0);
+    assert_eq!(n("ListStateMachineVersions"), 2, "{calls:?}");
+    // Each state machine's latest, and aliased's two versions, read once.
+    assert_eq!(n("DescribeStateMachine"), 4, "{calls:?}");
+    h.poll().await;
+    let calls = h.take_calls();
+    assert_eq!(
+        calls.get(&("sfn".into(), "DescribeStateMachine".into())),
+        None,
+        "definitions and versions are cached: {calls:?}"
+    );
+}

@@ -52,6 +52,7 @@ STAR_ACTIONS = {"states:ListStateMachines", "transfer:ListWorkflows", "appflow:L
 # Resource ARN shape each scoped action must use.
 ACTION_RESOURCES = {
     "states:DescribeStateMachine": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:stateMachine:.+$"),
+    "states:ListStateMachineVersions": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:stateMachine:.+$"),
     "states:ListExecutions": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:stateMachine:.+$"),
     "states:ListMapRuns": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:execution:.+$"),
     "states:DescribeExecution": re.compile(r"^arn:aws[a-z-]*:states:[^:]+:[^:]+:execution:.+$"),

@@ -466,6 +466,11 @@ pub const DENY_ENV: &str = "AWS_WORKFLOW_EXPORTER_DEMO_DENY";
 pub const DENIABLE: &[(&str, &str, &str)] = &[
     ("states:ListStateMachines", "sfn", "ListStateMachines"),
     ("states:DescribeStateMachine", "sfn", "DescribeStateMachine"),
+    (
+        "states:ListStateMachineVersions",
+        "sfn",
+        "ListStateMachineVersions",
+    ),
     ("states:ListExecutions", "sfn", "ListExecutions"),
     ("states:GetExecutionHistory", "sfn", "GetExecutionHistory"),
     ("states:ListMapRuns", "sfn", "ListMapRuns"),

@@ -32,6 +32,8 @@ pub struct SimStateMachine {
     pub definition: String,
     /// Changes with every definition update, as DescribeStateMachine's `revisionId` does.
     pub revision: u64,
+    /// The definitions of its published versions, version 1 first (immutable, as AWS's are).
+    pub versions: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,9 +112,20 @@ impl SfnWorld {
                 created,
                 definition: definition.into(),
                 revision: 1,
+                versions: Vec::new(),
             },
         );
         arn
+    }
+
+    /// PublishStateMachineVersion: the current definition becomes a version; its ARN.
+    pub fn publish_version(&mut self, arn: &str) -> String {
+        let sm = self
+            .state_machines
+            .get_mut(arn)
+            .expect("known state machine");
+        sm.versions.push(sm.definition.clone());
+        format!("{arn}:{}", sm.versions.len())
     }
 
     /// UpdateStateMachine: a new definition and revision.
@@ -394,22 +407,49 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
         }
         "DescribeStateMachine" => {
             let arn = required(input, "stateMachineArn")?;
+            let missing = || {
+                ApiError::bad_request(
+                    "StateMachineDoesNotExist",
+                    format!("State Machine Does Not Exist: '{arn}'"),
+                )
+            };
+            // A version's ARN is the state machine's with `:N` appended.
+            let (sm, definition) = match w.state_machines.get(arn) {
+                Some(sm) => (sm, &sm.definition),
+                None => {
+                    let (base, n) = arn.rsplit_once(':').ok_or_else(missing)?;
+                    let sm = w.state_machines.get(base).ok_or_else(missing)?;
+                    let n: usize = n.parse().map_err(|_| missing())?;
+                    let definition = n.checked_sub(1).and_then(|i| sm.versions.get(i));
+                    (sm, definition.ok_or_else(missing)?)
+                }
+            };
+            Ok(json!({
+                "stateMachineArn": arn,
+                "name": sm.name,
+                "status": "ACTIVE",
+                "definition": definition,
+                "roleArn": format!("arn:aws:iam::{ACCOUNT_ID}:role/{}", sm.name),
+                "type": if sm.express { "EXPRESS" } else { "STANDARD" },
+                "creationDate": sm.created,
+                "revisionId": format!("rev-{}", sm.revision),
+            }))
+        }
+        "ListStateMachineVersions" => {
+            let arn = required(input, "stateMachineArn")?;
             let sm = w.state_machines.get(arn).ok_or_else(|| {
                 ApiError::bad_request(
                     "StateMachineDoesNotExist",
                     format!("State Machine Does Not Exist: '{arn}'"),
                 )
             })?;
-            Ok(json!({
-                "stateMachineArn": sm.arn,
-                "name": sm.name,
-                "status": "ACTIVE",
-                "definition": sm.definition,
-                "roleArn": format!("arn:aws:iam::{ACCOUNT_ID}:role/{}", sm.name),
-                "type": if sm.express { "EXPRESS" } else { "STANDARD" },
-                "creationDate": sm.created,
-                "revisionId": format!("rev-{}", sm.revision),
-            }))
+            // Newest first, as AWS lists them.
+            let all: Vec<Value> = (1..=sm.versions.len())
+                .rev()
+                .map(|n| json!({"stateMachineVersionArn": format!("{arn}:{n}"), "creationDate": sm.created}))
+                .collect();
+            let (page, next) = paginate(&all, input, "maxResults", "nextToken", 100, w.page_cap)?;
+            Ok(json!({"stateMachineVersions": page, "nextToken": next}))
         }
         "ListExecutions" => {
             let sm = required(input, "stateMachineArn")?;

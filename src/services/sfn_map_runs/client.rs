@@ -6,6 +6,7 @@ use std::time::Duration;
 use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
 use aws_sdk_sfn::operation::list_executions::ListExecutionsOutput;
 use aws_sdk_sfn::operation::list_map_runs::ListMapRunsOutput;
+use aws_sdk_sfn::operation::list_state_machine_versions::ListStateMachineVersionsOutput;
 use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
 use aws_sdk_sfn::types::{ExecutionRedriveFilter, ExecutionStatus, StateMachineType};
 
@@ -23,6 +24,7 @@ pub const MAX_EVENT_PAGES: usize = 3;
 pub const OPERATIONS: &[Operation] = &[
     LIST_STATE_MACHINES,
     DESCRIBE_STATE_MACHINE,
+    LIST_STATE_MACHINE_VERSIONS,
     LIST_EXECUTIONS,
     GET_EXECUTION_HISTORY,
     LIST_MAP_RUNS,
@@ -45,6 +47,13 @@ pub const DESCRIBE_STATE_MACHINE: Operation = op(
     "DescribeStateMachine",
     "states:DescribeStateMachine",
     AwsBucket::flat(200.0, 20.0),
+);
+/// Not in AWS's published quota table: sized like ListStateMachines, a control-plane list. Called
+/// only for state machines whose latest definition has no Distributed Map, at `definition_refresh`.
+pub const LIST_STATE_MACHINE_VERSIONS: Operation = op(
+    "ListStateMachineVersions",
+    "states:ListStateMachineVersions",
+    AwsBucket::flat(100.0, 5.0),
 );
 pub const LIST_EXECUTIONS: Operation = op(
     "ListExecutions",
@@ -141,7 +150,30 @@ impl SfnClient {
         self.conn.pages(LIST_STATE_MACHINES, fetch, take).await
     }
 
-    /// Whether the state machine's definition has a Map state in DISTRIBUTED mode.
+    /// The ARNs of a state machine's published versions, newest first.
+    pub async fn list_versions(&self, arn: &str) -> Result<Vec<String>, AwsError> {
+        let fetch = |token| {
+            self.sdk
+                .list_state_machine_versions()
+                .state_machine_arn(arn)
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+        };
+        let take = |page: ListStateMachineVersionsOutput, out: &mut Vec<String>| {
+            out.extend(
+                page.state_machine_versions()
+                    .iter()
+                    .map(|v| v.state_machine_version_arn().to_owned()),
+            );
+            page.next_token
+        };
+        self.conn
+            .pages(LIST_STATE_MACHINE_VERSIONS, fetch, take)
+            .await
+    }
+
+    /// Whether the state machine's (or version's) definition has a Map state in DISTRIBUTED mode.
     pub async fn has_distributed_map(&self, arn: &str) -> Result<bool, AwsError> {
         let out = self
             .conn

@@ -12,6 +12,7 @@ use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
     Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
     GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS, LIST_STATE_MACHINES,
+    LIST_STATE_MACHINE_VERSIONS,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::state::REDRIVE_SCAN_EVERY_POLLS;
@@ -32,6 +33,7 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
     ) else {
         let rest = [
             DESCRIBE_STATE_MACHINE,
+            LIST_STATE_MACHINE_VERSIONS,
             LIST_EXECUTIONS,
             GET_EXECUTION_HISTORY,
             LIST_MAP_RUNS,
@@ -85,6 +87,19 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
                     distributed.len()
                 )
             });
+        }
+    }
+    match selected.first() {
+        None => f.skip(
+            &[LIST_STATE_MACHINE_VERSIONS],
+            "no STANDARD state machine selected",
+        ),
+        Some(sm) => {
+            f.probe(
+                LIST_STATE_MACHINE_VERSIONS,
+                client.list_versions(&sm.arn).await,
+                |v| format!("{}: {} published versions", sm.name, v.len()),
+            );
         }
     }
     let mut watched = Watched::new("state machine", listed.len(), distributed.len())
@@ -217,6 +232,12 @@ fn calls(
             DESCRIBE_STATE_MACHINE,
             selected as f64 * 3600.0 / refresh,
             format!("each of {selected} selected state machines every definition_refresh"),
+        ),
+        CallEstimate::new(
+            conn,
+            LIST_STATE_MACHINE_VERSIONS,
+            selected.saturating_sub(distributed) as f64 * 3600.0 / refresh,
+            "each selected state machine without a Distributed Map in its latest definition every definition_refresh (plus one DescribeStateMachine per new published version)".into(),
         ),
         CallEstimate::new(
             conn,

@@ -23,7 +23,7 @@ pub mod doctor;
 pub mod metrics;
 pub mod state;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,11 @@ pub struct SfnMapRuns {
     logged_backlog: Option<Backlog>,
     /// GetExecutionHistory was denied: ListMapRuns until then.
     events_denied_until: Option<Instant>,
+    /// Whether each published version read has a Distributed Map. Versions never change, so
+    /// each is read once.
+    versions: BTreeMap<String, bool>,
+    /// ListStateMachineVersions was denied (logged once).
+    versions_denied: bool,
 }
 
 impl SfnMapRuns {
@@ -82,6 +87,8 @@ impl SfnMapRuns {
             client: None,
             tracker,
             logged_backlog: None,
+            versions: BTreeMap::new(),
+            versions_denied: false,
             events_denied_until: None,
         }
     }
@@ -150,15 +157,73 @@ impl SfnMapRuns {
 
     /// Reads a state machine's definition.
     async fn definition(&mut self, client: &SfnClient, arn: &str, errors: &mut Vec<AwsError>) {
-        match client.has_distributed_map(arn).await {
-            Ok(distributed) => self.tracker.set_definition(arn, distributed, unix_now()),
+        let latest = match client.has_distributed_map(arn).await {
+            Ok(distributed) => distributed,
             // Deleted since it was listed: the next ListStateMachines drops it.
-            Err(AwsError::NotFound { .. }) => {}
+            Err(AwsError::NotFound { .. }) => return,
             Err(e) => {
                 tracing::warn!(state_machine = %arn, error = %e, "reading the state machine definition failed; retried next poll");
                 errors.push(e);
+                return;
             }
+        };
+        let distributed = match latest {
+            true => true,
+            false => match self.version_distributed(client, arn).await {
+                Ok(distributed) => distributed,
+                Err(AwsError::NotFound { .. }) => return,
+                // Retried next poll.
+                Err(e @ AwsError::Throttled { .. }) => {
+                    errors.push(e);
+                    return;
+                }
+                // An endpoint without versions (an emulator) keeps the latest's verdict until
+                // the next definition_refresh.
+                Err(e) => {
+                    tracing::warn!(state_machine = %arn, error = %e, "reading the published versions failed; going by the latest definition until definition_refresh");
+                    errors.push(e);
+                    false
+                }
+            },
+        };
+        self.tracker.set_definition(arn, distributed, unix_now());
+    }
+
+    /// Whether one of the state machine's published versions (which an alias may point
+    /// executions at) has a Distributed Map; each version is read once, as versions never change.
+    async fn version_distributed(
+        &mut self,
+        client: &SfnClient,
+        arn: &str,
+    ) -> Result<bool, AwsError> {
+        let versions = match client.list_versions(arn).await {
+            Ok(versions) => versions,
+            Err(e) if e.is_access_denied() => {
+                if !self.versions_denied {
+                    tracing::warn!(error = %e, "ListStateMachineVersions is denied: state machines whose latest definition has no Distributed Map are not watched even if a published version has one; allow states:ListStateMachineVersions (deploy/iam/policy.json)");
+                    self.versions_denied = true;
+                }
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut distributed = false;
+        for version in &versions {
+            let has = match self.versions.get(version) {
+                Some(has) => *has,
+                None => {
+                    let has = client.has_distributed_map(version).await?;
+                    self.versions.insert(version.clone(), has);
+                    has
+                }
+            };
+            distributed |= has;
         }
+        // Deleted versions go from the cache.
+        let prefix = format!("{arn}:");
+        self.versions
+            .retain(|v, _| !v.starts_with(&prefix) || versions.contains(v));
+        Ok(distributed)
     }
 
     /// The open work, until `deadline`: definitions to read, execution listings, required
