@@ -476,7 +476,7 @@ impl SfnMapRuns {
             }
             match kind {
                 History::Listing => {
-                    let since = unix_now() - lookback;
+                    let since = self.tracker.history_since(&arn, unix_now() - lookback);
                     let pace = Pace {
                         keep: listings as f64,
                         deadline,

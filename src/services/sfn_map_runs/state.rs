@@ -252,6 +252,9 @@ struct TrackedStateMachine {
     /// Whether the definition has a Distributed Map; `None` until described.
     distributed: Option<bool>,
     checked_at: f64,
+    /// The definition last said "no Distributed Map" at this time, and has one since: its first
+    /// listing goes back to here even beyond `lookback`, or runs of the gap would be missed.
+    plain_until: Option<f64>,
     /// Start time of the newest execution a complete listing showed; `None` until the history
     /// listing completed.
     watermark: Option<f64>,
@@ -385,6 +388,7 @@ impl MapRunTracker {
                     created: sm.created,
                     distributed: None,
                     checked_at: f64::NEG_INFINITY,
+                    plain_until: None,
                     watermark: None,
                     listed_at: 0,
                 },
@@ -412,9 +416,21 @@ impl MapRunTracker {
     /// Map (or with executions still tracked running) have their executions listed.
     pub fn set_definition(&mut self, arn: &str, distributed: bool, now: f64) {
         if let Some(sm) = self.state_machines.get_mut(arn) {
+            if distributed && sm.distributed == Some(false) && sm.watermark.is_none() {
+                sm.plain_until = Some(sm.checked_at);
+            }
             sm.distributed = Some(distributed);
             sm.checked_at = now;
         }
+    }
+
+    /// Where a state machine's first (history) listing stops: `since` (now - lookback), or
+    /// earlier if its definition gained a Distributed Map after a check that showed none.
+    pub fn history_since(&self, arn: &str, since: f64) -> f64 {
+        self.state_machines
+            .get(arn)
+            .and_then(|sm| sm.plain_until)
+            .map_or(since, |t| t.min(since))
     }
 
     /// The execution listings of this poll, per state machine that needs any, the ones listed
@@ -1325,6 +1341,22 @@ mod tests {
         assert_eq!(t.aggregates()[&key()], Aggregate::default());
         assert_eq!(t.backlog().map_runs, 0);
         assert_eq!(t.backlog().executions, 1);
+    }
+
+    #[test]
+    fn a_definition_that_gains_a_distributed_map_is_listed_back_to_the_check_that_showed_none() {
+        const PLAIN: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:plain";
+        let mut t = MapRunTracker::new(0.0, 60.0);
+        t.observe_state_machines(vec![sm_obs(PLAIN, "plain")], 3600.0, 100.0);
+        t.set_definition(PLAIN, false, 100.0);
+        // Edited to a Distributed Map at some point after 100; read again at the refresh.
+        t.set_definition(PLAIN, true, 3700.0);
+        // With a lookback of 10 minutes, the first listing would stop at 3100.
+        assert_eq!(t.history_since(PLAIN, 3100.0), 100.0);
+        // A state machine distributed from its first read goes back `lookback` only.
+        t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 3700.0);
+        t.set_definition(SM, true, 3700.0);
+        assert_eq!(t.history_since(SM, 3100.0), 3100.0);
     }
 
     #[test]
