@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::{AccountRegistry, StaticCredentials, Target};
+use crate::config::organization::OrganizationTarget;
+use crate::config::targets::TargetConfig;
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::scheduler::{self, Readiness};
@@ -54,6 +56,10 @@ pub struct ReloadSummary {
 
 /// Owns the running source tasks and applies new configurations to them.
 pub struct Supervisor {
+    /// The configuration as loaded; `config` is it with the discovered member targets added.
+    file: Config,
+    /// The member targets of each organisation target, as last listed.
+    discovered: BTreeMap<String, Vec<TargetConfig>>,
     config: Config,
     static_credentials: Option<StaticCredentials>,
     registry: Arc<AccountRegistry>,
@@ -74,6 +80,8 @@ impl Supervisor {
         sources: Vec<Box<dyn Source>>,
     ) -> Self {
         let mut this = Self {
+            file: config.clone(),
+            discovered: BTreeMap::new(),
             config,
             static_credentials,
             registry,
@@ -132,10 +140,70 @@ impl Supervisor {
         self.readiness.mark(source, target_key);
     }
 
-    /// Applies `new`, which is already validated; see the module doc for what is kept.
+    pub fn aws_api(&self) -> &crate::config::targets::AwsApiConfig {
+        &self.file.aws_api
+    }
+
+    /// The account ids of an organisation target's members, as last listed.
+    pub fn members_of(&self, organization: &str) -> BTreeSet<String> {
+        self.discovered
+            .get(organization)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.account_id.clone())
+            .collect()
+    }
+
+    /// The organisation targets of the configuration in use.
+    pub fn organizations(&self) -> &[OrganizationTarget] {
+        &self.file.organizations
+    }
+
+    /// Applies `new`, which is already validated; see the module doc for what is kept. The
+    /// member accounts of an organisation target whose settings are unchanged stay polled.
     pub async fn apply(&mut self, mut new: Config) -> ReloadSummary {
         // The shard comes from the command line, not the file: a reload keeps it.
         new.shard = self.config.shard;
+        let old = &self.file.organizations;
+        self.discovered.retain(|name, _| {
+            new.organizations
+                .iter()
+                .any(|o| o.name == *name && old.contains(o))
+        });
+        self.file = new;
+        self.apply_effective(self.effective()).await
+    }
+
+    /// Polls `members`, an organisation target's accounts as just listed: joined accounts
+    /// start, accounts that left (or were suspended) stop and their series go.
+    pub async fn discovered(
+        &mut self,
+        organization: &str,
+        members: Vec<TargetConfig>,
+    ) -> ReloadSummary {
+        if !self
+            .file
+            .organizations
+            .iter()
+            .any(|o| o.name == organization)
+        {
+            return ReloadSummary::default();
+        }
+        self.discovered.insert(organization.to_owned(), members);
+        self.apply_effective(self.effective()).await
+    }
+
+    fn effective(&self) -> Config {
+        let mut config = self.file.clone();
+        for org in &self.file.organizations {
+            if let Some(members) = self.discovered.get(&org.name) {
+                config.targets.extend(members.iter().cloned());
+            }
+        }
+        config
+    }
+
+    async fn apply_effective(&mut self, new: Config) -> ReloadSummary {
         if new.otlp != self.config.otlp {
             tracing::warn!("the otlp settings changed: they take effect at the next restart");
         }

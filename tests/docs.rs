@@ -99,3 +99,26 @@ fn iam_policy_matches_the_operations_the_code_calls() {
         .collect();
     assert_eq!(in_policy, in_code);
 }
+
+/// The policy for the account that lists an organisation's accounts grants exactly the calls
+/// organisation discovery makes.
+#[test]
+fn the_organization_policy_matches_the_calls_discovery_makes() {
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("deploy/iam/organization-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let in_policy: std::collections::BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let in_code: std::collections::BTreeSet<String> =
+        aws_workflow_exporter::aws::organization::OPERATIONS
+            .iter()
+            .filter_map(|op| op.iam_action.map(str::to_owned))
+            .collect();
+    assert_eq!(in_policy, in_code);
+}

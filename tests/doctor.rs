@@ -305,30 +305,9 @@ fn a_bad_configuration_exits_two_with_the_config_error() {
 /// Run source's checks pass over their real wire protocols.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_moto_the_identity_and_step_functions_checks_pass() {
-    let port = common::free_port();
-    let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let _moto = common::KillOnDrop(
-        Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): scripts/setup-tools.sh")),
-    );
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    common::wait_until("moto answers", async || {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-    let endpoint = format!("http://{addr}");
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+    let moto = common::Moto::start().await;
+    let endpoint = &moto.endpoint;
+    let sdk = moto.sdk_config("test", "test", None).await;
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let distributed = r#"{"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": true,
         "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},

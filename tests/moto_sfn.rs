@@ -4,60 +4,19 @@
 
 mod common;
 
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
-
 use aws_sdk_sfn::config::Credentials;
 use aws_sdk_sfn::types::{ExecutionStatus, MapRunStatus};
 use aws_workflow_exporter::app::Exporter;
 use aws_workflow_exporter::config::targets::RoleConfig;
 use aws_workflow_exporter::web::{self, Web};
-use common::{assert_promtool_clean, config_for, credentials, http_get, wait_until, Scrape};
+use common::{assert_promtool_clean, config_for, credentials, http_get, wait_until, Moto, Scrape};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// moto_server on a free loopback port; killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_binary() -> String {
-    std::env::var("MOTO_SERVER")
-        .unwrap_or_else(|_| format!("{}/.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")))
-}
-
+/// moto in executing mode: it interprets definitions and creates map runs.
 async fn start_moto() -> Moto {
-    let port = StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = moto_binary();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {bin} ({e}); run scripts/setup-tools.sh or set MOTO_SERVER")
-        });
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_until("moto answers", || async {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
+    let moto = Moto::start().await;
+    let addr = moto.addr;
     assert_eq!(http_get(addr, "/moto-api/", &[]).await.status, 200);
     // Executing mode: moto interprets definitions and creates map runs.
     let body = r#"{"stepfunctions":{"execute_state_machine":true}}"#;

@@ -6,51 +6,22 @@ mod common;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use aws_workflow_exporter::services::source::unix_now;
-use aws_workflow_exporter::simulator::sfn::MapRunSpec;
-use aws_workflow_exporter::simulator::Simulator;
-use common::{free_port, http_request, wait_until, KillOnDrop, Scrape};
-use tokio::net::TcpStream;
+use common::{wait_until, Daemon, Scrape};
 
-/// The exporter binary; killed on drop.
-struct Exporter {
-    child: KillOnDrop,
-    addr: SocketAddr,
+/// The exporter binary, and what this file's tests do with it.
+struct Exporter(Daemon);
+
+impl std::ops::Deref for Exporter {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
 }
 
 impl Exporter {
-    fn sighup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Until /readyz answers 200: every instance, `copy`'s refusal included, has had a first poll.
-    async fn wait_until_ready(&self) {
-        wait_until("ready", || async {
-            self.request("GET", "/readyz")
-                .await
-                .is_some_and(|r| r.status == 200)
-        })
-        .await;
-    }
-
-    async fn request(&self, method: &str, path: &str) -> Option<common::HttpResponse> {
-        let stream = TcpStream::connect(self.addr).await.ok()?;
-        http_request(stream, method, path, &[]).await.ok()
-    }
-
-    async fn scrape(&self) -> Option<Scrape> {
-        let resp = self.request("GET", "/metrics").await?;
-        (resp.status == 200).then(|| Scrape::parse(&String::from_utf8_lossy(&resp.body)))
-    }
-
     /// Scrapes until `pred` holds, checking every scrape's counters; returns the scrape.
     async fn wait_for(
         &self,
@@ -100,24 +71,7 @@ fn config(endpoint: &str, transfer: bool) -> String {
 }
 
 fn start(config_file: &Path) -> Exporter {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
-        .arg("--config.file")
-        .arg(config_file)
-        .args(["--web.listen-address", &addr.to_string()])
-        .arg("--web.enable-lifecycle")
-        .args(["--log.level", "warn"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Exporter {
-        child: KillOnDrop(child),
-        addr,
-    }
+    Exporter(Daemon::start(config_file))
 }
 
 /// Every counter sample seen so far; [`Counters::check`] fails if one went backwards.
@@ -146,7 +100,7 @@ fn has_source(s: &Scrape, source: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_sources_refuses_bad_files_and_keeps_the_rest() {
-    let (sim, run) = one_open_run().await;
+    let (sim, run) = common::one_open_run().await;
     sim.world()
         .transfer
         .add_workflow("w-1234567890abcdef0", Some("intake"));
@@ -283,31 +237,9 @@ fn targets_config(endpoint: &str, poll_interval: &str, targets: &[(&str, &str)])
     text + "sources:\n  sfn_map_runs:\n    enabled: true\n  transfer_workflows:\n    enabled: false\n  appflow_flows:\n    enabled: false\n"
 }
 
-/// A simulator with one running Distributed Map execution and its open map run `run1` (ARN
-/// returned).
-async fn one_open_run() -> (Simulator, String) {
-    let sim = Simulator::start().await.unwrap();
-    let now = unix_now();
-    let mut w = sim.world();
-    let sm = w.sfn.add_state_machine("etl", now - 100.0);
-    let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
-    let spec = MapRunSpec {
-        map_state: "Fan Out".into(),
-        id: "run1".into(),
-        total_items: 10,
-        max_concurrency: 5,
-        tolerated_failure_percentage: 0.0,
-        tolerated_failure_count: 0,
-    };
-    let run = w.sfn.add_map_run(&exec, spec, now - 40.0);
-    w.sfn.set_progress(&run, 5, 5, 0, 0);
-    drop(w);
-    (sim, run)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_target_takes_its_account_over_at_the_reload() {
-    let (sim, _) = one_open_run().await;
+    let (sim, _) = common::one_open_run().await;
     let account = aws_workflow_exporter::simulator::ACCOUNT_ID;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
@@ -356,7 +288,7 @@ async fn a_renamed_target_takes_its_account_over_at_the_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_refused_duplicate_keeps_the_polled_targets_self_metrics_and_a_removed_account_loses_its_call_series(
 ) {
-    let (sim, _) = one_open_run().await;
+    let (sim, _) = common::one_open_run().await;
     let account = aws_workflow_exporter::simulator::ACCOUNT_ID;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");

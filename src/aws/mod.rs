@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod instrument;
 pub mod operation;
+pub mod organization;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};

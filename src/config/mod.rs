@@ -5,6 +5,7 @@
 //! Every validation error names the path of the field inside the file, so a user can find it.
 
 pub mod check;
+pub mod organization;
 pub mod targets;
 
 use std::path::Path;
@@ -27,6 +28,8 @@ pub struct Config {
     pub aws_api: AwsApiConfig,
     /// One entry per (target, region); a target without regions uses the SDK's default region.
     pub targets: Vec<TargetConfig>,
+    /// Targets naming an organisation: their member accounts become targets as discovered.
+    pub organizations: Vec<organization::OrganizationTarget>,
     /// One section per service, as in the file.
     pub sources: SourcesConfig,
     /// This replica's shard, from `--shard`/`--total-shards` (not a file key): one by default.
@@ -122,12 +125,13 @@ mod raw {
                 .filter_map(|op| op.iam_action)
                 .collect();
             let aws_api = self.aws_api.validate(&mut c, &iam_actions);
-            let targets = validate_targets(&mut c, self.targets);
+            let (targets, organizations) = validate_targets(&mut c, self.targets);
             let sources = self.sources.validate(&mut c, poll_interval);
             c.finish(Config {
                 poll_interval,
                 aws_api,
                 targets,
+                organizations,
                 sources,
                 shard: Shard::SINGLE,
                 otlp,

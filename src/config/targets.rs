@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::check::{Check, DurationText};
+use crate::config::organization::{OrganizationTarget, RawOrganization};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwsApiConfig {
@@ -59,7 +60,7 @@ pub fn role_account(arn: &str) -> Option<&str> {
     is_account_id(account).then_some(account)
 }
 
-fn is_account_id(s: &str) -> bool {
+pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -118,6 +119,8 @@ pub struct RawTarget {
     pub endpoint_url: Option<String>,
     pub sts_endpoint_url: Option<String>,
     pub account_id: Option<String>,
+    /// Every ACTIVE account of an organisation instead of one account.
+    pub organization: Option<RawOrganization>,
 }
 
 impl RawAwsApi {
@@ -197,19 +200,27 @@ fn validate_quotas(
     out
 }
 
-/// The `targets` list, one entry per region; `None` (no list) means the default credentials and region.
-pub fn validate_targets(c: &mut Check, list: Option<Vec<RawTarget>>) -> Vec<TargetConfig> {
+/// The `targets` list: one entry per (account target, region), and the organisation targets;
+/// `None` (no list) means the default credentials and region.
+pub fn validate_targets(
+    c: &mut Check,
+    list: Option<Vec<RawTarget>>,
+) -> (Vec<TargetConfig>, Vec<OrganizationTarget>) {
     match list {
-        None => vec![TargetConfig::new("default", None)],
+        None => (vec![TargetConfig::new("default", None)], vec![]),
         Some(list) => validate_list(c, list),
     }
 }
 
-fn validate_list(c: &mut Check, list: Vec<RawTarget>) -> Vec<TargetConfig> {
+fn validate_list(
+    c: &mut Check,
+    list: Vec<RawTarget>,
+) -> (Vec<TargetConfig>, Vec<OrganizationTarget>) {
     if list.is_empty() {
         c.fail("targets", "must list at least one target (omit `targets` to use the default credentials and region)");
     }
     let mut out = Vec::new();
+    let mut organizations = Vec::new();
     let mut names = BTreeSet::new();
     for (i, t) in list.into_iter().enumerate() {
         let path = format!("targets[{i}]");
@@ -298,6 +309,29 @@ fn validate_list(c: &mut Check, list: Vec<RawTarget>) -> Vec<TargetConfig> {
                 regions.into_iter().map(Some).collect()
             }
         };
+        if let Some(org) = t.organization {
+            if t.account_id.is_some() {
+                c.fail(
+                    format!("{path}.account_id"),
+                    "not with `organization`: each member account is a target of its own",
+                );
+            }
+            organizations.push(OrganizationTarget {
+                name: t.name.clone(),
+                regions,
+                lister: TargetConfig {
+                    name: t.name.clone(),
+                    // AWS Organizations answers in us-east-1 (the aws partition's endpoint).
+                    region: Some("us-east-1".into()),
+                    role: role.clone(),
+                    endpoint_url: t.endpoint_url.clone(),
+                    sts_endpoint_url: t.sts_endpoint_url.clone(),
+                    account_id: None,
+                },
+                organization: org.validate(c, &format!("{path}.organization")),
+            });
+            continue;
+        }
         for region in regions {
             out.push(TargetConfig {
                 name: t.name.clone(),
@@ -310,7 +344,7 @@ fn validate_list(c: &mut Check, list: Vec<RawTarget>) -> Vec<TargetConfig> {
         }
     }
     refuse_same_account_and_region(c, &out);
-    out
+    (out, organizations)
 }
 
 /// Two targets that reach the same account and region would export every series twice and

@@ -359,6 +359,26 @@ impl SelfMetrics {
         }
     }
 
+    /// Per account id: how many (source, region) last polls succeeded and how many failed.
+    pub fn poll_outcomes(&self) -> std::collections::BTreeMap<String, (usize, usize)> {
+        use prometheus::core::Collector;
+        let mut out = std::collections::BTreeMap::<String, (usize, usize)>::new();
+        for family in self.poll_success.collect() {
+            for m in family.get_metric() {
+                let Some(account) = m.get_label().iter().find(|l| l.name() == "account_id") else {
+                    continue;
+                };
+                let entry = out.entry(account.value().to_owned()).or_default();
+                if m.get_gauge().get_value() == 1.0 {
+                    entry.0 += 1;
+                } else {
+                    entry.1 += 1;
+                }
+            }
+        }
+        out
+    }
+
     pub fn set_tracked(&self, kind: &str, count: usize) {
         self.tracked.with_label_values(&[kind]).set(count as f64);
     }

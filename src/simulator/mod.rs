@@ -128,6 +128,8 @@ pub struct World {
     pub sfn: sfn::SfnWorld,
     pub transfer: transfer::TransferWorld,
     pub appflow: appflow::AppflowWorld,
+    /// The organisation's member accounts (AWS Organizations ListAccounts).
+    pub organization: Vec<OrgAccount>,
     pub faults: Vec<Fault>,
     pub calls: Vec<Call>,
     /// AWS's per-operation throttling; `None` (the default) never throttles on its own.
@@ -230,6 +232,7 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
         let service = match prefix {
             "AWSStepFunctions" => "sfn",
             "TransferService" => "transfer",
+            "AWSOrganizationsV20161128" => "organizations",
             _ => return None,
         };
         return Some((service, op.to_owned()));
@@ -584,6 +587,7 @@ fn answer(
             "sfn" => sfn::handle(&mut w.sfn, operation, &input),
             "transfer" => transfer::handle(&mut w.transfer, operation, &input),
             "appflow" => appflow::handle(&mut w.appflow, operation, &input),
+            "organizations" => organization(&w.organization, operation, &input),
             _ => Err(ApiError::bad_request(
                 "UnknownOperationException",
                 format!("{service} is not simulated"),
@@ -594,6 +598,43 @@ fn answer(
         Ok(v) => json_response(200, content_type, &v),
         Err(e) => error_response(service, content_type, &e),
     }
+}
+
+/// A member account of the simulated organisation.
+#[derive(Debug, Clone)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: String,
+    /// ACTIVE, SUSPENDED or PENDING_CLOSURE.
+    pub status: &'static str,
+}
+
+/// AWS Organizations' ListAccounts (PascalCase members, `NextToken`).
+fn organization(
+    accounts: &[OrgAccount],
+    operation: &str,
+    input: &Value,
+) -> Result<Value, ApiError> {
+    if operation != "ListAccounts" {
+        return Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("organizations {operation} is not simulated"),
+        ));
+    }
+    let (page, next) = paginate(accounts, input, "MaxResults", "NextToken", 20, None)?;
+    let items: Vec<Value> = page
+        .iter()
+        .map(|a| {
+            json!({
+                "Id": a.id,
+                "Arn": format!("arn:aws:organizations::{ACCOUNT_ID}:account/o-simulated/{}", a.id),
+                "Name": a.name,
+                "Email": format!("{}@example.com", a.name),
+                "Status": a.status,
+            })
+        })
+        .collect();
+    Ok(json!({"Accounts": items, "NextToken": next}))
 }
 
 /// Pagination shared by every list operation: `nextToken` is the offset of the next page.

@@ -380,6 +380,143 @@ pub async fn wait_for<T>(what: &str, mut cond: impl AsyncFnMut() -> Option<T>) -
     }
 }
 
+/// The exporter binary run with `--config.file` (lifecycle API on, simulator credentials),
+/// serving on a free loopback port; killed on drop.
+pub struct Daemon {
+    pub child: KillOnDrop,
+    pub addr: SocketAddr,
+}
+
+impl Daemon {
+    pub fn start(config_file: &std::path::Path) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+            .arg("--config.file")
+            .arg(config_file)
+            .args(["--web.listen-address", &addr.to_string()])
+            .arg("--web.enable-lifecycle")
+            .args(["--log.level", "warn"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self {
+            child: KillOnDrop(child),
+            addr,
+        }
+    }
+
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn request(&self, method: &str, path: &str) -> Option<HttpResponse> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+        http_request(stream, method, path, &[]).await.ok()
+    }
+
+    /// GET /metrics, parsed; `None` until it answers 200.
+    pub async fn scrape(&self) -> Option<Scrape> {
+        let resp = self.request("GET", "/metrics").await?;
+        (resp.status == 200).then(|| Scrape::parse(&String::from_utf8_lossy(&resp.body)))
+    }
+
+    /// Scrapes until `pred` holds; the matching scrape.
+    pub async fn scrape_until(&self, what: &str, pred: impl Fn(&Scrape) -> bool) -> Scrape {
+        wait_for(what, async || self.scrape().await.filter(|s| pred(s))).await
+    }
+
+    /// Until /readyz answers 200: every instance has had a first poll.
+    pub async fn wait_until_ready(&self) {
+        wait_until("ready", || async {
+            self.request("GET", "/readyz")
+                .await
+                .is_some_and(|r| r.status == 200)
+        })
+        .await;
+    }
+}
+
+/// A simulator with one running Distributed Map execution (`etl`, `nightly`) and its open map
+/// run `run1`, half done (its ARN returned).
+pub async fn one_open_run() -> (Simulator, String) {
+    let sim = Simulator::start().await.unwrap();
+    let now = aws_workflow_exporter::services::source::unix_now();
+    let mut w = sim.world();
+    let sm = w.sfn.add_state_machine("etl", now - 100.0);
+    let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
+    let spec = aws_workflow_exporter::simulator::sfn::MapRunSpec {
+        map_state: "Fan Out".into(),
+        id: "run1".into(),
+        total_items: 10,
+        max_concurrency: 5,
+        tolerated_failure_percentage: 0.0,
+        tolerated_failure_count: 0,
+    };
+    let run = w.sfn.add_map_run(&exec, spec, now - 40.0);
+    w.sfn.set_progress(&run, 5, 5, 0, 0);
+    drop(w);
+    (sim, run)
+}
+
+/// moto_server (a third-party AWS emulator) on a free loopback port; killed on drop.
+pub struct Moto {
+    _child: KillOnDrop,
+    pub addr: SocketAddr,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let bin = std::env::var("MOTO_SERVER")
+            .unwrap_or_else(|_| format!("{}/.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")));
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}); run scripts/setup-tools.sh or set MOTO_SERVER")
+            });
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_until("moto answers", async || {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        Self {
+            _child: KillOnDrop(child),
+            addr,
+            endpoint: format!("http://{addr}"),
+        }
+    }
+
+    /// An SDK configuration for moto with the credentials of `access_key` (moto serves the
+    /// account those credentials belong to).
+    pub async fn sdk_config(
+        &self,
+        access_key: &str,
+        secret: &str,
+        token: Option<String>,
+    ) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                access_key, secret, token, None, "test",
+            ))
+            .load()
+            .await
+    }
+}
+
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing running.
 pub struct KillOnDrop(pub std::process::Child);
 
