@@ -98,6 +98,7 @@ impl MetricsHub {
     /// snapshots, not copied: memory stays near one copy of the text plus its gzip.
     pub fn rebuild(&self) {
         let _one_at_a_time = self.rebuilding.lock().expect("rebuild lock");
+        let started = std::time::Instant::now();
         let mut chunks = Vec::new();
         {
             let published = self.published.lock().expect("hub lock");
@@ -132,6 +133,8 @@ impl MetricsHub {
             .try_for_each(|c| gz.write_all(c))
             .and_then(|_| gz.finish())
             .unwrap_or_default();
+        // Counted in the next exposition: this one's text is already encoded.
+        self.self_metrics.record_rebuild(started.elapsed());
         *self.current.write().expect("exposition lock") = Arc::new(Exposition {
             chunks: chunks.into(),
             gzip: Bytes::from(gzip),

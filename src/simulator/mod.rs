@@ -129,6 +129,11 @@ pub struct World {
     pub calls: Vec<Call>,
     /// AWS's per-operation throttling; `None` (the default) never throttles on its own.
     pub quotas: Option<quotas::Quotas>,
+    /// Other accounts, by account id: AssumeRole into a role of one of them hands out the access
+    /// key [`account_access_key`] of it, and requests signed with that key are answered from its
+    /// `sfn`, `transfer` and `appflow` (its other fields are unused). Requests signed with any
+    /// other key are answered from this world's own services.
+    pub accounts: BTreeMap<String, World>,
 }
 
 impl World {
@@ -248,6 +253,23 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
     None
 }
 
+/// The access key AssumeRole hands out for a role of `account`, when the world has that account.
+pub fn account_access_key(account: &str) -> String {
+    format!("ASIA{account}")
+}
+
+/// The account id in an AssumeRole request's form-encoded `RoleArn`
+/// (`arn:aws:iam::ACCOUNT:role/NAME`, `:` encoded as `%3A`).
+fn role_account(body: &str) -> Option<String> {
+    let arn = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("RoleArn="))?
+        .replace("%3A", ":")
+        .replace("%3a", ":");
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
+}
+
 /// The access key id of a SigV4 `Authorization` header (`... Credential=KEY/date/...`).
 fn access_key(headers: &hyper::HeaderMap) -> String {
     headers
@@ -312,12 +334,13 @@ fn caller_identity() -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
-/// Credentials for any role asked for; the simulator accepts every signature.
-fn assumed_role() -> Response<Full<Bytes>> {
+/// Credentials for any role asked for; the simulator accepts every signature. A role of one of
+/// the world's [`World::accounts`] gets that account's access key, any other `ASIASIMULATOR`.
+fn assumed_role(key: &str) -> Response<Full<Bytes>> {
     let expires = "2100-01-01T00:00:00Z";
     let xml = format!(
         "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
-         <Credentials><AccessKeyId>ASIASIMULATOR</AccessKeyId><SecretAccessKey>simulator</SecretAccessKey>\
+         <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>simulator</SecretAccessKey>\
          <SessionToken>simulator</SessionToken><Expiration>{expires}</Expiration></Credentials>\
          <AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/simulator/session</Arn>\
          <AssumedRoleId>AROASIMULATOR:session</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
@@ -510,7 +533,12 @@ async fn handle(
             tokio::time::sleep(*d).await;
         }
     }
-    Ok(answer(&world, service, &operation, content_type, input).map(Either::Left))
+    let key = if service == "sts" {
+        role_account(&text).map(|a| account_access_key(&a))
+    } else {
+        Some(access_key(&parts.headers))
+    };
+    Ok(answer(&world, service, &operation, content_type, input, key).map(Either::Left))
 }
 
 /// The simulated service's answer to a well-formed request.
@@ -520,10 +548,25 @@ fn answer(
     operation: &str,
     content_type: &'static str,
     input: Result<Value, String>,
+    key: Option<String>,
 ) -> Response<Full<Bytes>> {
+    // The account whose resources answer: the one the request's access key belongs to (for
+    // AssumeRole, the one the role is in), if the world has it.
+    let account = key
+        .as_deref()
+        .and_then(|k| k.strip_prefix("ASIA"))
+        .filter(|a| {
+            let w = world.lock().expect("simulator world lock");
+            w.accounts.contains_key(*a)
+        })
+        .map(str::to_owned);
     if service == "sts" {
         return if operation == "AssumeRole" {
-            assumed_role()
+            assumed_role(
+                &account
+                    .map(|a| account_access_key(&a))
+                    .unwrap_or_else(|| "ASIASIMULATOR".into()),
+            )
         } else {
             caller_identity()
         };
@@ -536,7 +579,12 @@ fn answer(
         }
     };
     let result = {
-        let mut w = world.lock().expect("simulator world lock");
+        let mut guard = world.lock().expect("simulator world lock");
+        let w: &mut World = &mut guard;
+        let w = match account.filter(|a| w.accounts.contains_key(a)) {
+            Some(a) => w.accounts.get_mut(&a).expect("account just checked"),
+            None => w,
+        };
         match service {
             "sfn" => sfn::handle(&mut w.sfn, operation, &input),
             "transfer" => transfer::handle(&mut w.transfer, operation, &input),
