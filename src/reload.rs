@@ -119,7 +119,7 @@ impl Supervisor {
             .self_metrics()
             .status()
             .forget_source(source, target_key);
-        self.readiness.mark(source, target_key);
+        self.readiness.mark(source, target_key, &self.hub);
     }
 
     /// Applies `new`, which is already validated; see the module doc for what is kept.
