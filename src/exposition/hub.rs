@@ -177,9 +177,7 @@ impl MetricsHub {
     /// Assembles now, on the caller's thread, if anything was published since the last
     /// assembly; then returns the exposition (for a last OTLP push at shutdown).
     pub fn flush(&self) -> Arc<Exposition> {
-        if self.current().covers < self.last_publish() {
-            self.shared.rebuild();
-        }
+        self.shared.assemble(true);
         self.current()
     }
 
@@ -208,11 +206,8 @@ fn assembler(hub: Weak<Shared>) {
         std::thread::sleep(COALESCE);
         // Cleared before reading the parts: a publish from now on is assembled next time.
         *shared.dirty.lock().expect("hub dirty lock") = false;
-        if shared.current().covers >= shared.published.lock().expect("hub lock").1 {
-            continue; // a flush assembled it already
-        }
         let started = Instant::now();
-        shared.rebuild();
+        shared.assemble(true);
         let took = started.elapsed();
         drop(shared);
         std::thread::sleep(took * GAP_FACTOR);
@@ -236,10 +231,19 @@ impl Shared {
     /// store its exposition last, which would take a `poll_success` back and move counters
     /// backwards until the next one. The series lines are shared with the parts, not copied.
     fn rebuild(&self) {
+        self.assemble(false);
+    }
+
+    /// [`Self::rebuild`]; with `if_stale`, only if the exposition does not show every publish
+    /// yet (checked once this assembly's turn has come: one just before may have shown them).
+    fn assemble(&self, if_stale: bool) {
         let mut headers = self.rebuilding.lock().expect("rebuild lock");
         let started = Instant::now();
         let (parts, covers) = {
             let published = self.published.lock().expect("hub lock");
+            if if_stale && self.current().covers >= published.1 {
+                return;
+            }
             (
                 published.0.values().cloned().collect::<Vec<_>>(),
                 published.1,
