@@ -635,3 +635,89 @@ pub fn paginate<T: Clone>(
     let next = (end < items.len()).then(|| end.to_string());
     Ok((items[start..end].to_vec(), next))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::Credentials;
+
+    fn config(endpoint: &str, credentials: Credentials) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_role_of_an_account_reaches_that_accounts_resources_only() {
+        let sim = Simulator::start().await.expect("simulator");
+        {
+            let mut w = sim.world();
+            w.sfn.add_state_machine("default-account", 0.0);
+            for (account, name) in [("111111111111", "in-one"), ("222222222222", "in-two")] {
+                let a = w.accounts.entry(account.into()).or_default();
+                a.sfn.add_state_machine(name, 0.0);
+            }
+        }
+        let base = config(
+            &sim.endpoint,
+            Credentials::new("base", "base", None, None, "test"),
+        );
+        let names = |sdk: &aws_config::SdkConfig| {
+            let sfn = aws_sdk_sfn::Client::new(sdk);
+            async move {
+                let out = sfn.list_state_machines().send().await.expect("listed");
+                out.state_machines()
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(names(&base).await, ["default-account"]);
+        let sts = aws_sdk_sts::Client::new(&base);
+        for (role, expected_key, expected) in [
+            (
+                "arn:aws:iam::111111111111:role/r",
+                "ASIA111111111111",
+                "in-one",
+            ),
+            (
+                "arn:aws:iam::222222222222:role/r",
+                "ASIA222222222222",
+                "in-two",
+            ),
+            // An account the simulator does not have: its default world, as before.
+            (
+                "arn:aws:iam::333333333333:role/r",
+                "ASIASIMULATOR",
+                "default-account",
+            ),
+        ] {
+            let assumed = sts
+                .assume_role()
+                .role_arn(role)
+                .role_session_name("s")
+                .send()
+                .await
+                .expect("assumed");
+            let c = assumed.credentials().expect("credentials");
+            assert_eq!(c.access_key_id(), expected_key);
+            let as_role = config(
+                &sim.endpoint,
+                Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_owned()),
+                    None,
+                    "test",
+                ),
+            );
+            assert_eq!(names(&as_role).await, [expected], "{role}");
+        }
+    }
+}
