@@ -590,7 +590,7 @@ async fn http_endpoints_serve_cached_metrics_gzip_and_readiness() {
     assert_eq!(plain.header("content-encoding"), None);
     let mut decoded = Vec::new();
     std::io::Read::read_to_end(
-        &mut flate2::read::MultiGzDecoder::new(&gz.body[..]),
+        &mut flate2::read::GzDecoder::new(&gz.body[..]),
         &mut decoded,
     )
     .unwrap();

@@ -2,10 +2,11 @@
 //! cache by /metrics and the OTLP push.
 //!
 //! A publish replaces one (source, target) part and costs only that part: its text is the
-//! source's own bytes, and its gzip members (one per family) are compressed once, by the next
-//! assembly. An assembly lays the parts out family by family (one header each, families
-//! contiguous) and concatenates the cached gzip members (concatenated members are one valid
-//! gzip stream); only the exporter's own metrics are encoded and compressed anew. Assemblies
+//! source's own bytes, and its deflate pieces (one per family, each ended by a full flush, so
+//! pieces concatenate into one deflate stream) are compressed once, by the next assembly. An
+//! assembly lays the parts out family by family (one header each, families contiguous) and
+//! concatenates the cached pieces into one gzip member, its CRC-32 combined from theirs; only the
+//! exporter's own metrics are encoded and compressed anew. Assemblies
 //! run on one thread, coalesced: many sources publishing together cost one assembly, and
 //! assemblies never take more than about 1/[`GAP_FACTOR`] of a core.
 
@@ -26,12 +27,13 @@ use crate::exposition::text;
 /// The text is kept as the chunks it was built from (headers, then the lines each source
 /// published, then the exporter's own metrics), each a whole number of lines: the series lines
 /// are the sources' own bytes, shared rather than copied into one buffer. The gzip encoding is
-/// kept as gzip members in the same order, one per header, family part and self-metrics text.
+/// kept likewise: the gzip header, one deflate piece per chunk run (header, family part,
+/// self-metrics text) in the same order, then the final block and the gzip trailer.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {
     pub chunks: Arc<[Bytes]>,
-    /// Gzip members whose concatenation is the gzip encoding of `chunks`; empty if compressing
-    /// failed (then /metrics serves the text uncompressed).
+    /// Chunks whose concatenation is the gzip encoding of `chunks` (one gzip member); empty if
+    /// compressing failed (then /metrics serves the text uncompressed).
     pub gzip: Arc<[Bytes]>,
     /// Counts assemblies: a pusher tells by it whether it already sent this exposition.
     pub generation: u64,
@@ -47,12 +49,12 @@ pub struct Snapshot {
     pub tracked: Vec<(&'static str, usize)>,
 }
 
-/// One source instance's latest snapshot, with its gzip members once compressed.
+/// One source instance's latest snapshot, with its deflate pieces once compressed.
 #[derive(Debug)]
 struct Part {
     snapshot: Snapshot,
-    /// One gzip member per family of `snapshot`, in order.
-    gzip: OnceLock<Option<Vec<Bytes>>>,
+    /// One deflate piece per family of `snapshot`, in order.
+    gzip: OnceLock<Option<Vec<Deflated>>>,
 }
 
 /// A wait of at least this long after publishes before assembling, so that sources finishing
@@ -87,8 +89,8 @@ struct Shared {
 /// The latest part per (source, target key).
 type Parts = BTreeMap<(String, String), Arc<Part>>;
 
-/// Each family's header, as text and as a gzip member, by family name.
-type Headers = BTreeMap<&'static str, (Bytes, Bytes)>;
+/// Each family's header, as text and as a deflate piece, by family name.
+type Headers = BTreeMap<&'static str, (Bytes, Deflated)>;
 
 impl MetricsHub {
     /// An empty hub, assembled once, with its assembler thread (which ends with the hub).
@@ -225,7 +227,7 @@ impl Shared {
     }
 
     /// Lays out the families of all parts, one header per family name, then the exporter's own
-    /// metrics; the gzip encoding likewise from each part's cached members.
+    /// metrics; the gzip encoding likewise from each part's cached deflate pieces.
     ///
     /// Assemblies run one at a time: two must not let the one that read the self-metrics first
     /// store its exposition last, which would take a `poll_success` back and move counters
@@ -250,51 +252,54 @@ impl Shared {
             )
         };
         let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut by_name: BTreeMap<&'static str, Vec<(&Family, Option<&Bytes>)>> = BTreeMap::new();
+        let mut by_name: BTreeMap<&'static str, Vec<(&Family, Option<&Deflated>)>> =
+            BTreeMap::new();
         let mut z = Compress::new(Compression::fast(), false);
         let mut gzip_ok = true;
         for part in &parts {
             for (kind, n) in &part.snapshot.tracked {
                 *tracked.entry(kind).or_default() += n;
             }
-            let members = part.gzip.get_or_init(|| {
+            let pieces = part.gzip.get_or_init(|| {
                 part.snapshot
                     .families
                     .iter()
-                    .map(|f| gzip_member(&mut z, &f.blocks))
+                    .map(|f| deflated(&mut z, &f.blocks))
                     .collect()
             });
-            gzip_ok &= members.is_some();
+            gzip_ok &= pieces.is_some();
             for (i, f) in part.snapshot.families.iter().enumerate() {
-                let member = members.as_ref().and_then(|m| m.get(i));
-                by_name.entry(f.def.name).or_default().push((f, member));
+                let piece = pieces.as_ref().and_then(|p| p.get(i));
+                by_name.entry(f.def.name).or_default().push((f, piece));
             }
         }
         for (kind, n) in tracked {
             self.self_metrics.set_tracked(kind, n);
         }
         let mut chunks = Vec::new();
-        let mut gzip = Vec::new();
+        let mut gzip = Gzip::new();
         for (name, families) in by_name {
             if !headers.contains_key(name) {
                 let text = Bytes::from(text::header(families[0].0.def));
-                match gzip_member(&mut z, std::slice::from_ref(&text)) {
-                    Some(member) => {
-                        headers.insert(name, (text, member));
+                match deflated(&mut z, std::slice::from_ref(&text)) {
+                    Some(piece) => {
+                        headers.insert(name, (text, piece));
                     }
                     None => gzip_ok = false,
                 }
             }
             match headers.get(name) {
-                Some((text, member)) => {
+                Some((text, piece)) => {
                     chunks.push(text.clone());
-                    gzip.push(member.clone());
+                    gzip.push(piece);
                 }
                 None => chunks.push(Bytes::from(text::header(families[0].0.def))),
             }
-            for (f, member) in families {
+            for (f, piece) in families {
                 chunks.extend(f.blocks.iter().cloned());
-                gzip.extend(member.cloned());
+                if let Some(piece) = piece {
+                    gzip.push(piece);
+                }
             }
         }
         let mut own = Vec::new();
@@ -303,15 +308,17 @@ impl Shared {
             return;
         }
         let own = Bytes::from(own);
-        match gzip_member(&mut z, std::slice::from_ref(&own)) {
-            Some(member) => gzip.push(member),
+        match deflated(&mut z, std::slice::from_ref(&own)) {
+            Some(piece) => gzip.push(&piece),
             None => gzip_ok = false,
         }
         chunks.push(own);
-        if !gzip_ok {
+        let gzip = if gzip_ok {
+            gzip.finish()
+        } else {
             tracing::error!("compressing the exposition failed; /metrics serves it uncompressed");
-            gzip.clear();
-        }
+            Vec::new()
+        };
         // Counted in the next exposition: this one's text is already encoded.
         self.self_metrics.record_rebuild(started.elapsed());
         let generation = self.current().generation + 1;
@@ -326,33 +333,76 @@ impl Shared {
 
 /// The fixed header of a gzip member: no name or comment, mtime 0, unknown OS (RFC 1952).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// A final deflate block with no data (fixed Huffman codes, end of block): ends the stream.
+const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// One gzip member holding `chunks` one after the other, compressed with `z` (reset first, so
-/// one compressor's memory serves every member); `None` if the compressor fails.
-fn gzip_member(z: &mut Compress, chunks: &[Bytes]) -> Option<Bytes> {
+/// Text compressed as raw deflate blocks ending in a full flush (byte-aligned, not final, no
+/// reference to earlier data), so pieces concatenate into one deflate stream; and its CRC-32.
+#[derive(Debug)]
+struct Deflated {
+    bytes: Bytes,
+    crc: Crc,
+}
+
+/// One gzip member built from deflate pieces, as chunks.
+struct Gzip {
+    chunks: Vec<Bytes>,
+    crc: Crc,
+}
+
+impl Gzip {
+    fn new() -> Self {
+        Self {
+            chunks: vec![Bytes::from_static(&GZIP_HEADER)],
+            crc: Crc::new(),
+        }
+    }
+
+    fn push(&mut self, piece: &Deflated) {
+        self.chunks.push(piece.bytes.clone());
+        self.crc.combine(&piece.crc);
+    }
+
+    /// The member: header, pieces, the final block and the trailer (CRC-32, length mod 2^32).
+    fn finish(mut self) -> Vec<Bytes> {
+        let mut tail = Vec::with_capacity(10);
+        tail.extend_from_slice(&FINAL_EMPTY_BLOCK);
+        tail.extend_from_slice(&self.crc.sum().to_le_bytes());
+        tail.extend_from_slice(&self.crc.amount().to_le_bytes());
+        self.chunks.push(Bytes::from(tail));
+        self.chunks
+    }
+}
+
+/// `chunks` one after the other as a [`Deflated`] piece, compressed with `z` (reset first, so
+/// one compressor's memory serves every piece); `None` if the compressor fails.
+fn deflated(z: &mut Compress, chunks: &[Bytes]) -> Option<Deflated> {
     z.reset();
     let mut crc = Crc::new();
     let len: usize = chunks.iter().map(Bytes::len).sum();
     let mut out = Vec::with_capacity(len / 4 + 64);
-    out.extend_from_slice(&GZIP_HEADER);
     for c in chunks {
         crc.update(c);
         deflate(z, c, &mut out, FlushCompress::None)?;
     }
-    deflate(z, &[], &mut out, FlushCompress::Finish)?;
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&crc.amount().to_le_bytes());
-    Some(Bytes::from(out))
+    deflate(z, &[], &mut out, FlushCompress::Full)?;
+    Some(Deflated {
+        bytes: Bytes::from(out),
+        crc,
+    })
 }
 
-/// Feeds `input` to `z`, growing `out` as needed, until it is consumed (or, finishing, until
-/// the stream ends).
+/// Feeds `input` to `z`, growing `out` as needed, until it is consumed (and, for a flush, until
+/// everything is out).
 fn deflate(
     z: &mut Compress,
     mut input: &[u8],
     out: &mut Vec<u8>,
     flush: FlushCompress,
 ) -> Option<()> {
+    if input.is_empty() && matches!(flush, FlushCompress::None) {
+        return Some(());
+    }
     loop {
         if out.capacity() - out.len() < 256 {
             out.reserve(out.capacity().max(1024));
@@ -360,7 +410,9 @@ fn deflate(
         let before = z.total_in();
         let status = z.compress_vec(input, out, flush).ok()?;
         input = &input[(z.total_in() - before) as usize..];
+        // Flushed once the compressor stops short of filling `out`.
         let done = match flush {
+            FlushCompress::Full => input.is_empty() && out.len() < out.capacity(),
             FlushCompress::Finish => status == Status::StreamEnd,
             _ => input.is_empty(),
         };
@@ -408,8 +460,8 @@ mod tests {
         use std::io::Read;
         let gzip: Vec<u8> = exposition.gzip.iter().flatten().copied().collect();
         let mut unzipped = String::new();
-        // Concatenated members: a multi-member gzip stream (RFC 1952 2.2).
-        flate2::read::MultiGzDecoder::new(&gzip[..])
+        // One member: a reader of the first member only (as curl is) reads it all.
+        flate2::read::GzDecoder::new(&gzip[..])
             .read_to_string(&mut unzipped)
             .expect("gzip");
         unzipped
@@ -489,19 +541,20 @@ mod tests {
             "test_series{n=\"0\"} 7\ntest_series{n=\"0\"} 5\ntest_series{n=\"1\"} 5\ntest_series{n=\"2\"} 5\n"
         );
         assert_eq!(gunzip(&after), text);
-        // Members: the header, a's part, b's part, the exporter's own metrics. b's member is
-        // the one compressed for the first exposition, a's is new.
-        assert_eq!(before.gzip.len(), 4);
-        assert_eq!(after.gzip.len(), 4);
+        // The gzip header, then pieces: the family header, a's part, b's part, the exporter's
+        // own metrics; then the trailer. b's piece is the one compressed for the first
+        // exposition, a's is new.
+        assert_eq!(before.gzip.len(), 6);
+        assert_eq!(after.gzip.len(), 6);
         assert_eq!(
-            before.gzip[0].as_ptr(),
-            after.gzip[0].as_ptr(),
+            before.gzip[1].as_ptr(),
+            after.gzip[1].as_ptr(),
             "header reused"
         );
-        assert_ne!(before.gzip[1], after.gzip[1], "a recompressed");
+        assert_ne!(before.gzip[2], after.gzip[2], "a recompressed");
         assert_eq!(
-            before.gzip[2].as_ptr(),
-            after.gzip[2].as_ptr(),
+            before.gzip[3].as_ptr(),
+            after.gzip[3].as_ptr(),
             "b untouched"
         );
         assert!(after.covers > before.covers);
