@@ -35,6 +35,9 @@ struct Options {
     /// A busy account instead of the default one: this many state machines, each with one
     /// running execution (one open map run) and one finished.
     busy: Option<usize>,
+    /// An organisation instead: this many small accounts (see `scale::build_accounts`), one
+    /// target each reached through AssumeRole, compared with one such account alone.
+    accounts: Option<usize>,
 }
 
 fn options() -> Options {
@@ -47,6 +50,7 @@ fn options() -> Options {
         raised: false,
         otlp_max_points: None,
         busy: None,
+        accounts: None,
     };
     let args: Vec<String> = std::env::args().collect();
     o.raised = args.iter().any(|a| a == "--raised-quotas");
@@ -60,6 +64,7 @@ fn options() -> Options {
             "--quota-share" => o.quota_share = pair[1].parse().expect("a fraction"),
             "--otlp-max-points" => o.otlp_max_points = Some(pair[1].parse().expect("a count")),
             "--busy" => o.busy = Some(pair[1].parse().expect("a count")),
+            "--accounts" => o.accounts = Some(pair[1].parse().expect("a count")),
             _ => {}
         }
     }
@@ -78,7 +83,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(run(opts));
+        .block_on(async move {
+            match opts.accounts {
+                Some(n) => run_accounts(&opts, n).await,
+                None => run(opts).await,
+            }
+        });
 }
 
 fn unix_now() -> f64 {
@@ -113,7 +123,6 @@ impl Exporter {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let config = dir.join("config.yaml");
         // A new user's configuration: one target, every default (poll interval, lookback,
         // retention, quota_share) as shipped.
         let mut yaml = format!(
@@ -138,8 +147,14 @@ impl Exporter {
                 "otlp:\n  metrics_endpoint: http://{sink}/v1/metrics\n  interval: 1s\n  compression: gzip\n  max_points_per_request: {max}\n"
             ));
         }
+        Self::spawn(dir, "exporter", &yaml, port)
+    }
+
+    /// The exporter on `yaml`, listening on `port`; its config and log are `dir/name.*`.
+    fn spawn(dir: &std::path::Path, name: &str, yaml: &str, port: u16) -> Self {
+        let config = dir.join(format!("{name}.yaml"));
         std::fs::write(&config, yaml).expect("write config");
-        let log = std::fs::File::create(dir.join("exporter.log")).expect("log file");
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
             .arg("--config.file")
             .arg(&config)
@@ -157,6 +172,25 @@ impl Exporter {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }
+    }
+
+    /// CPU time (user + system) the process has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are the 14th
+        // and 15th fields of the line, the 12th and 13th after `) `.
+        let ticks: u64 = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| {
+                rest.split(' ')
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
     }
 
     /// (VmRSS, VmHWM) in KiB.
@@ -762,4 +796,205 @@ async fn run(opts: Options) {
     }
     stepper.abort();
     drop(exporter);
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of /proc/PID/stat's times, as `getconf` tells it.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A config polling the first `n` accounts of `scale::build_accounts`, one target each
+/// assuming a role in its account (the central-monitoring pattern), every default kept.
+fn accounts_config(endpoint: &str, n: usize) -> String {
+    let mut yaml = String::from("targets:\n");
+    for i in 0..n {
+        let id = scale::account_id(i);
+        yaml.push_str(&format!(
+            "  - name: acct-{i}\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n    role_arn: arn:aws:iam::{id}:role/exporter\n"
+        ));
+    }
+    yaml
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits for /readyz; the time it took from `started`, if within `cap`.
+async fn wait_ready(exporter: &Exporter, started: Instant, cap: Duration) -> Option<Duration> {
+    while started.elapsed() < cap {
+        if let Some((200, _)) = get_once(exporter.addr, "/readyz").await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
+}
+
+/// The value of a sample line starting with `prefix` (a name, or a name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// How long a GET of /metrics takes on a new connection, and the body's length.
+async fn timed_scrape(addr: SocketAddr, gzip: bool) -> Option<(Duration, usize)> {
+    let mut c = Conn::open(addr).await.ok()?;
+    let t = Instant::now();
+    let (status, body) = c.get("/metrics", gzip).await.ok()?;
+    (status == 200).then(|| (t.elapsed(), body.len()))
+}
+
+/// The organisation benchmark: `n` small accounts, each its own target through AssumeRole.
+async fn run_accounts(opts: &Options, n: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sim = Simulator::start().await.expect("simulator starts");
+    let built = Arc::new(scale::build_accounts(&mut sim.world(), n, unix_now()));
+    println!(
+        "world: {n} accounts, each 2 state machines with a Distributed Map (1 open map run), 1 Transfer workflow, 2 AppFlow flows"
+    );
+    let world = sim.world_handle();
+    let stepper = {
+        let (world, built) = (world.clone(), built.clone());
+        tokio::spawn(async move {
+            let mut step = 1;
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let mut w = world.lock().expect("world");
+                for (id, b) in built.iter() {
+                    if let Some(account) = w.accounts.get_mut(id) {
+                        scale::advance(account, b, step);
+                    }
+                }
+                step += 1;
+            }
+        })
+    };
+
+    // The baseline: one such account alone, after its first poll and a few seconds more.
+    let baseline_kib = {
+        let yaml = accounts_config(&sim.endpoint, 1);
+        let one = Exporter::spawn(dir.path(), "one-account", &yaml, free_port());
+        let ready = wait_ready(&one, Instant::now(), opts.cap).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (rss, _) = one.memory_kib();
+        println!(
+            "1 account: ready after {}, rss {:.1} MiB",
+            ready.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+            rss as f64 / 1024.0
+        );
+        rss
+    };
+
+    let started = Instant::now();
+    let yaml = accounts_config(&sim.endpoint, n);
+    let exporter = Exporter::spawn(dir.path(), "accounts", &yaml, free_port());
+    // Not ready within --cap: measured all the same, from then on.
+    match wait_ready(&exporter, started, opts.cap).await {
+        Some(ready) => println!("{n} accounts: ready after {:.1} s", ready.as_secs_f64()),
+        None => println!(
+            "{n} accounts: not ready after {:.0} s (measured from then on)",
+            opts.cap.as_secs_f64()
+        ),
+    }
+
+    // The steady window starts 10 s after ready (the first poll's stragglers are done) and
+    // lasts --steady seconds (a poll interval by default); Prometheus scrapes every 15 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = |text: &str| {
+        (
+            sample(text, "aws_workflow_exporter_exposition_rebuilds_total ").unwrap_or(0.0),
+            sample(
+                text,
+                "aws_workflow_exporter_exposition_rebuild_seconds_total ",
+            )
+            .unwrap_or(0.0),
+        )
+    };
+    let (_, text) = get_once(exporter.addr, "/metrics")
+        .await
+        .unwrap_or_default();
+    let (rebuilds0, rebuild_secs0) = before(&text);
+    let cpu0 = exporter.cpu_time();
+    let t0 = Instant::now();
+    let mut scrapes = Vec::new();
+    for i in 1.. {
+        if let Some((took, _)) = timed_scrape(exporter.addr, true).await {
+            scrapes.push(took);
+        }
+        let next = Duration::from_secs(15 * i).min(opts.steady);
+        tokio::time::sleep(next.saturating_sub(t0.elapsed())).await;
+        if t0.elapsed() >= opts.steady {
+            break;
+        }
+    }
+    let cpu = exporter.cpu_time() - cpu0;
+    let window = t0.elapsed();
+    let (_, text) = get_once(exporter.addr, "/metrics")
+        .await
+        .unwrap_or_default();
+    let (rebuilds1, rebuild_secs1) = before(&text);
+    println!(
+        "steady CPU: {:.1}% of a core over {:.0} s (scraped every 15 s, gzip, slowest {:.0} ms)",
+        cpu.as_secs_f64() / window.as_secs_f64() * 100.0,
+        window.as_secs_f64(),
+        scrapes
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    );
+    let rebuilds = rebuilds1 - rebuilds0;
+    println!(
+        "publish cost: {rebuilds:.0} exposition rebuilds in the window, {:.1} ms each on average, {:.1}% of a core",
+        if rebuilds > 0.0 { (rebuild_secs1 - rebuild_secs0) / rebuilds * 1000.0 } else { 0.0 },
+        (rebuild_secs1 - rebuild_secs0) / window.as_secs_f64() * 100.0
+    );
+    println!(
+        "exposition: {} series, {} bytes",
+        text.lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count(),
+        text.len()
+    );
+    let (rss, hwm) = exporter.memory_kib();
+    println!(
+        "rss: {:.1} MiB (peak {:.1} MiB); {:.2} MiB per account beyond the 1-account baseline of {:.1} MiB",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        (rss as f64 - baseline_kib as f64) / 1024.0 / (n.max(2) - 1) as f64,
+        baseline_kib as f64 / 1024.0
+    );
+    for (gzip, encoding) in [(true, "gzip"), (false, "plain")] {
+        let (rps, p50, p99, size) = scrape_load(exporter.addr, opts.load, 4, gzip).await;
+        println!(
+            "/metrics ({encoding}, 4 keep-alive connections, {:.0} s): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} bytes",
+            opts.load.as_secs_f64(),
+            rps,
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            size
+        );
+    }
+    let failing: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("aws_workflow_exporter_poll_success{") && l.ends_with(" 0"))
+        .collect();
+    println!("sources whose last poll failed: {}", failing.len());
+    stepper.abort();
 }

@@ -10,7 +10,10 @@
 # throttling: measures memory with every map run tracked instead of the call budget),
 # --otlp-max-points N (also push over OTLP every second to a receiver in the bench, at most N
 # data points per request), --busy N (instead, N state machines each with one running
-# execution holding one open map run and one finished execution: a busy account).
+# execution holding one open map run and one finished execution: a busy account), --accounts N
+# (instead, an organisation: N small accounts, one target each through AssumeRole, measured
+# against one such account alone: ready time, steady CPU share of a core, RSS per account,
+# series, publish cost and /metrics latency; --steady is the CPU window).
 # Numbers go into docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -89,6 +89,8 @@ impl Exporter {
             scheduler::poll_and_publish(source.as_mut(), &self.hub, &self.readiness, deadline)
                 .await;
         }
+        // What they published is on /metrics when this returns.
+        self.hub.flush();
     }
 
     /// Runs the sources, reloads (from `reloads`) and the HTTP server until `shutdown` turns true.

@@ -137,7 +137,7 @@ impl Supervisor {
             .self_metrics()
             .status()
             .forget_source(source, target_key);
-        self.readiness.mark(source, target_key);
+        self.readiness.mark(source, target_key, &self.hub);
     }
 
     pub fn aws_api(&self) -> &crate::config::targets::AwsApiConfig {

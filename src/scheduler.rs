@@ -1,7 +1,7 @@
 //! Runs each source on its own interval, decoupled from scrapes: a poll that overruns its
 //! interval delays the next one instead of overlapping it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -23,7 +23,9 @@ use crate::status::{self, ErrorRecord, PollReport};
 #[derive(Debug)]
 pub struct Readiness {
     expected: BTreeSet<(String, String)>,
-    done: Mutex<BTreeSet<(String, String)>>,
+    /// Each pair done, with the hub's last publish number when it was first marked: it is
+    /// ready once the served exposition covers that publish.
+    done: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Readiness {
@@ -33,23 +35,28 @@ impl Readiness {
                 .iter()
                 .map(|s| (s.name().to_owned(), s.target().key()))
                 .collect(),
-            done: Mutex::new(BTreeSet::new()),
+            done: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Counts the pair as done (also for a source a reload removed before its first poll).
-    pub(crate) fn mark(&self, source: &str, target: &str) {
+    /// Counts the pair as done once `hub`'s exposition shows what it published so far (also
+    /// for a source a reload removed before its first poll).
+    pub(crate) fn mark(&self, source: &str, target: &str, hub: &MetricsHub) {
+        let published = hub.last_publish();
         self.done
             .lock()
             .expect("readiness lock")
-            .insert((source.to_owned(), target.to_owned()));
+            .entry((source.to_owned(), target.to_owned()))
+            .or_insert(published);
     }
 
-    /// The pairs still waiting for their first poll, as `source@target`.
-    pub fn pending(&self) -> Vec<String> {
+    /// The pairs still waiting for their first poll (or for it to be on the exposition, which
+    /// covers publishes up to `covers`), as `source@target`.
+    pub fn pending(&self, covers: u64) -> Vec<String> {
         let done = self.done.lock().expect("readiness lock");
         self.expected
-            .difference(&done)
+            .iter()
+            .filter(|pair| done.get(*pair).is_none_or(|p| *p > covers))
             .map(|(s, t)| format!("{s}@{t}"))
             .collect()
     }
@@ -64,8 +71,7 @@ struct PollProgress<'a> {
     last: Mutex<Option<Instant>>,
 }
 
-/// The shortest time between two publishes of one source during a poll: each one re-encodes
-/// the whole exposition.
+/// The shortest time between two publishes of one source during a poll.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 impl Progress for PollProgress<'_> {
@@ -81,7 +87,7 @@ impl Progress for PollProgress<'_> {
     }
 
     fn ready(&self) {
-        self.readiness.mark(self.source, &self.target);
+        self.readiness.mark(self.source, &self.target, self.hub);
     }
 }
 
@@ -234,13 +240,15 @@ pub async fn poll_and_publish(
             .unwrap_or_default(),
     });
     match rendered {
-        Ok((snapshot, _)) => hub.publish(name, &target_key, snapshot),
+        Ok((snapshot, _)) => {
+            hub.publish(name, &target_key, snapshot);
+        }
         Err(panic) => {
             tracing::error!(source = name, target_key = %target_key, panic = %panic_message(panic.as_ref()), "rendering the source's metrics panicked; keeping its last published values");
             hub.rebuild();
         }
     }
-    readiness.mark(name, &target_key);
+    readiness.mark(name, &target_key, hub);
     restart
 }
 
@@ -256,7 +264,7 @@ fn skip_duplicate(source: &dyn Source, hub: &MetricsHub, readiness: &Readiness) 
     hub.self_metrics()
         .status()
         .forget_source(source.name(), &target_key);
-    readiness.mark(source.name(), &target_key);
+    readiness.mark(source.name(), &target_key, hub);
     true
 }
 

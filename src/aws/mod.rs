@@ -16,6 +16,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -547,6 +548,7 @@ impl Target {
 
     async fn establish(&self) -> Result<Arc<Connection>, AwsError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared_http_client())
             // Retries are made by `attempts`, out of the API budget.
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -662,6 +664,34 @@ impl Target {
             sts.interceptor(conn.instrumentation.clone()).build(),
         ))
     }
+}
+
+/// The one HTTP client of every SDK client of every target: one connection pool, one TLS
+/// configuration and one copy of the trust roots, instead of one each per SDK client (four per
+/// target). It is the SDK's default HTTPS client (hyper 1, rustls with aws-lc, the proxy from
+/// the environment), built once. A pool keyed by host shares connections between targets of a
+/// region: requests are signed per target, the connection carries no credentials.
+fn shared_http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            // What aws-smithy-runtime's default_https_client builds for the latest behaviour
+            // version, once per (connect, read) timeout pair.
+            Builder::new().build_with_connector_fn(|settings, components| {
+                let mut connector =
+                    ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+                connector.set_connector_settings(settings.cloned());
+                if let Some(components) = components {
+                    connector.set_sleep_impl(components.sleep_impl());
+                }
+                connector.set_proxy_config(Some(ProxyConfig::from_env()));
+                connector.build()
+            })
+        })
+        .clone()
 }
 
 /// AWS_ENDPOINT_URL_STS, or `endpoint_url` in the profile's `sts` services section.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    Counter, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts,
+    Registry,
 };
 
 use crate::exposition::metric::{MetricDef, MetricKind};
@@ -71,6 +72,19 @@ pub const TRACKED: MetricDef = MetricDef {
     help: "Resources the exporter currently keeps state for, by kind, summed over targets.",
     labels: &["kind"],
 };
+pub const EXPOSITION_REBUILDS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_exposition_rebuilds_total",
+    kind: MetricKind::Counter,
+    help: "Times the exposition /metrics and the OTLP push serve was assembled from what the sources published.",
+    labels: &[],
+};
+pub const EXPOSITION_REBUILD_SECONDS: MetricDef = MetricDef {
+    name: "aws_workflow_exporter_exposition_rebuild_seconds_total",
+    kind: MetricKind::Counter,
+    help:
+        "Time spent assembling the exposition (text and gzip), in seconds: the cost of publishing.",
+    labels: &[],
+};
 
 pub const SHARD_ORDINAL: MetricDef = MetricDef {
     name: "aws_workflow_exporter_shard_ordinal",
@@ -108,6 +122,8 @@ pub const DEFS: &[&MetricDef] = &[
     &API_DURATION,
     &API_BUDGET_WAIT,
     &TRACKED,
+    &EXPOSITION_REBUILDS,
+    &EXPOSITION_REBUILD_SECONDS,
     &SHARD_ORDINAL,
     &TOTAL_SHARDS,
     &CONFIG_RELOAD_SUCCESSFUL,
@@ -127,6 +143,8 @@ pub struct SelfMetrics {
     api_duration: HistogramVec,
     api_budget_wait: CounterVec,
     tracked: GaugeVec,
+    rebuilds: Counter,
+    rebuild_seconds: Counter,
     shard_ordinal: Gauge,
     total_shards: Gauge,
     reload_successful: Gauge,
@@ -172,6 +190,9 @@ impl SelfMetrics {
         let api_budget_wait =
             CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
         let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
+        let rebuilds = Counter::with_opts(opts(&EXPOSITION_REBUILDS)).expect("valid metric");
+        let rebuild_seconds =
+            Counter::with_opts(opts(&EXPOSITION_REBUILD_SECONDS)).expect("valid metric");
         let shard_ordinal = Gauge::with_opts(opts(&SHARD_ORDINAL)).expect("valid metric");
         let total_shards = Gauge::with_opts(opts(&TOTAL_SHARDS)).expect("valid metric");
         total_shards.set(1.0);
@@ -190,6 +211,8 @@ impl SelfMetrics {
             Box::new(api_duration.clone()),
             Box::new(api_budget_wait.clone()),
             Box::new(tracked.clone()),
+            Box::new(rebuilds.clone()),
+            Box::new(rebuild_seconds.clone()),
             Box::new(shard_ordinal.clone()),
             Box::new(total_shards.clone()),
             Box::new(reload_successful.clone()),
@@ -214,6 +237,8 @@ impl SelfMetrics {
             api_duration,
             api_budget_wait,
             tracked,
+            rebuilds,
+            rebuild_seconds,
             shard_ordinal,
             total_shards,
             reload_successful,
@@ -381,6 +406,12 @@ impl SelfMetrics {
 
     pub fn set_tracked(&self, kind: &str, count: usize) {
         self.tracked.with_label_values(&[kind]).set(count as f64);
+    }
+
+    /// Counts one assembly of the exposition and the time it took.
+    pub fn record_rebuild(&self, took: Duration) {
+        self.rebuilds.inc();
+        self.rebuild_seconds.inc_by(took.as_secs_f64());
     }
 
     /// Adds metrics owned by another part of the exporter (the OTLP push) to this registry.

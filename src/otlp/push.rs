@@ -283,7 +283,8 @@ impl Pusher {
     /// request tried once and all within one `timeout`, so the data of the last poll is not
     /// lost and a dead receiver delays the exit by at most `timeout`.
     async fn final_push(&mut self) {
-        let exposition = self.hub.current();
+        // What the sources published last, even if the hub has not assembled it yet.
+        let exposition = self.hub.flush();
         if self.pushed == Some(exposition.generation) {
             return;
         }

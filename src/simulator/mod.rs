@@ -134,6 +134,11 @@ pub struct World {
     pub calls: Vec<Call>,
     /// AWS's per-operation throttling; `None` (the default) never throttles on its own.
     pub quotas: Option<quotas::Quotas>,
+    /// Other accounts, by account id: AssumeRole into a role of one of them hands out the access
+    /// key [`account_access_key`] of it, and requests signed with that key are answered from its
+    /// `sfn`, `transfer` and `appflow` (its other fields are unused). Requests signed with any
+    /// other key are answered from this world's own services.
+    pub accounts: BTreeMap<String, World>,
 }
 
 impl World {
@@ -254,6 +259,23 @@ fn route(headers: &hyper::HeaderMap, path: &str, body: &str) -> Option<(&'static
     None
 }
 
+/// The access key AssumeRole hands out for a role of `account`, when the world has that account.
+pub fn account_access_key(account: &str) -> String {
+    format!("ASIA{account}")
+}
+
+/// The account id in an AssumeRole request's form-encoded `RoleArn`
+/// (`arn:aws:iam::ACCOUNT:role/NAME`, `:` encoded as `%3A`).
+fn role_account(body: &str) -> Option<String> {
+    let arn = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("RoleArn="))?
+        .replace("%3A", ":")
+        .replace("%3a", ":");
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
+}
+
 /// The access key id of a SigV4 `Authorization` header (`... Credential=KEY/date/...`).
 fn access_key(headers: &hyper::HeaderMap) -> String {
     headers
@@ -318,12 +340,13 @@ fn caller_identity() -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
-/// Credentials for any role asked for; the simulator accepts every signature.
-fn assumed_role() -> Response<Full<Bytes>> {
+/// Credentials for any role asked for; the simulator accepts every signature. A role of one of
+/// the world's [`World::accounts`] gets that account's access key, any other `ASIASIMULATOR`.
+fn assumed_role(key: &str) -> Response<Full<Bytes>> {
     let expires = "2100-01-01T00:00:00Z";
     let xml = format!(
         "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
-         <Credentials><AccessKeyId>ASIASIMULATOR</AccessKeyId><SecretAccessKey>simulator</SecretAccessKey>\
+         <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>simulator</SecretAccessKey>\
          <SessionToken>simulator</SessionToken><Expiration>{expires}</Expiration></Credentials>\
          <AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/simulator/session</Arn>\
          <AssumedRoleId>AROASIMULATOR:session</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
@@ -525,7 +548,12 @@ async fn handle(
         }
         other => other,
     };
-    let resp = answer(&world, service, &operation, content_type, input);
+    let key = if service == "sts" {
+        role_account(&text).map(|a| account_access_key(&a))
+    } else {
+        Some(access_key(&parts.headers))
+    };
+    let resp = answer(&world, service, &operation, content_type, input, key);
     if fault == Some(FaultKind::RepeatToken) {
         return Ok(with_repeated_token(resp).await.map(Either::Left));
     }
@@ -566,10 +594,25 @@ fn answer(
     operation: &str,
     content_type: &'static str,
     input: Result<Value, String>,
+    key: Option<String>,
 ) -> Response<Full<Bytes>> {
+    // The account whose resources answer: the one the request's access key belongs to (for
+    // AssumeRole, the one the role is in), if the world has it.
+    let account = key
+        .as_deref()
+        .and_then(|k| k.strip_prefix("ASIA"))
+        .filter(|a| {
+            let w = world.lock().expect("simulator world lock");
+            w.accounts.contains_key(*a)
+        })
+        .map(str::to_owned);
     if service == "sts" {
         return if operation == "AssumeRole" {
-            assumed_role()
+            assumed_role(
+                &account
+                    .map(|a| account_access_key(&a))
+                    .unwrap_or_else(|| "ASIASIMULATOR".into()),
+            )
         } else {
             caller_identity()
         };
@@ -582,7 +625,12 @@ fn answer(
         }
     };
     let result = {
-        let mut w = world.lock().expect("simulator world lock");
+        let mut guard = world.lock().expect("simulator world lock");
+        let w: &mut World = &mut guard;
+        let w = match account.filter(|a| w.accounts.contains_key(a)) {
+            Some(a) => w.accounts.get_mut(&a).expect("account just checked"),
+            None => w,
+        };
         match service {
             "sfn" => sfn::handle(&mut w.sfn, operation, &input),
             "transfer" => transfer::handle(&mut w.transfer, operation, &input),
@@ -670,4 +718,90 @@ pub fn paginate<T: Clone>(
     let end = (start + size).min(items.len());
     let next = (end < items.len()).then(|| end.to_string());
     Ok((items[start..end].to_vec(), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::Credentials;
+
+    fn config(endpoint: &str, credentials: Credentials) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_role_of_an_account_reaches_that_accounts_resources_only() {
+        let sim = Simulator::start().await.expect("simulator");
+        {
+            let mut w = sim.world();
+            w.sfn.add_state_machine("default-account", 0.0);
+            for (account, name) in [("111111111111", "in-one"), ("222222222222", "in-two")] {
+                let a = w.accounts.entry(account.into()).or_default();
+                a.sfn.add_state_machine(name, 0.0);
+            }
+        }
+        let base = config(
+            &sim.endpoint,
+            Credentials::new("base", "base", None, None, "test"),
+        );
+        let names = |sdk: &aws_config::SdkConfig| {
+            let sfn = aws_sdk_sfn::Client::new(sdk);
+            async move {
+                let out = sfn.list_state_machines().send().await.expect("listed");
+                out.state_machines()
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(names(&base).await, ["default-account"]);
+        let sts = aws_sdk_sts::Client::new(&base);
+        for (role, expected_key, expected) in [
+            (
+                "arn:aws:iam::111111111111:role/r",
+                "ASIA111111111111",
+                "in-one",
+            ),
+            (
+                "arn:aws:iam::222222222222:role/r",
+                "ASIA222222222222",
+                "in-two",
+            ),
+            // An account the simulator does not have: its default world, as before.
+            (
+                "arn:aws:iam::333333333333:role/r",
+                "ASIASIMULATOR",
+                "default-account",
+            ),
+        ] {
+            let assumed = sts
+                .assume_role()
+                .role_arn(role)
+                .role_session_name("s")
+                .send()
+                .await
+                .expect("assumed");
+            let c = assumed.credentials().expect("credentials");
+            assert_eq!(c.access_key_id(), expected_key);
+            let as_role = config(
+                &sim.endpoint,
+                Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_owned()),
+                    None,
+                    "test",
+                ),
+            );
+            assert_eq!(names(&as_role).await, [expected], "{role}");
+        }
+    }
 }

@@ -146,6 +146,50 @@ pub fn build(world: &mut World, spec: &ScaleSpec, now: f64) -> ScaleWorld {
     out
 }
 
+/// One small account of an organisation: 2 state machines with a Distributed Map (one execution
+/// running one open map run, one finished with one map run each), 1 Transfer Family workflow
+/// with an execution in progress, and 2 AppFlow flows with 3 finished runs each.
+pub fn small_account_spec() -> ScaleSpec {
+    ScaleSpec {
+        distributed_state_machines: 2,
+        executions_per_state_machine: 2,
+        map_runs_per_execution: 1,
+        running_executions: 1,
+        plain_state_machines: 0,
+        plain_running_executions: 0,
+        history_secs: 3600.0,
+        near_tolerance_every: 100,
+    }
+}
+
+/// The id of the `i`th account of [`build_accounts`].
+pub fn account_id(i: usize) -> String {
+    format!("{:012}", 200_000_000_000 + i)
+}
+
+/// `n` small accounts (see [`small_account_spec`]) in `world.accounts`, by account id, each
+/// with what was built in it.
+pub fn build_accounts(world: &mut World, n: usize, now: f64) -> Vec<(String, ScaleWorld)> {
+    (0..n)
+        .map(|i| {
+            let id = account_id(i);
+            let account = world.accounts.entry(id.clone()).or_default();
+            let built = build(account, &small_account_spec(), now);
+            account
+                .transfer
+                .add_workflow("w-0000000000000001", Some("scan uploads"));
+            account
+                .transfer
+                .start_execution("w-0000000000000001", &format!("exec-{i}"), "s-01");
+            for flow in ["crm-sync", "ledger-export"] {
+                account.appflow.add_flow(flow, now - 30.0 * 86400.0);
+                account.appflow.add_history(flow, 3, 3600.0, now - 600.0);
+            }
+            (id, built)
+        })
+        .collect()
+}
+
 /// Moves every open map run forward by one step: items succeed, and some runs fail items at a
 /// rate that brings them close to (but not over) their tolerated 10%.
 pub fn advance(world: &mut World, built: &ScaleWorld, step: u64) {
@@ -191,5 +235,26 @@ mod tests {
         let r = &world.sfn.map_runs[&built.open_runs[0].0];
         assert_eq!(r.items.succeeded + r.items.failed, 500);
         assert_eq!(r.items.failed, 45);
+    }
+
+    #[test]
+    fn each_small_account_has_its_own_workload() {
+        let mut world = World::default();
+        let built = build_accounts(&mut world, 3, 1_000_000.0);
+        assert_eq!(built.len(), 3);
+        assert_eq!(world.accounts.len(), 3);
+        assert!(
+            world.sfn.state_machines.is_empty(),
+            "the default account stays empty"
+        );
+        for (id, b) in &built {
+            let a = &world.accounts[id];
+            assert_eq!(a.sfn.state_machines.len(), 2);
+            assert_eq!(b.open_runs.len(), 1);
+            assert_eq!(a.sfn.map_runs.len(), 4);
+            assert_eq!(a.transfer.workflows.len(), 1);
+            assert_eq!(a.appflow.flows.len(), 2);
+            assert_eq!(a.appflow.runs.len(), 6);
+        }
     }
 }

@@ -128,7 +128,7 @@ async fn route(web: &Web, state: &HttpState, req: &Request<Incoming>) -> Respons
         "/-/reload" | "/-/quit" => lifecycle(web, path).await,
         "/healthz" => text(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" => {
-            let pending = state.readiness.pending();
+            let pending = state.readiness.pending(state.hub.current().covers);
             if pending.is_empty() {
                 text(StatusCode::OK, TEXT, "ready\n")
             } else {
@@ -171,7 +171,7 @@ fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Chunks> {
     let gzip = accepts_gzip(req) && !exposition.gzip.is_empty();
     let mut resp = text(StatusCode::OK, EXPOSITION_CONTENT_TYPE, Bytes::new());
     *resp.body_mut() = if gzip {
-        Chunks::from(exposition.gzip.clone())
+        Chunks::new(exposition.gzip.clone())
     } else {
         Chunks::new(exposition.chunks.clone())
     };
