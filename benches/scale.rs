@@ -522,24 +522,33 @@ async fn steady_window(
     // Refresh age: per open run, the longest time without a successful describe over the
     // observed window (from its start to the first describe, between describes, and from the
     // last one to its end).
-    let (ages, never, near) = {
+    // Known: the same, counted only from a run's first describe (before it, nothing tells the
+    // exporter that the run nears its tolerance).
+    let (ages, never, near, near_known) = {
         let w = world.lock().expect("world");
         let mut last: BTreeMap<&str, Instant> = BTreeMap::new();
         let mut worst: BTreeMap<&str, Duration> = BTreeMap::new();
+        let mut known_worst: BTreeMap<&str, Duration> = BTreeMap::new();
         for c in w.calls.iter().take_while(|c| c.at <= observe_to) {
             if c.operation != "DescribeMapRun" || c.throttled {
                 continue;
             }
             let Some(r) = &c.resource else { continue };
             if c.at >= steady_from {
-                let prev = last.get(r.as_str()).copied().unwrap_or(steady_from);
+                let prev = last.get(r.as_str()).copied();
+                let gap = c.at - prev.unwrap_or(steady_from).max(steady_from);
                 let e = worst.entry(r.as_str()).or_default();
-                *e = (*e).max(c.at - prev.max(steady_from));
+                *e = (*e).max(gap);
+                if prev.is_some() {
+                    let e = known_worst.entry(r.as_str()).or_default();
+                    *e = (*e).max(gap);
+                }
             }
             last.insert(r.as_str(), c.at);
         }
         let mut ages = Vec::new();
         let mut near = Vec::new();
+        let mut near_known = Vec::new();
         let mut never = 0;
         for (i, (arn, _)) in built.open_runs.iter().enumerate() {
             match last.get(arn.as_str()) {
@@ -550,11 +559,13 @@ async fn steady_window(
                     ages.push(worst.max(tail));
                     if built.nears_tolerance(i) {
                         near.push(worst.max(tail));
+                        let known = known_worst.get(arn.as_str()).copied().unwrap_or_default();
+                        near_known.push(known.max(tail));
                     }
                 }
             }
         }
-        (ages, never, near)
+        (ages, never, near, near_known)
     };
     let window = (observe_to - steady_from).as_secs_f64();
     match ages.iter().max() {
@@ -580,6 +591,12 @@ async fn steady_window(
             near.len()
         ),
         None => println!("slowest refresh age of a run nearing its tolerance: none of {near_open} described"),
+    }
+    if let Some(max) = near_known.iter().max() {
+        println!(
+            "  the same from each one's first describe on (when the exporter can know): {:.0} s",
+            max.as_secs_f64()
+        );
     }
 }
 
