@@ -310,12 +310,17 @@ struct TrackedRun {
 impl TrackedRun {
     /// Failed and timed-out items as a share of what the run tolerates (the larger of the two
     /// thresholds' shares; 0 when it tolerates nothing, since then the first failure ends it).
+    /// The percentage is judged on the items processed so far, not on all items: it is where
+    /// the run ends if its items keep failing as they have, which is what the alert is about
+    /// long before the failures reach the threshold's share of every item.
     fn tolerance_used(&self) -> f64 {
         let Some(obs) = &self.obs else { return 0.0 };
-        let failed = (obs.items.failed + obs.items.timed_out).max(0) as f64;
+        let items = &obs.items;
+        let failed = (items.failed + items.timed_out).max(0) as f64;
+        let processed = (items.succeeded + items.failed + items.timed_out + items.aborted).max(0);
         let mut used: f64 = 0.0;
-        if obs.tolerated_failure_ratio > 0.0 && obs.items.total > 0 {
-            used = used.max(failed / obs.items.total as f64 / obs.tolerated_failure_ratio);
+        if obs.tolerated_failure_ratio > 0.0 && processed > 0 {
+            used = used.max(failed / processed as f64 / obs.tolerated_failure_ratio);
         }
         if obs.tolerated_failure_count > 0 {
             used = used.max(failed / obs.tolerated_failure_count as f64);
@@ -1451,12 +1456,13 @@ mod tests {
             t.apply_describe(o, at);
         };
         describe(&mut t, "stale", 0, 10, 10.0);
-        for (id, failed) in [("calm", 1), ("near", 6), ("moving", 1)] {
-            describe(&mut t, id, failed, 10, 100.0);
+        for (id, failed, succeeded) in [("calm", 1, 40), ("near", 3, 10), ("moving", 1, 40)] {
+            describe(&mut t, id, failed, succeeded, 100.0);
         }
-        describe(&mut t, "moving", 1, 20, 110.0);
-        describe(&mut t, "calm", 1, 10, 110.0);
-        // `near` has 6 of 10 tolerated failures; `moving` changed at its last describe.
+        describe(&mut t, "moving", 1, 50, 110.0);
+        describe(&mut t, "calm", 1, 40, 110.0);
+        // `near` failed 3 of its 13 processed items against 10% tolerated (only 3 of its 100
+        // items so far); `moving` changed at its last describe.
         let plan = t.runs_to_describe(120.0, 100.0);
         assert!(plan.required.is_empty());
         assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
@@ -1597,6 +1603,27 @@ mod tests {
             "still believed running"
         );
     }
+
+    #[test]
+    fn a_run_failing_near_its_tolerated_percentage_is_near_early_in_its_items() {
+        // A million items, 300 done, 9% of them failed against 10% tolerated: only 0.003% of
+        // every item has failed, but the run is on its way to 9%.
+        let mut obs = run(MapRunStatus::Running, 273, 27, None, 0);
+        obs.items.total = 1_000_000;
+        obs.items.pending = 1_000_000 - 300;
+        let mut r = MapRunTracker::new(0.0, 60.0);
+        listing(&mut r, Listing::Running, vec![exec(true, 0)], 100.0);
+        r.record_map_runs(EXEC, vec![RUN.into()]);
+        r.apply_describe(obs.clone(), 100.0);
+        assert!(r.runs[RUN].nearing_tolerance());
+        obs.items.succeeded = 297;
+        obs.items.failed = 3;
+        r.apply_describe(obs, 160.0);
+        assert!(
+            !r.runs[RUN].nearing_tolerance(),
+            "1% of the processed items"
+        );
+    }
 }
 #[cfg(test)]
 mod refresh_order {
@@ -1694,10 +1721,11 @@ mod refresh_order {
             max_concurrency: 0,
             tolerated_failure_ratio: 0.1,
             tolerated_failure_count: 0,
-            // Near ones failed 6% of their items against 10% tolerated.
+            // Near ones failed 6% of all their items against 10% tolerated, the others 1% of
+            // those processed.
             items: Counts {
                 total: 10_000,
-                succeeded: step * 10,
+                succeeded: step * 100,
                 failed: if i % 10 == 0 { 600 } else { step },
                 ..Counts::default()
             },
