@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_workflow_exporter::aws::{AccountRegistry, Target};
-use aws_workflow_exporter::config::targets::{AwsApiConfig, TargetConfig};
+use aws_workflow_exporter::config::target::TargetConfig;
+use aws_workflow_exporter::config::targets::AwsApiConfig;
 use aws_workflow_exporter::error::AwsError;
 use aws_workflow_exporter::exposition::{MetricsHub, SelfMetrics, Snapshot};
 use aws_workflow_exporter::scheduler::{run_source, Readiness};

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
 use crate::aws::{Connection, Target};
 use crate::config::check::Check;
-use crate::doctor::SourceReport;
+use crate::doctor::findings::SourceReport;
 use crate::exposition::metric::MetricDef;
 use crate::exposition::self_metrics;
 use crate::services::source::Source;

@@ -8,7 +8,7 @@ use super::sfn::MapRunSpec;
 use super::{Fault, FaultKind, Simulator, World, REGION};
 use crate::app::Exporter;
 use crate::aws::StaticCredentials;
-use crate::config::targets::TargetConfig;
+use crate::config::target::TargetConfig;
 use crate::config::Config;
 
 /// The running demo: keep it alive as long as the exporter serves.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aws::Connection;
-use crate::doctor::{pages, per_hour, select, CallEstimate, Findings, Watched};
+use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings, Watched};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
     Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
