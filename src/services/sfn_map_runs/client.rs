@@ -14,7 +14,7 @@ use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::{Connection, Pace};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::convert;
-use crate::services::sfn_map_runs::state::{ExecutionEvents, ExecutionObs, MapRunObs};
+use crate::services::sfn_map_runs::obs::{ExecutionEvents, ExecutionObs, MapRunObs};
 
 /// Pages of 1,000 events one read of an execution's events goes back at most; an execution
 /// with more new events than that has its map runs listed instead (ListMapRuns).

@@ -7,7 +7,7 @@ use aws_sdk_sfn::types::{
 };
 use aws_smithy_types::DateTime;
 
-use crate::services::sfn_map_runs::state::{
+use crate::services::sfn_map_runs::obs::{
     Counts, ExecutionEvents, ExecutionObs, MapRunObs, MapRunStatus,
 };
 

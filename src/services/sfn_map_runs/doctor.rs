@@ -15,7 +15,7 @@ use crate::services::sfn_map_runs::client::{
     LIST_STATE_MACHINE_VERSIONS,
 };
 use crate::services::sfn_map_runs::config::Config;
-use crate::services::sfn_map_runs::state::REDRIVE_SCAN_EVERY_POLLS;
+use crate::services::sfn_map_runs::plan::REDRIVE_SCAN_EVERY_POLLS;
 use crate::services::source::unix_now;
 
 /// Definitions are read for this long at most; the rest are counted as not read.

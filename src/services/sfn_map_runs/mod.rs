@@ -20,8 +20,12 @@ pub mod client;
 pub mod config;
 pub mod convert;
 pub mod doctor;
+#[cfg(test)]
+mod fixtures;
 pub mod metrics;
-pub mod state;
+pub mod obs;
+pub mod plan;
+pub mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -35,7 +39,10 @@ use crate::services::sfn_map_runs::client::{
     LIST_EXECUTIONS, LIST_MAP_RUNS,
 };
 use crate::services::sfn_map_runs::config::Config;
-use crate::services::sfn_map_runs::state::{Backlog, Listing, MapRunTracker, StateMachineObs};
+use crate::services::sfn_map_runs::metrics::RunSeriesCache;
+use crate::services::sfn_map_runs::obs::{Listing, StateMachineObs};
+use crate::services::sfn_map_runs::plan::{Backlog, ListingPlan};
+use crate::services::sfn_map_runs::tracker::MapRunTracker;
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 
 /// A poll's work stops this far into the poll interval, so the next poll starts on time.
@@ -66,6 +73,8 @@ pub struct SfnMapRuns {
     config: Config,
     client: Option<SfnClient>,
     tracker: MapRunTracker,
+    /// Each shown run's series as rendered after its last describe.
+    rendered: RunSeriesCache,
     /// The history backlog as last logged.
     logged_backlog: Option<Backlog>,
     /// GetExecutionHistory was denied: ListMapRuns until then.
@@ -86,6 +95,7 @@ impl SfnMapRuns {
             config,
             client: None,
             tracker,
+            rendered: RunSeriesCache::default(),
             logged_backlog: None,
             versions: BTreeMap::new(),
             versions_denied: false,
@@ -574,10 +584,7 @@ impl SfnMapRuns {
 }
 
 /// Queues the listings a state machine needs this poll.
-fn push_listings(
-    listings: &mut VecDeque<(String, Listing, Executions)>,
-    plan: crate::services::sfn_map_runs::state::ListingPlan,
-) {
+fn push_listings(listings: &mut VecDeque<(String, Listing, Executions)>, plan: ListingPlan) {
     if plan.running {
         listings.push_back((plan.arn.clone(), Listing::Running, Executions::Running));
     }
@@ -614,7 +621,14 @@ impl Source for SfnMapRuns {
     fn snapshot(&self, now: f64) -> Snapshot {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::render(&self.tracker, &account_id, &region, now, &mut families);
+        metrics::render(
+            &self.tracker,
+            &self.rendered,
+            &account_id,
+            &region,
+            now,
+            &mut families,
+        );
         Snapshot {
             families,
             tracked: vec![
