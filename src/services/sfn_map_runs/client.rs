@@ -11,7 +11,7 @@ use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
 use aws_sdk_sfn::types::{ExecutionRedriveFilter, ExecutionStatus, StateMachineType};
 
 use crate::aws::operation::{AwsBucket, Operation};
-use crate::aws::{Connection, Pace};
+use crate::aws::{unfinished, Connection, Pace};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::convert;
 use crate::services::sfn_map_runs::obs::{ExecutionEvents, ExecutionObs, MapRunObs};
@@ -196,10 +196,10 @@ impl SfnClient {
         state_machine_arn: &str,
         which: Executions,
     ) -> Result<Vec<ExecutionObs>, AwsError> {
-        let listed = self
-            .list_executions_paced(state_machine_arn, which, None)
-            .await?;
-        Ok(listed.expect("an unpaced listing always finishes"))
+        // Only a paced listing stops at a deadline.
+        self.list_executions_paced(state_machine_arn, which, None)
+            .await?
+            .ok_or_else(|| unfinished(LIST_EXECUTIONS.name))
     }
 
     /// As [`Self::list_executions`]; with `pace`, every page waits for a spare token and the
