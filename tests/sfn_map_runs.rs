@@ -1045,3 +1045,31 @@ async fn a_state_machine_whose_published_version_has_a_distributed_map_is_watche
         "definitions and versions are cached: {calls:?}"
     );
 }
+
+#[tokio::test]
+async fn executions_of_a_published_version_without_a_distributed_map_are_not_searched() {
+    use aws_workflow_exporter::simulator::sfn::definitions;
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        // Version 1 has the Distributed Map; version 2 and the latest definition not.
+        let sm = w.sfn.add_state_machine("etl", now - 1000.0);
+        let v1 = w.sfn.publish_version(&sm);
+        w.sfn.update_definition(&sm, &definitions::no_map("Work"));
+        let v2 = w.sfn.publish_version(&sm);
+        let mapped = w.sfn.start_execution_of_version(&v1, "on-v1", now - 50.0);
+        w.sfn.add_map_run(&mapped, spec("fan-out", 10), now - 40.0);
+        w.sfn.start_execution_of_version(&v2, "on-v2", now - 30.0);
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert!(s.count("aws_sfn_map_run_items", &[("map_run", "fan-out")]) > 0);
+    let calls = h.take_calls();
+    let n = |op: &str| calls.get(&("sfn".into(), op.into())).copied().unwrap_or(0);
+    assert_eq!(
+        n("GetExecutionHistory") + n("ListMapRuns"),
+        1,
+        "only the execution of version 1 is searched for map runs: {calls:?}"
+    );
+}

@@ -25,6 +25,7 @@ pub fn execution(item: &ExecutionListItem) -> ExecutionObs {
         stop: item.stop_date().map(secs),
         redrive_count: item.redrive_count().unwrap_or(0).into(),
         redrive_date: item.redrive_date().map(secs),
+        version: item.state_machine_version_arn().map(str::to_owned),
     }
 }
 

@@ -17,6 +17,7 @@ pub fn exec(running: bool, redrive_count: i64) -> ExecutionObs {
         stop: (!running).then_some(2000.0),
         redrive_count,
         redrive_date: (redrive_count > 0).then_some(2500.0),
+        version: None,
     }
 }
 

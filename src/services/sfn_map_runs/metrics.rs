@@ -403,6 +403,7 @@ mod tests {
             stop: None,
             redrive_count: 0,
             redrive_date: None,
+            version: None,
         };
         t.observe_listing(SM, Listing::Newest, vec![exec], 0.0, 1000.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);

@@ -28,7 +28,6 @@ pub mod plan;
 mod poll;
 pub mod tracker;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,9 +50,6 @@ pub struct SfnMapRuns {
     logged_backlog: Option<Backlog>,
     /// GetExecutionHistory was denied: ListMapRuns until then.
     events_denied_until: Option<Instant>,
-    /// Whether each published version read has a Distributed Map. Versions never change, so
-    /// each is read once.
-    versions: BTreeMap<String, bool>,
     /// ListStateMachineVersions was denied (logged once).
     versions_denied: bool,
 }
@@ -70,7 +66,6 @@ impl Service for SfnMapRuns {
             tracker,
             rendered: RunSeriesCache::default(),
             logged_backlog: None,
-            versions: BTreeMap::new(),
             versions_denied: false,
             events_denied_until: None,
         }

@@ -26,6 +26,9 @@ pub struct ExecutionObs {
     pub stop: Option<f64>,
     pub redrive_count: i64,
     pub redrive_date: Option<f64>,
+    /// The published version it runs (`stateMachineVersionArn`: started with a version or an
+    /// alias); `None` when started on the state machine itself (its latest definition).
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

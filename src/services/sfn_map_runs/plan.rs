@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::obs::MapRunStatus;
-use super::tracker::{Listed, MapRunTracker, TrackedRun};
+use super::tracker::{Listed, MapRunTracker, TrackedExecution, TrackedRun};
 
 /// The listings a state machine needs this poll.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,10 +165,18 @@ impl MapRunTracker {
                     || (t.listed != Listed::Final && !t.history)
                     || t.redrive_at_listing != t.obs.redrive_count
             })
+            .filter(|(_, t)| self.may_run_maps(t))
             .map(|(arn, t)| (t.discovered_at, arn))
             .collect();
         out.sort();
         out.into_iter().map(|(_, arn)| arn.clone()).collect()
+    }
+
+    /// Whether an execution's map runs are worth searching for: not when it runs a published
+    /// version known to have no Distributed Map. An execution of the state machine itself runs
+    /// the definition of its start, which a later update may have changed: it is searched.
+    fn may_run_maps(&self, e: &TrackedExecution) -> bool {
+        e.obs.version.as_ref().and_then(|v| self.versions.get(v)) != Some(&false)
     }
 
     /// History executions whose map runs were never listed, newest first.
@@ -177,6 +185,7 @@ impl MapRunTracker {
             .executions
             .iter()
             .filter(|(_, t)| t.history && t.listed == Listed::Never && !t.obs.running)
+            .filter(|(_, t)| self.may_run_maps(t))
             .map(|(arn, t)| (arn, t.obs.start))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -574,6 +583,7 @@ mod refresh_order {
                 stop: None,
                 redrive_count: 0,
                 redrive_date: None,
+                version: None,
             }],
             0.0,
             0.0,

@@ -110,7 +110,8 @@ impl SfnMapRuns {
     }
 
     /// Whether one of the state machine's published versions (which an alias may point
-    /// executions at) has a Distributed Map; each version is read once, as versions never change.
+    /// executions at) has a Distributed Map; each version is read once, as versions never change,
+    /// and the executions of the others are not searched for map runs.
     async fn version_distributed(
         &mut self,
         client: &SfnClient,
@@ -129,20 +130,18 @@ impl SfnMapRuns {
         };
         let mut distributed = false;
         for version in &versions {
-            let has = match self.versions.get(version) {
-                Some(has) => *has,
+            let has = match self.tracker.version(version) {
+                Some(has) => has,
                 None => {
                     let has = client.has_distributed_map(version).await?;
-                    self.versions.insert(version.clone(), has);
+                    self.tracker.set_version(version, has);
                     has
                 }
             };
             distributed |= has;
         }
         // Deleted versions go from the cache.
-        let prefix = format!("{arn}:");
-        self.versions
-            .retain(|v, _| !v.starts_with(&prefix) || versions.contains(v));
+        self.tracker.keep_versions(arn, &versions);
         Ok(distributed)
     }
 

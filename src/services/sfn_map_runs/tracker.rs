@@ -134,6 +134,9 @@ pub struct MapRunTracker {
     pub(super) discoveries: u64,
     /// DescribeMapRun results applied so far, to number them.
     describes: u64,
+    /// Whether each published version read has a Distributed Map. Versions never change, so
+    /// each is read once; executions of a version without one are not searched for map runs.
+    pub(super) versions: BTreeMap<String, bool>,
     /// A run nearing its tolerance is refreshed ahead of others once not described this long.
     pub(super) poll_interval: f64,
 }
@@ -151,6 +154,7 @@ impl MapRunTracker {
             aggregates: BTreeMap::new(),
             discoveries: 0,
             describes: 0,
+            versions: BTreeMap::new(),
             poll_interval: 60.0,
         }
     }
@@ -214,6 +218,23 @@ impl MapRunTracker {
             sm.distributed = Some(distributed);
             sm.checked_at = now;
         }
+    }
+
+    /// Whether a published version has a Distributed Map, if it was read.
+    pub fn version(&self, version_arn: &str) -> Option<bool> {
+        self.versions.get(version_arn).copied()
+    }
+
+    /// Records what a published version's definition says (for good: versions never change).
+    pub fn set_version(&mut self, version_arn: &str, distributed: bool) {
+        self.versions.insert(version_arn.to_owned(), distributed);
+    }
+
+    /// Forgets the versions of a state machine that are no longer among `published`.
+    pub fn keep_versions(&mut self, state_machine_arn: &str, published: &[String]) {
+        let prefix = format!("{state_machine_arn}:");
+        self.versions
+            .retain(|v, _| !v.starts_with(&prefix) || published.contains(v));
     }
 
     /// Records a complete listing of one state machine's executions. `since` is where a
