@@ -58,6 +58,7 @@ pub fn key() -> (String, String) {
 pub fn to_describe(t: &MapRunTracker) -> Vec<String> {
     let plan = t.runs_to_describe(0.0, f64::INFINITY);
     let mut all = plan.required;
+    all.extend(plan.nearing);
     all.extend(plan.refresh);
     all.extend(plan.backfill);
     all

@@ -49,7 +49,10 @@ pub struct DescribePlan {
     /// first seen after it stopped), failed or aborted runs whose parent was redriven, and runs
     /// the parent's history shows ended or redriven since their last describe.
     pub required: Vec<String>,
-    /// Runs of running executions, most urgent first: never described ones, overdue ones (not
+    /// Runs nearing their tolerated failures not described for half a poll interval (or one
+    /// pass): the alert's, before any other refresh, first describes of new runs included.
+    pub nearing: Vec<String>,
+    /// The other runs of running executions, most urgent first: never described ones, overdue ones (not
     /// described for `due_after` seconds, one pass over the open runs), then by how long ago
     /// they were described, that time weighted up for runs near their tolerated failures and
     /// runs that changed at their last describe.
@@ -280,7 +283,10 @@ impl MapRunTracker {
             }
         }
         refresh.sort_by(|(a, x), (b, y)| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(x.cmp(y)));
-        plan.refresh = refresh.into_iter().map(|(_, arn)| arn.clone()).collect();
+        let (nearing, others): (Vec<_>, Vec<_>) =
+            refresh.into_iter().partition(|((tier, _), _)| *tier == 0);
+        plan.nearing = nearing.into_iter().map(|(_, arn)| arn.clone()).collect();
+        plan.refresh = others.into_iter().map(|(_, arn)| arn.clone()).collect();
         backfill.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         plan.backfill = backfill.into_iter().map(|(_, arn)| arn.clone()).collect();
         plan
@@ -621,7 +627,7 @@ mod refresh_order {
         for poll in 1..=20 {
             let now = 1.0 + poll as f64 * 60.0;
             let plan = t.runs_to_describe(now, 100.0 / 0.5);
-            for a in plan.refresh.iter().take(30) {
+            for a in plan.nearing.iter().chain(&plan.refresh).take(30) {
                 let i: usize = a.rsplit(':').next().unwrap().parse().unwrap();
                 worst = worst.max(now - last[i]);
                 if i % 10 == 0 {

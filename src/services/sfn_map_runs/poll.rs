@@ -172,6 +172,8 @@ impl SfnMapRuns {
         let due_after = self.tracker.open_run_count() as f64 / rate;
         let plan = self.tracker.runs_to_describe(unix_now(), due_after);
         let mut required: VecDeque<String> = plan.required.into();
+        // Runs nearing their tolerance go before every other refresh, first describes included.
+        let mut nearing: VecDeque<String> = plan.nearing.into();
         let mut refresh: VecDeque<String> = plan.refresh.into();
         let mut discover: VecDeque<String> = self.tracker.executions_to_list().into();
         // Executions queued for discovery this poll, done ones included.
@@ -190,14 +192,12 @@ impl SfnMapRuns {
                 .filter_map(|(i, w)| w.map(|w| (i, w)))
                 .min_by_key(|(_, w)| *w);
             let nothing_now = next.is_none_or(|(_, w)| !w.is_zero());
-            if nothing_now
-                && !refresh.is_empty()
-                && client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero()
-            {
-                let arn = refresh.pop_front().expect("not empty");
-                self.describe(client, &arn, cx.errors).await;
-                cx.publish(self, false);
-                continue;
+            if nothing_now && client.time_until_spare(DESCRIBE_MAP_RUN, 0.0).is_zero() {
+                if let Some(arn) = nearing.pop_front().or_else(|| refresh.pop_front()) {
+                    self.describe(client, &arn, cx.errors).await;
+                    cx.publish(self, false);
+                    continue;
+                }
             }
             let Some((kind, wait)) = next else {
                 return;
@@ -217,6 +217,7 @@ impl SfnMapRuns {
                 0 => {
                     let arn = required.pop_front().expect("not empty");
                     self.describe(client, &arn, cx.errors).await;
+                    nearing.retain(|a| *a != arn);
                     refresh.retain(|a| *a != arn);
                     cx.publish(self, false);
                 }
