@@ -25,9 +25,10 @@ use crate::doctor::SourceReport;
 use crate::exposition::metric::MetricDef;
 use crate::exposition::self_metrics;
 use crate::services::source::Source;
+use crate::tags::TagsConfig;
 
 /// Declares the registry from one entry per service: `module: "docs/metrics.md section title"`.
-/// Each module provides `config::{Config, Raw}` (with `enabled` and `Raw::validate`), `build`,
+/// Each module provides `config::{Config, Raw}` (with `enabled`, `tags` and `Raw::validate`), `build`,
 /// `metrics::DEFS`, `client::OPERATIONS` and `doctor::check`.
 macro_rules! registry {
     ($($service:ident: $title:literal),+ $(,)?) => {
@@ -45,14 +46,23 @@ macro_rules! registry {
         }
 
         impl RawSources {
-            /// Validates each section; `poll_interval` is the top-level default.
-            pub fn validate(self, c: &mut Check, poll_interval: Duration) -> SourcesConfig {
+            /// Validates each section; `poll_interval` and `tags` are the top-level defaults.
+            pub fn validate(
+                self,
+                c: &mut Check,
+                poll_interval: Duration,
+                tags: &TagsConfig,
+            ) -> SourcesConfig {
                 SourcesConfig {
-                    $($service: self.$service.validate(
-                        c,
-                        concat!("sources.", stringify!($service)),
-                        poll_interval,
-                    ),)+
+                    $($service: {
+                        let mut section = self.$service.validate(
+                            c,
+                            concat!("sources.", stringify!($service)),
+                            poll_interval,
+                        );
+                        section.tags.inherit(tags);
+                        section
+                    },)+
                 }
             }
         }

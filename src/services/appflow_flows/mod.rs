@@ -18,6 +18,7 @@ use crate::services::appflow_flows::client::{AppflowClient, DESCRIBE_FLOW_EXECUT
 use crate::services::appflow_flows::config::Config;
 use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
+use crate::tags::TagCache;
 
 /// The source for one target.
 pub fn build(target: Arc<Target>, config: &Config, started_at: f64) -> Box<dyn Source> {
@@ -29,6 +30,8 @@ pub struct AppflowFlows {
     config: Config,
     client: Option<AppflowClient>,
     tracker: AppflowTracker,
+    /// The selected flows' tags, by flow name, from the last ListFlows.
+    tags: TagCache,
 }
 
 impl AppflowFlows {
@@ -39,6 +42,7 @@ impl AppflowFlows {
             config,
             client: None,
             tracker,
+            tags: TagCache::default(),
         }
     }
 
@@ -53,14 +57,25 @@ impl AppflowFlows {
         }
         let client = self.client.as_ref().expect("client set above");
 
+        let now = unix_now();
+        let mut tags = TagCache::default();
         let selected: BTreeMap<String, LastRunDetails> = client
             .list_flows()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|f| self.config.flows.matches(&f.name, &f.arn) && conn.owns(&f.arn))
-            .map(|f| (f.name, f.last_run))
+            .filter(|f| {
+                self.config
+                    .flows
+                    .matches_tagged(&f.name, &f.arn, Some(&f.tags))
+                    && conn.owns(&f.arn)
+            })
+            .map(|f| {
+                tags.set(&f.name, f.tags, None, now);
+                (f.name, f.last_run)
+            })
             .collect();
+        self.tags = tags;
         self.tracker
             .set_flows(&selected.keys().cloned().collect::<BTreeSet<_>>());
 
@@ -146,6 +161,8 @@ impl Source for AppflowFlows {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
         metrics::render(&self.tracker, &account_id, &region, &mut families);
+        let tags = (&self.tags, &self.config.tags);
+        metrics::render_info(tags, &account_id, &region, &mut families);
         Snapshot {
             families,
             tracked: vec![

@@ -31,12 +31,13 @@ use crate::aws::{Pace, Target};
 use crate::error::AwsError;
 use crate::exposition::hub::Snapshot;
 use crate::services::sfn_map_runs::client::{
-    Executions, SfnClient, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE, GET_EXECUTION_HISTORY,
-    LIST_EXECUTIONS, LIST_MAP_RUNS,
+    Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
+    GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::state::{Backlog, Listing, MapRunTracker, StateMachineObs};
 use crate::services::source::{unix_now, BoxFuture, Progress, Source};
+use crate::tags::{TagCache, Wanted};
 
 /// A poll's work stops this far into the poll interval, so the next poll starts on time.
 const WORK_SHARE_OF_INTERVAL: f64 = 0.9;
@@ -75,6 +76,10 @@ pub struct SfnMapRuns {
     versions: BTreeMap<String, bool>,
     /// ListStateMachineVersions was denied (logged once).
     versions_denied: bool,
+    /// The state machines' tags as last read (ListTagsForResource).
+    tags: TagCache,
+    /// The selected state machines (name, ARN), for their info series.
+    watched: Vec<(String, String)>,
 }
 
 impl SfnMapRuns {
@@ -90,6 +95,8 @@ impl SfnMapRuns {
             versions: BTreeMap::new(),
             versions_denied: false,
             events_denied_until: None,
+            tags: TagCache::default(),
+            watched: Vec::new(),
         }
     }
 
@@ -119,7 +126,7 @@ impl SfnMapRuns {
         progress: &dyn Progress,
     ) -> Result<(), AwsError> {
         let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
-        let definitions = self.state_machines(client).await?;
+        let definitions = self.state_machines(client, deadline, errors).await?;
         self.open_work(client, definitions, deadline, errors, progress)
             .await;
         self.publish(progress, true);
@@ -132,27 +139,57 @@ impl SfnMapRuns {
 
     /// Lists state machines; returns the ones whose definition must be read (new, re-created,
     /// or not checked lately).
-    async fn state_machines(&mut self, client: &SfnClient) -> Result<Vec<String>, AwsError> {
-        let selected: Vec<StateMachineObs> = client
+    async fn state_machines(
+        &mut self,
+        client: &SfnClient,
+        deadline: Instant,
+        errors: &mut Vec<AwsError>,
+    ) -> Result<Vec<String>, AwsError> {
+        let listed: Vec<StateMachine> = client
             .list_state_machines()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|sm| {
-                sm.standard
-                    && self.config.state_machines.matches(&sm.name, &sm.arn)
-                    && client.owns(&sm.arn)
-            })
+            .filter(|sm| sm.standard && client.owns(&sm.arn))
+            .collect();
+        self.read_tags(client, &listed, deadline, errors).await;
+        let selection = &self.config.state_machines;
+        let selected: Vec<StateMachineObs> = listed
+            .into_iter()
+            .filter(|sm| selection.matches_tagged(&sm.name, &sm.arn, self.tags.get(&sm.arn)))
             .map(|sm| StateMachineObs {
                 arn: sm.arn,
                 name: sm.name,
                 created: sm.created,
             })
             .collect();
+        self.watched = selected
+            .iter()
+            .map(|sm| (sm.name.clone(), sm.arn.clone()))
+            .collect();
         let refresh = self.config.definition_refresh.as_secs_f64();
         Ok(self
             .tracker
             .observe_state_machines(selected, refresh, unix_now()))
+    }
+
+    /// Reads the tags of the listed state machines that are due (see [`crate::tags::read`]):
+    /// those only their tags can select, and, when tags are exported, the selected ones.
+    async fn read_tags(
+        &mut self,
+        client: &SfnClient,
+        listed: &[StateMachine],
+        deadline: Instant,
+        errors: &mut Vec<AwsError>,
+    ) {
+        let (selection, config) = (&self.config.state_machines, &self.config.tags);
+        let wanted: Vec<Wanted> = listed
+            .iter()
+            .filter_map(|sm| config.wanted(selection, &sm.name, &sm.arn, Some(sm.created)))
+            .collect();
+        self.tags.keep_only(&wanted);
+        let refresh = self.config.tags.refresh();
+        crate::tags::read(&mut self.tags, &wanted, refresh, deadline, client, errors).await;
     }
 
     /// Reads a state machine's definition.
@@ -615,6 +652,15 @@ impl Source for SfnMapRuns {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
         metrics::render(&self.tracker, &account_id, &region, now, &mut families);
+        let (watched, tags) = (&self.watched, &self.tags);
+        metrics::render_info(
+            watched,
+            tags,
+            &self.config.tags,
+            &account_id,
+            &region,
+            &mut families,
+        );
         Snapshot {
             families,
             tracked: vec![

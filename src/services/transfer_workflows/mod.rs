@@ -19,6 +19,10 @@ use crate::services::source::{unix_now, BoxFuture, Progress, Source};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
 use crate::services::transfer_workflows::state::TransferTracker;
+use crate::tags::{TagCache, Wanted};
+
+/// Share of the poll interval first reads of tags that selection depends on may wait for tokens.
+const TAGS_SHARE_OF_INTERVAL: f64 = 0.5;
 
 /// The source for one target.
 pub fn build(target: Arc<Target>, config: &Config, _started_at: f64) -> Box<dyn Source> {
@@ -30,6 +34,8 @@ pub struct TransferWorkflows {
     config: Config,
     client: Option<TransferClient>,
     tracker: TransferTracker,
+    /// The workflows' tags as last read (DescribeWorkflow).
+    tags: TagCache,
 }
 
 impl TransferWorkflows {
@@ -39,6 +45,7 @@ impl TransferWorkflows {
             config,
             client: None,
             tracker: TransferTracker::new(),
+            tags: TagCache::default(),
         }
     }
 
@@ -54,12 +61,27 @@ impl TransferWorkflows {
         let client = self.client.as_ref().expect("client set above");
 
         // A failed ListWorkflows fails the poll and keeps every series as it was.
-        let selected: Vec<_> = client
+        let listed: Vec<_> = client
             .list_workflows()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|w| self.config.workflows.matches(&w.description, &w.id) && conn.owns(&w.id))
+            .filter(|w| conn.owns(&w.id))
+            .collect();
+        // Tags: of workflows only their tags can select, and of the selected ones when exported.
+        let (selection, config) = (&self.config.workflows, &self.config.tags);
+        let wanted: Vec<Wanted> = listed
+            .iter()
+            .filter_map(|w| config.wanted(selection, &w.description, &w.id, None))
+            .collect();
+        self.tags.keep_only(&wanted);
+        let deadline =
+            std::time::Instant::now() + self.config.poll_interval.mul_f64(TAGS_SHARE_OF_INTERVAL);
+        let refresh = self.config.tags.refresh();
+        crate::tags::read(&mut self.tags, &wanted, refresh, deadline, client, errors).await;
+        let selected: Vec<_> = listed
+            .into_iter()
+            .filter(|w| selection.matches_tagged(&w.description, &w.id, self.tags.get(&w.id)))
             .collect();
         let ids: Vec<String> = selected.iter().map(|w| w.id.clone()).collect();
         self.tracker.observe_workflows(selected);
@@ -121,7 +143,8 @@ impl Source for TransferWorkflows {
     fn snapshot(&self, _now: f64) -> Snapshot {
         let (account_id, region) = self.target.labels();
         let mut families = Vec::new();
-        metrics::render(&self.tracker, &account_id, &region, &mut families);
+        let tags = (&self.tags, &self.config.tags);
+        metrics::render(&self.tracker, tags, &account_id, &region, &mut families);
         Snapshot {
             families,
             tracked: vec![
