@@ -390,3 +390,76 @@ async fn appflow_flow_info_and_selection_use_the_tags_list_flows_returns() {
     let info = self::info(&s, "aws_appflow_flow_info", "flow");
     assert_eq!(info.keys().collect::<Vec<_>>(), vec!["sf-data", "sf-web"]);
 }
+
+/// Against moto (a third-party Step Functions emulator with TagResource and
+/// ListTagsForResource): exported tags on the info series, selection by tag, a TagResource
+/// picked up after `tags.refresh`, and the reads the exporter's own request counter shows.
+#[tokio::test]
+async fn step_functions_tags_against_moto() {
+    use aws_sdk_sfn::types::Tag;
+    let moto = common::Moto::start().await;
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config("test", "test", None).await);
+    let definition = r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}"#;
+    let mut arns = BTreeMap::new();
+    for (name, team) in [
+        ("data-sm", Some("data")),
+        ("web-sm", Some("web")),
+        ("plain", None),
+    ] {
+        let tags: Vec<Tag> = team
+            .into_iter()
+            .map(|t| Tag::builder().key("team").value(t).build())
+            .chain([Tag::builder().key("env").value("prod").build()])
+            .collect();
+        let out = sfn
+            .create_state_machine()
+            .name(name)
+            .definition(definition)
+            .role_arn("arn:aws:iam::123456789012:role/sfn")
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .unwrap();
+        arns.insert(name, out.state_machine_arn().to_owned());
+    }
+    let mut config = common::config_for(&moto.endpoint, SFN);
+    apply(
+        &mut config,
+        "sources:\n  sfn_map_runs:\n    tags:\n      export: [team, env]\n    state_machines:\n      names: [plain]\n      tags:\n        team: [data]\n",
+    );
+    config.sources.sfn_map_runs.tags.refresh = Some(Duration::from_millis(100));
+    let mut served =
+        common::Served::start(&config, "test", aws_workflow_exporter::web::Web::plain()).await;
+    served.exporter.poll_once().await;
+    let s = served.scrape().await;
+    assert_promtool_clean(&s.text);
+    let info = common_info(&s);
+    assert_eq!(info.keys().collect::<Vec<_>>(), vec!["data-sm", "plain"]);
+    assert_eq!(
+        tag_labels(&info["data-sm"]),
+        vec![("tag_env", "prod"), ("tag_team", "data")]
+    );
+    assert_eq!(tag_labels(&info["plain"]), vec![("tag_env", "prod")]);
+    let reads = |s: &Scrape| {
+        s.sum(
+            "aws_workflow_exporter_api_requests_total",
+            &[("service", "sfn"), ("operation", "ListTagsForResource")],
+        )
+    };
+    // One read per state machine.
+    assert_eq!(reads(&s), 3.0);
+
+    sfn.tag_resource()
+        .resource_arn(&arns["web-sm"])
+        .tags(Tag::builder().key("team").value("data").build())
+        .send()
+        .await
+        .unwrap();
+    wait_until("the retagged state machine is selected", async || {
+        served.exporter.poll_once().await;
+        let info = common_info(&served.scrape().await);
+        info.get("web-sm")
+            .is_some_and(|l| l.get("tag_team").map(String::as_str) == Some("data"))
+    })
+    .await;
+}
