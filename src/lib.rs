@@ -19,4 +19,5 @@ pub mod services;
 pub mod shard;
 pub mod simulator;
 pub mod status;
+pub mod tags;
 pub mod web;

@@ -80,7 +80,7 @@ PY
 echo "ok   selector, runbook URL, severity, for, params, enabled and labels reach the outputs"
 
 echo "-- promtool check rules"
-promtool check rules monitoring/alerts.yml monitoring/recording.yml
+promtool check rules monitoring/alerts.yml monitoring/recording.yml monitoring/examples/*.yml
 
 echo "-- promtool test rules"
 promtool test rules monitoring/tests/*.yml

@@ -110,6 +110,8 @@ mod raw {
         pub sources: RawSources,
         #[serde(default)]
         pub otlp: crate::otlp::config::raw::Otlp,
+        #[serde(default)]
+        pub tags: crate::tags::RawTagsConfig,
     }
 
     impl Root {
@@ -128,7 +130,8 @@ mod raw {
                 .collect();
             let aws_api = self.aws_api.validate(&mut c, &iam_actions);
             let (targets, organizations) = validate_targets(&mut c, self.targets);
-            let sources = self.sources.validate(&mut c, poll_interval);
+            let tags = self.tags.validate(&mut c, "tags");
+            let sources = self.sources.validate(&mut c, poll_interval, &tags);
             c.finish(Config {
                 poll_interval,
                 aws_api,

@@ -39,6 +39,21 @@ impl FamilyBuilder {
         self
     }
 
+    /// Adds a sample with `extra` label pairs after the declared ones: labels named by the
+    /// configuration (an info series' `tag_<key>` labels), which a declaration cannot list.
+    pub fn add_with(&mut self, labels: &[&str], extra: &[(&str, &str)], value: f64) -> &mut Self {
+        debug_assert_eq!(labels.len(), self.def.labels.len(), "{}", self.def.name);
+        let pairs = self.def.labels.iter().copied().zip(labels.iter().copied());
+        text::push_sample(
+            &mut self.lines,
+            self.def.name,
+            "",
+            pairs.chain(extra.iter().copied()),
+            value,
+        );
+        self
+    }
+
     /// Adds one series per state, 1 for `current` (the last label is the state).
     pub fn add_state_set(&mut self, labels: &[&str], states: &[&str], current: &str) -> &mut Self {
         each_state(labels, states, current, |l, v| self.sample("", l, None, v));

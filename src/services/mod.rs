@@ -25,10 +25,11 @@ use crate::doctor::findings::SourceReport;
 use crate::exposition::metric::MetricDef;
 use crate::exposition::self_metrics;
 use crate::services::source::{Runner, Source};
+use crate::tags::TagsConfig;
 
 /// Declares the registry from one entry per service: `module(Type): "docs/metrics.md section
 /// title"`, where `Type` implements [`source::Service`]. Each module provides
-/// `config::{Config, Raw}` (with `enabled`, `poll_interval` and `Raw::validate`),
+/// `config::{Config, Raw}` (with `enabled`, `poll_interval`, `tags` and `Raw::validate`),
 /// `metrics::DEFS`, `client::OPERATIONS` and `doctor::check`.
 macro_rules! registry {
     ($($service:ident($implementation:ident): $title:literal),+ $(,)?) => {
@@ -46,14 +47,23 @@ macro_rules! registry {
         }
 
         impl RawSources {
-            /// Validates each section; `poll_interval` is the top-level default.
-            pub fn validate(self, c: &mut Check, poll_interval: Duration) -> SourcesConfig {
+            /// Validates each section; `poll_interval` and `tags` are the top-level defaults.
+            pub fn validate(
+                self,
+                c: &mut Check,
+                poll_interval: Duration,
+                tags: &TagsConfig,
+            ) -> SourcesConfig {
                 SourcesConfig {
-                    $($service: self.$service.validate(
-                        c,
-                        concat!("sources.", stringify!($service)),
-                        poll_interval,
-                    ),)+
+                    $($service: {
+                        let mut section = self.$service.validate(
+                            c,
+                            concat!("sources.", stringify!($service)),
+                            poll_interval,
+                        );
+                        section.tags.inherit(tags);
+                        section
+                    },)+
                 }
             }
         }

@@ -15,6 +15,8 @@ pub struct SimFlow {
     /// Active, Suspended, Draft, Errored, Deleted.
     pub status: &'static str,
     pub created: f64,
+    /// Its tags (ListFlows and DescribeFlow return them).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,9 +60,16 @@ impl AppflowWorld {
                 arn: arn.clone(),
                 status: "Active",
                 created,
+                tags: BTreeMap::new(),
             },
         );
         arn
+    }
+
+    /// TagResource (and UntagResource): the flow's tags become `tags`.
+    pub fn set_tags(&mut self, name: &str, tags: &[(&str, &str)]) {
+        let flow = self.flows.get_mut(name).expect("known flow");
+        flow.tags = super::tag_map(tags);
     }
 
     pub fn delete_flow(&mut self, name: &str) {
@@ -182,6 +191,7 @@ impl AppflowWorld {
             "createdAt": f.created,
             "lastUpdatedAt": f.created,
             "lastRunExecutionDetails": last,
+            "tags": f.tags,
         })
     }
 }

@@ -162,6 +162,7 @@ impl Scenario {
         for f in TRANSFER_FLOWS {
             if !t.workflows.contains_key(f.workflow_id) {
                 t.add_workflow(f.workflow_id, Some(f.description));
+                t.set_tags(f.workflow_id, &[("team", team_of(f.workflow_id))]);
             }
         }
         let mut still_running = Vec::new();
@@ -229,6 +230,7 @@ fn advance_pipeline(p: &Pipeline, st: &mut PipelineState, world: &mut World, ste
     );
     if !sfn.state_machines.contains_key(&sm_arn) {
         sfn.add_state_machine(p.state_machine, now);
+        sfn.set_tags(&sm_arn, &[("team", team_of(p.state_machine))]);
     }
     // Start a new execution when none is active.
     let (Some(exec), Some(run)) = (st.execution.clone(), st.map_run.clone()) else {
@@ -373,6 +375,7 @@ impl AppflowScenario {
             // A day of hourly history, finished before the exporter starts: shown, not counted.
             for f in FLOWS {
                 af.add_flow(f.name, now - 30.0 * 86400.0);
+                af.set_tags(f.name, &[("team", team_of(f.name))]);
                 af.add_history(f.name, 24, 3600.0, now - 600.0);
             }
             self.seeded = true;
@@ -442,7 +445,18 @@ pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
             }
         }
     });
-    let config = demo_config(&simulator.endpoint, step_interval);
+    let mut config = demo_config(&simulator.endpoint, step_interval);
+    // The demo's resources carry a `team` tag, exported for the dashboards' team filter.
+    let team = crate::tags::TagsConfig {
+        export: Some(vec![crate::tags::TagLabel {
+            key: "team".into(),
+            label: crate::tags::label_name("team"),
+        }]),
+        refresh: None,
+    };
+    config.sources.sfn_map_runs.tags = team.clone();
+    config.sources.transfer_workflows.tags = team.clone();
+    config.sources.appflow_flows.tags = team;
     let exporter = Exporter::new(
         &config,
         Some(StaticCredentials {
@@ -455,6 +469,17 @@ pub async fn start(step_interval: Duration) -> std::io::Result<Demo> {
         exporter,
         _simulator: simulator,
     })
+}
+
+/// The owning team of a demo resource (its `team` tag), by name or id.
+fn team_of(name: &str) -> &'static str {
+    match name {
+        "orders-etl" | "w-0d3m0000000000003" => "data",
+        "image-resize" | "w-0d3m0000000000001" => "media",
+        "zendesk-tickets-to-redshift" => "support",
+        "salesforce-accounts-to-s3" => "sales-ops",
+        _ => "finance",
+    }
 }
 
 /// IAM actions (comma-separated, e.g. `appflow:ListFlows`) that the demo's simulator denies with
@@ -475,7 +500,9 @@ pub const DENIABLE: &[(&str, &str, &str)] = &[
     ("states:GetExecutionHistory", "sfn", "GetExecutionHistory"),
     ("states:ListMapRuns", "sfn", "ListMapRuns"),
     ("states:DescribeMapRun", "sfn", "DescribeMapRun"),
+    ("states:ListTagsForResource", "sfn", "ListTagsForResource"),
     ("transfer:ListWorkflows", "transfer", "ListWorkflows"),
+    ("transfer:DescribeWorkflow", "transfer", "DescribeWorkflow"),
     ("transfer:ListExecutions", "transfer", "ListExecutions"),
     (
         "transfer:DescribeExecution",

@@ -185,6 +185,13 @@ impl World {
     }
 }
 
+/// Tags as a resource holds them, from the pairs a scenario gives.
+pub fn tag_map(tags: &[(&str, &str)]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A running simulator. Dropping it stops the server.
 pub struct Simulator {
     pub endpoint: String,

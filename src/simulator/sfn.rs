@@ -34,6 +34,8 @@ pub struct SimStateMachine {
     pub revision: u64,
     /// The definitions of its published versions, version 1 first (immutable, as AWS's are).
     pub versions: Vec<String>,
+    /// Its tags (ListTagsForResource).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +117,7 @@ impl SfnWorld {
                 definition: definition.into(),
                 revision: 1,
                 versions: Vec::new(),
+                tags: BTreeMap::new(),
             },
         );
         arn
@@ -138,6 +141,15 @@ impl SfnWorld {
             .expect("known state machine");
         sm.definition = definition.into();
         sm.revision += 1;
+    }
+
+    /// TagResource (and UntagResource): the state machine's tags become `tags`.
+    pub fn set_tags(&mut self, arn: &str, tags: &[(&str, &str)]) {
+        let sm = self
+            .state_machines
+            .get_mut(arn)
+            .expect("known state machine");
+        sm.tags = super::tag_map(tags);
     }
 
     pub fn delete_state_machine(&mut self, arn: &str) {
@@ -455,6 +467,18 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
                 "creationDate": sm.created,
                 "revisionId": format!("rev-{}", sm.revision),
             }))
+        }
+        "ListTagsForResource" => {
+            let arn = required(input, "resourceArn")?;
+            let sm = w.state_machines.get(arn).ok_or_else(|| {
+                ApiError::bad_request("ResourceNotFound", format!("Resource not found: '{arn}'"))
+            })?;
+            let tags: Vec<Value> = sm
+                .tags
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            Ok(json!({"tags": tags}))
         }
         "ListStateMachineVersions" => {
             let arn = required(input, "stateMachineArn")?;

@@ -25,6 +25,8 @@ pub const ERROR_TYPES: [&str; 8] = [
 pub struct SimWorkflow {
     pub id: String,
     pub description: Option<String>,
+    /// Its tags (DescribeWorkflow).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,9 +67,16 @@ impl TransferWorld {
             SimWorkflow {
                 id: id.into(),
                 description: description.map(str::to_owned),
+                tags: BTreeMap::new(),
             },
         );
         id.into()
+    }
+
+    /// TagResource (and UntagResource): the workflow's tags become `tags`.
+    pub fn set_tags(&mut self, id: &str, tags: &[(&str, &str)]) {
+        let wf = self.workflows.get_mut(id).expect("known workflow");
+        wf.tags = super::tag_map(tags);
     }
 
     pub fn delete_workflow(&mut self, id: &str) {
@@ -212,6 +221,26 @@ pub fn handle(w: &mut TransferWorld, operation: &str, input: &Value) -> Result<V
                 })
                 .collect();
             Ok(json!({"Workflows": items, "NextToken": next}))
+        }
+        "DescribeWorkflow" => {
+            let id = required(input, "WorkflowId")?;
+            let wf = w
+                .workflows
+                .get(id)
+                .ok_or_else(|| not_found(format!("Unknown workflow {id}")))?;
+            let tags: Vec<Value> = wf
+                .tags
+                .iter()
+                .map(|(k, v)| json!({"Key": k, "Value": v}))
+                .collect();
+            Ok(json!({"Workflow": {
+                "Arn": format!("arn:aws:transfer:{REGION}:{ACCOUNT_ID}:workflow/{id}"),
+                "WorkflowId": id,
+                "Description": wf.description,
+                "Steps": [],
+                "OnExceptionSteps": [],
+                "Tags": tags,
+            }}))
         }
         "ListExecutions" => {
             let wf = required(input, "WorkflowId")?;

@@ -36,6 +36,8 @@ pub struct Flow {
     pub name: String,
     pub arn: String,
     pub last_run: LastRunDetails,
+    /// The flow's tags, as ListFlows returns them.
+    pub tags: crate::tags::Tags,
 }
 
 pub struct AppflowClient {
@@ -72,6 +74,10 @@ impl AppflowClient {
                     name: f.flow_name()?.to_owned(),
                     arn: f.flow_arn().unwrap_or_default().to_owned(),
                     last_run: convert::last_run(f.last_run_execution_details()),
+                    tags: f
+                        .tags()
+                        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
                 })
             }));
             page.next_token

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
+use crate::tags::{RawTagsConfig, TagFilter, TagsConfig};
 
 /// ListFlows' `lastRunExecutionDetails` is optional and may lag; an hour bounds what that can
 /// hide at one DescribeFlowExecutionRecords page per flow and hour.
@@ -24,6 +25,9 @@ pub struct Config {
     pub retention: Duration,
     /// Longest time between two reads of a flow's execution records, whatever ListFlows shows.
     pub records_refresh: Duration,
+    /// Tags exported on `aws_appflow_flow_info` (ListFlows returns them: no extra call, so
+    /// `refresh` does not apply).
+    pub tags: TagsConfig,
 }
 
 /// The section as written. A typo is an error, not a silent default.
@@ -42,6 +46,10 @@ pub struct Raw {
     /// Re-read a flow's execution records at least this often even when ListFlows'
     /// `lastRunExecutionDetails` shows no new run (default 1h; 0s reads every poll).
     pub records_refresh: Option<DurationText>,
+    /// Tags exported as labels of the info series (`export`; default: the top-level `tags`
+    /// section). ListFlows returns them every poll, so `refresh` is accepted but unused.
+    #[serde(default)]
+    pub tags: RawTagsConfig,
 }
 
 /// `flows`: any match selects a flow (OR).
@@ -53,6 +61,9 @@ pub struct RawFlows {
     pub names: Vec<String>,
     /// A regular expression matched against the flow name.
     pub name_regex: Option<String>,
+    /// Tag key -> values: a flow whose tags have one of the values for every key listed.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Raw {
@@ -65,7 +76,9 @@ impl Raw {
                 names: c.non_empty_items(&format!("{path}.flows.names"), &self.flows.names),
                 name_regex: c.regex(&format!("{path}.flows.name_regex"), &self.flows.name_regex),
                 ids: BTreeSet::new(),
+                tags: TagFilter::validate(c, &format!("{path}.flows.tags"), &self.flows.tags),
             },
+            tags: self.tags.validate(c, &format!("{path}.tags")),
             retention: c.duration(
                 &format!("{path}.retention"),
                 &self.retention,

@@ -3,6 +3,7 @@
 use crate::exposition::family::{Family, FamilyBuilder};
 use crate::exposition::metric::{def, MetricDef};
 use crate::services::appflow_flows::state::{AppflowTracker, RunStatus};
+use crate::tags::{TagCache, TagsConfig};
 
 const FLOW: &[&str] = &["account_id", "region", "flow"];
 const FLOW_STATUS: &[&str] = &["account_id", "region", "flow", "status"];
@@ -61,6 +62,32 @@ def!(
 def!(DATA_PULL_END, "aws_appflow_flow_data_pull_end_timestamp_seconds", Gauge, FLOW, "dataPullEndTime of the newest successful run: the last source change the destination has, i.e. how fresh its data is; absent until one is seen.");
 def!(REFRESH_CATCHES, "aws_workflow_exporter_appflow_records_refresh_catches_total", Counter, TARGET, "Scheduled re-reads of a flow's execution records (records_refresh) that found a run start or change status while ListFlows' lastRunExecutionDetails showed nothing new. Above 0, ListFlows lags or omits the details in this account: lower records_refresh.");
 
+def!(
+    INFO,
+    "aws_appflow_flow_info",
+    Info,
+    FLOW,
+    "One series per watched flow, constant 1, with a `tag_<key>` label per tag key in `tags.export` the flow has (ListFlows; keys sanitised to label names): join on it to filter or route by owner."
+);
+
+/// `aws_appflow_flow_info` of the watched flows (`tags` holds every one, by name).
+pub fn render_info(
+    (tags, config): (&TagCache, &TagsConfig),
+    account_id: &str,
+    region: &str,
+    out: &mut Vec<Family>,
+) {
+    let mut info = FamilyBuilder::new(&INFO);
+    for (flow, flow_tags) in tags.iter() {
+        info.add_with(
+            &[account_id, region, flow],
+            &config.labels(Some(flow_tags)),
+            1.0,
+        );
+    }
+    info.finish(out);
+}
+
 pub const DEFS: &[&MetricDef] = &[
     &RUNS,
     &IN_PROGRESS,
@@ -76,6 +103,7 @@ pub const DEFS: &[&MetricDef] = &[
     &LAST_BYTES_WRITTEN,
     &LAST_RECORDS_PROCESSED,
     &LAST_SUCCESS,
+    &INFO,
     &DATA_PULL_END,
     &REFRESH_CATCHES,
 ];

@@ -18,10 +18,13 @@ use crate::services::appflow_flows::client::{AppflowClient, DESCRIBE_FLOW_EXECUT
 use crate::services::appflow_flows::config::Config;
 use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
 use crate::services::source::{unix_now, BoxFuture, PollCx, RenderCx, Service};
+use crate::tags::TagCache;
 
 pub struct AppflowFlows {
     config: Config,
     tracker: AppflowTracker,
+    /// The selected flows' tags, by flow name, from the last ListFlows.
+    tags: TagCache,
 }
 
 impl Service for AppflowFlows {
@@ -32,6 +35,7 @@ impl Service for AppflowFlows {
         Self {
             config: config.clone(),
             tracker: AppflowTracker::new(started_at, config.retention.as_secs_f64()),
+            tags: TagCache::default(),
         }
     }
 
@@ -49,6 +53,8 @@ impl Service for AppflowFlows {
 
     fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {
         metrics::render(&self.tracker, &cx.account_id, &cx.region, out);
+        let tags = (&self.tags, &self.config.tags);
+        metrics::render_info(tags, &cx.account_id, &cx.region, out);
     }
 
     fn tracked(&self) -> Vec<(&'static str, usize)> {
@@ -65,14 +71,25 @@ impl AppflowFlows {
         client: &AppflowClient,
         cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
+        let now = unix_now();
+        let mut tags = TagCache::default();
         let selected: BTreeMap<String, LastRunDetails> = client
             .list_flows()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|f| self.config.flows.matches(&f.name, &f.arn) && cx.conn.owns(&f.arn))
-            .map(|f| (f.name, f.last_run))
+            .filter(|f| {
+                self.config
+                    .flows
+                    .matches_tagged(&f.name, &f.arn, Some(&f.tags))
+                    && cx.conn.owns(&f.arn)
+            })
+            .map(|f| {
+                tags.set(&f.name, f.tags, None, now);
+                (f.name, f.last_run)
+            })
             .collect();
+        self.tags = tags;
         self.tracker
             .set_flows(&selected.keys().cloned().collect::<BTreeSet<_>>());
 

@@ -29,6 +29,7 @@ pub const OPERATIONS: &[Operation] = &[
     GET_EXECUTION_HISTORY,
     LIST_MAP_RUNS,
     DESCRIBE_MAP_RUN,
+    LIST_TAGS_FOR_RESOURCE,
 ];
 const fn op(name: &'static str, iam_action: &'static str, bucket: AwsBucket) -> Operation {
     Operation {
@@ -80,6 +81,14 @@ pub const DESCRIBE_MAP_RUN: Operation = op(
     AwsBucket::flat(200.0, 1.0),
 );
 
+/// A state machine's tags: called only when tags are exported or select, once per state machine
+/// and then at `tags.refresh` with spare tokens.
+pub const LIST_TAGS_FOR_RESOURCE: Operation = op(
+    "ListTagsForResource",
+    "states:ListTagsForResource",
+    AwsBucket::flat(100.0, 1.0),
+);
+
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     pub arn: String,
@@ -98,6 +107,21 @@ pub enum Executions {
     StartedSince(f64),
     /// `redriveFilter=REDRIVEN`, every page.
     Redriven,
+}
+
+impl crate::tags::ReadTags for SfnClient {
+    const OPERATION: Operation = LIST_TAGS_FOR_RESOURCE;
+
+    fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn read_tags<'a>(
+        &'a self,
+        arn: &'a str,
+    ) -> crate::services::source::BoxFuture<'a, Result<crate::tags::Tags, AwsError>> {
+        Box::pin(self.tags(arn))
+    }
 }
 
 pub struct SfnClient {
@@ -297,6 +321,21 @@ impl SfnClient {
             page.next_token
         };
         self.conn.pages(LIST_MAP_RUNS, fetch, take).await
+    }
+
+    /// A state machine's tags.
+    pub async fn tags(&self, arn: &str) -> Result<crate::tags::Tags, AwsError> {
+        let out = self
+            .conn
+            .call(LIST_TAGS_FOR_RESOURCE, || {
+                self.sdk.list_tags_for_resource().resource_arn(arn).send()
+            })
+            .await?;
+        Ok(out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect())
     }
 
     pub async fn describe_map_run(&self, map_run_arn: &str) -> Result<MapRunObs, AwsError> {

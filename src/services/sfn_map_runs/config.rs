@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
+use crate::tags::{RawTagsConfig, TagFilter, TagsConfig};
 
 /// How far back the first poll looks for executions unless the file says otherwise.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(6 * 3600);
@@ -28,6 +29,9 @@ pub struct Config {
     /// How long a state machine's definition (whether it has a Distributed Map) is trusted
     /// before it is read again.
     pub definition_refresh: Duration,
+    /// Tags exported on `aws_sfn_state_machine_info`, and how long they are trusted
+    /// (ListTagsForResource, once per state machine and then at `refresh`).
+    pub tags: TagsConfig,
 }
 
 /// The section as written. A typo is an error, not a silent default.
@@ -48,6 +52,10 @@ pub struct Raw {
     /// How long a definition is trusted before DescribeStateMachine reads it again (default 1h,
     /// at least 1m).
     pub definition_refresh: Option<DurationText>,
+    /// Tags exported as labels of the info series, and how often they are read again
+    /// (`export`, `refresh`; default: the top-level `tags` section).
+    #[serde(default)]
+    pub tags: RawTagsConfig,
 }
 
 /// `state_machines`: any match selects a state machine (OR).
@@ -62,6 +70,9 @@ pub struct RawStateMachines {
     /// State machine ARNs.
     #[serde(default)]
     pub arns: Vec<String>,
+    /// Tag key -> values: a state machine whose tags have one of the values for every key listed.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Raw {
@@ -84,6 +95,11 @@ impl Raw {
                     &format!("{path}.state_machines.arns"),
                     &self.state_machines.arns,
                 ),
+                tags: TagFilter::validate(
+                    c,
+                    &format!("{path}.state_machines.tags"),
+                    &self.state_machines.tags,
+                ),
             },
             lookback: c.duration(
                 &format!("{path}.lookback"),
@@ -103,6 +119,7 @@ impl Raw {
                 DEFAULT_DEFINITION_REFRESH,
                 Duration::from_secs(60),
             ),
+            tags: self.tags.validate(c, &format!("{path}.tags")),
         }
     }
 }

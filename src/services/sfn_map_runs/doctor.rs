@@ -12,7 +12,7 @@ use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
     Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
     GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS, LIST_STATE_MACHINES,
-    LIST_STATE_MACHINE_VERSIONS,
+    LIST_STATE_MACHINE_VERSIONS, LIST_TAGS_FOR_RESOURCE,
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::plan::REDRIVE_SCAN_EVERY_POLLS;
@@ -34,6 +34,7 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
         let rest = [
             DESCRIBE_STATE_MACHINE,
             LIST_STATE_MACHINE_VERSIONS,
+            LIST_TAGS_FOR_RESOURCE,
             LIST_EXECUTIONS,
             GET_EXECUTION_HISTORY,
             LIST_MAP_RUNS,
@@ -89,9 +90,9 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
             });
         }
     }
-    match selected.first() {
+    match selected.first().or(standard.first().as_ref()) {
         None => f.skip(
-            &[LIST_STATE_MACHINE_VERSIONS],
+            &[LIST_STATE_MACHINE_VERSIONS, LIST_TAGS_FOR_RESOURCE],
             "no STANDARD state machine selected",
         ),
         Some(sm) => {
@@ -100,6 +101,10 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
                 client.list_versions(&sm.arn).await,
                 |v| format!("{}: {} published versions", sm.name, v.len()),
             );
+            // Needed only when tags are exported or select (`tags`).
+            f.probe(LIST_TAGS_FOR_RESOURCE, client.tags(&sm.arn).await, |t| {
+                format!("{}: {} tags", sm.name, t.len())
+            });
         }
     }
     let mut watched = Watched::new("state machine", listed.len(), distributed.len())
@@ -208,6 +213,19 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
     f
 }
 
+/// ListTagsForResource calls per hour: every listed state machine when tags select, the
+/// selected ones when tags are only exported, none otherwise.
+fn tag_reads(config: &Config, listed: usize, selected: usize) -> f64 {
+    let per_hour = 3600.0 / config.tags.refresh().as_secs_f64();
+    if !config.state_machines.tags.is_empty() {
+        listed as f64 * per_hour
+    } else if !config.tags.export().is_empty() {
+        selected as f64 * per_hour
+    } else {
+        0.0
+    }
+}
+
 /// The estimate of the calls per hour, from what was listed, with nothing running.
 fn calls(
     f: &mut Findings,
@@ -238,6 +256,12 @@ fn calls(
             LIST_STATE_MACHINE_VERSIONS,
             selected.saturating_sub(distributed) as f64 * 3600.0 / refresh,
             "each selected state machine without a Distributed Map in its latest definition every definition_refresh (plus one DescribeStateMachine per new published version)".into(),
+        ),
+        CallEstimate::new(
+            conn,
+            LIST_TAGS_FOR_RESOURCE,
+            tag_reads(config, listed, selected),
+            "each state machine whose tags are exported or select, once and every tags.refresh, with spare tokens".into(),
         ),
         CallEstimate::new(
             conn,

@@ -182,7 +182,37 @@ pub const DEFS: &[&MetricDef] = &[
     &FINISHED,
     &ITEMS_FINISHED,
     &HISTORY_BACKLOG,
+    &STATE_MACHINE_INFO,
 ];
+
+const SM: &[&str] = &["account_id", "region", "state_machine"];
+def!(
+    STATE_MACHINE_INFO,
+    "aws_sfn_state_machine_info",
+    Info,
+    SM,
+    "One series per watched state machine, constant 1, with a `tag_<key>` label per tag key in `tags.export` the state machine has (ListTagsForResource; keys sanitised to label names): join on it to filter or route by owner."
+);
+
+/// `aws_sfn_state_machine_info` of the watched state machines (name, ARN).
+pub fn render_info(
+    watched: &[(String, String)],
+    tags: &crate::tags::TagCache,
+    config: &crate::tags::TagsConfig,
+    account_id: &str,
+    region: &str,
+    out: &mut Vec<Family>,
+) {
+    let mut info = FamilyBuilder::new(&STATE_MACHINE_INFO);
+    for (name, arn) in watched {
+        info.add_with(
+            &[account_id, region, name],
+            &config.labels(tags.get(arn)),
+            1.0,
+        );
+    }
+    info.finish(out);
+}
 
 /// The label values of one run's series, in the order of `RUN`.
 fn run_labels<'a>(account_id: &'a str, region: &'a str, l: &'a RunLabels) -> [&'a str; 6] {

@@ -40,6 +40,7 @@ use crate::services::sfn_map_runs::metrics::RunSeriesCache;
 use crate::services::sfn_map_runs::plan::Backlog;
 use crate::services::sfn_map_runs::tracker::MapRunTracker;
 use crate::services::source::{BoxFuture, PollCx, RenderCx, Service};
+use crate::tags::TagCache;
 
 pub struct SfnMapRuns {
     config: Config,
@@ -52,6 +53,10 @@ pub struct SfnMapRuns {
     events_denied_until: Option<Instant>,
     /// ListStateMachineVersions was denied (logged once).
     versions_denied: bool,
+    /// The state machines' tags as last read (ListTagsForResource).
+    tags: TagCache,
+    /// The selected state machines (name, ARN), for their info series.
+    watched: Vec<(String, String)>,
 }
 
 impl Service for SfnMapRuns {
@@ -68,6 +73,8 @@ impl Service for SfnMapRuns {
             logged_backlog: None,
             versions_denied: false,
             events_denied_until: None,
+            tags: TagCache::default(),
+            watched: Vec::new(),
         }
     }
 
@@ -90,6 +97,14 @@ impl Service for SfnMapRuns {
             &cx.account_id,
             &cx.region,
             cx.now,
+            out,
+        );
+        metrics::render_info(
+            &self.watched,
+            &self.tags,
+            &self.config.tags,
+            &cx.account_id,
+            &cx.region,
             out,
         );
     }

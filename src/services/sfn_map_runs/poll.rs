@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use crate::aws::{Pace, Target};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
-    Executions, SfnClient, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE, GET_EXECUTION_HISTORY,
-    LIST_EXECUTIONS, LIST_MAP_RUNS,
+    Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
+    GET_EXECUTION_HISTORY, LIST_EXECUTIONS, LIST_MAP_RUNS,
 };
 use crate::services::sfn_map_runs::obs::{Listing, StateMachineObs};
 use crate::services::sfn_map_runs::plan::ListingPlan;
 use crate::services::sfn_map_runs::SfnMapRuns;
 use crate::services::source::{unix_now, PollCx};
+use crate::tags::Wanted;
 
 /// A poll's work stops this far into the poll interval, so the next poll starts on time.
 const WORK_SHARE_OF_INTERVAL: f64 = 0.9;
@@ -40,7 +41,7 @@ impl SfnMapRuns {
         cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
         let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
-        let definitions = self.state_machines(client).await?;
+        let definitions = self.state_machines(client, deadline, cx.errors).await?;
         self.open_work(client, definitions, deadline, cx).await;
         cx.publish(self, true);
         cx.ready();
@@ -52,27 +53,57 @@ impl SfnMapRuns {
 
     /// Lists state machines; returns the ones whose definition must be read (new, re-created,
     /// or not checked lately).
-    async fn state_machines(&mut self, client: &SfnClient) -> Result<Vec<String>, AwsError> {
-        let selected: Vec<StateMachineObs> = client
+    async fn state_machines(
+        &mut self,
+        client: &SfnClient,
+        deadline: Instant,
+        errors: &mut Vec<AwsError>,
+    ) -> Result<Vec<String>, AwsError> {
+        let listed: Vec<StateMachine> = client
             .list_state_machines()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|sm| {
-                sm.standard
-                    && self.config.state_machines.matches(&sm.name, &sm.arn)
-                    && client.owns(&sm.arn)
-            })
+            .filter(|sm| sm.standard && client.owns(&sm.arn))
+            .collect();
+        self.read_tags(client, &listed, deadline, errors).await;
+        let selection = &self.config.state_machines;
+        let selected: Vec<StateMachineObs> = listed
+            .into_iter()
+            .filter(|sm| selection.matches_tagged(&sm.name, &sm.arn, self.tags.get(&sm.arn)))
             .map(|sm| StateMachineObs {
                 arn: sm.arn,
                 name: sm.name,
                 created: sm.created,
             })
             .collect();
+        self.watched = selected
+            .iter()
+            .map(|sm| (sm.name.clone(), sm.arn.clone()))
+            .collect();
         let refresh = self.config.definition_refresh.as_secs_f64();
         Ok(self
             .tracker
             .observe_state_machines(selected, refresh, unix_now()))
+    }
+
+    /// Reads the tags of the listed state machines that are due (see [`crate::tags::read`]):
+    /// those only their tags can select, and, when tags are exported, the selected ones.
+    async fn read_tags(
+        &mut self,
+        client: &SfnClient,
+        listed: &[StateMachine],
+        deadline: Instant,
+        errors: &mut Vec<AwsError>,
+    ) {
+        let (selection, config) = (&self.config.state_machines, &self.config.tags);
+        let wanted: Vec<Wanted> = listed
+            .iter()
+            .filter_map(|sm| config.wanted(selection, &sm.name, &sm.arn, Some(sm.created)))
+            .collect();
+        self.tags.keep_only(&wanted);
+        let refresh = self.config.tags.refresh();
+        crate::tags::read(&mut self.tags, &wanted, refresh, deadline, client, errors).await;
     }
 
     /// Reads a state machine's definition.

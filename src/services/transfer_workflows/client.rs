@@ -13,7 +13,12 @@ use crate::services::transfer_workflows::state::{DescribeObs, ListedExec, Workfl
 
 /// The Transfer Family operations this source calls. AWS publishes no rate quota for them, so the
 /// buckets are conservative guesses and ThrottlingException stays the real signal.
-pub const OPERATIONS: &[Operation] = &[LIST_WORKFLOWS, LIST_EXECUTIONS, DESCRIBE_EXECUTION];
+pub const OPERATIONS: &[Operation] = &[
+    LIST_WORKFLOWS,
+    LIST_EXECUTIONS,
+    DESCRIBE_EXECUTION,
+    DESCRIBE_WORKFLOW,
+];
 const fn op(name: &'static str, iam_action: &'static str) -> Operation {
     Operation {
         service: "transfer",
@@ -25,6 +30,24 @@ const fn op(name: &'static str, iam_action: &'static str) -> Operation {
 pub const LIST_WORKFLOWS: Operation = op("ListWorkflows", "transfer:ListWorkflows");
 pub const LIST_EXECUTIONS: Operation = op("ListExecutions", "transfer:ListExecutions");
 pub const DESCRIBE_EXECUTION: Operation = op("DescribeExecution", "transfer:DescribeExecution");
+/// A workflow's tags (ListWorkflows has none): called only when tags are exported or select,
+/// once per workflow and then at `tags.refresh` with spare tokens.
+pub const DESCRIBE_WORKFLOW: Operation = op("DescribeWorkflow", "transfer:DescribeWorkflow");
+
+impl crate::tags::ReadTags for TransferClient {
+    const OPERATION: Operation = DESCRIBE_WORKFLOW;
+
+    fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn read_tags<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> crate::services::source::BoxFuture<'a, Result<crate::tags::Tags, AwsError>> {
+        Box::pin(self.tags(id))
+    }
+}
 
 pub struct TransferClient {
     sdk: aws_sdk_transfer::Client,
@@ -76,6 +99,19 @@ impl TransferClient {
             page.next_token
         };
         self.conn.pages(LIST_EXECUTIONS, fetch, take).await
+    }
+
+    /// A workflow's tags (DescribeWorkflow).
+    pub async fn tags(&self, workflow_id: &str) -> Result<crate::tags::Tags, AwsError> {
+        let request = || self.sdk.describe_workflow().workflow_id(workflow_id).send();
+        let out = self.conn.call(DESCRIBE_WORKFLOW, request).await?;
+        Ok(out
+            .workflow()
+            .map(|w| w.tags())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
     }
 
     pub async fn describe_execution(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::check::{Check, DurationText, Selection};
+use crate::tags::{RawTagsConfig, TagFilter, TagsConfig};
 
 /// The section, validated.
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// The workflows watched: `ids` holds workflow ids; `name_regex` is matched against the description.
     pub workflows: Selection,
+    /// Tags exported on `aws_transfer_workflow_info`, and how long they are trusted
+    /// (DescribeWorkflow, once per workflow and then at `refresh`).
+    pub tags: TagsConfig,
 }
 
 /// The section as written. A typo is an error, not a silent default.
@@ -29,6 +33,10 @@ pub struct Raw {
     /// Which workflows to watch; all when empty.
     #[serde(default)]
     pub workflows: RawWorkflows,
+    /// Tags exported as labels of the info series, and how often they are read again
+    /// (`export`, `refresh`; default: the top-level `tags` section).
+    #[serde(default)]
+    pub tags: RawTagsConfig,
 }
 
 /// `workflows`: any match selects a workflow (OR).
@@ -40,6 +48,9 @@ pub struct RawWorkflows {
     pub ids: Vec<String>,
     /// A regular expression matched against the workflow description.
     pub description_regex: Option<String>,
+    /// Tag key -> values: a workflow whose tags have one of the values for every key listed.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Raw {
@@ -55,7 +66,13 @@ impl Raw {
                     &self.workflows.description_regex,
                 ),
                 ids: c.non_empty_items(&format!("{path}.workflows.ids"), &self.workflows.ids),
+                tags: TagFilter::validate(
+                    c,
+                    &format!("{path}.workflows.tags"),
+                    &self.workflows.tags,
+                ),
             },
+            tags: self.tags.validate(c, &format!("{path}.tags")),
         }
     }
 }

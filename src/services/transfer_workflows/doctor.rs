@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::aws::Connection;
 use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings};
 use crate::services::transfer_workflows::client::{
-    TransferClient, DESCRIBE_EXECUTION, LIST_EXECUTIONS, LIST_WORKFLOWS,
+    TransferClient, DESCRIBE_EXECUTION, DESCRIBE_WORKFLOW, LIST_EXECUTIONS, LIST_WORKFLOWS,
 };
 use crate::services::transfer_workflows::config::Config;
 
@@ -18,9 +18,21 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
         format!("{} workflows", l.len())
     }) else {
         let why = "needs transfer:ListWorkflows";
-        f.skip(&[LIST_EXECUTIONS, DESCRIBE_EXECUTION], why);
+        f.skip(
+            &[LIST_EXECUTIONS, DESCRIBE_EXECUTION, DESCRIBE_WORKFLOW],
+            why,
+        );
         return f;
     };
+    // Needed only when tags are exported or select (`tags`).
+    match listed.first() {
+        None => f.skip(&[DESCRIBE_WORKFLOW], "no workflow to call it on"),
+        Some(w) => {
+            f.probe(DESCRIBE_WORKFLOW, client.tags(&w.id).await, |t| {
+                format!("{}: {} tags", w.id, t.len())
+            });
+        }
+    }
     // Selected as a poll selects them (see `TransferWorkflows::poll_inner`).
     let (selected, watched) = select(
         "workflow",
@@ -46,6 +58,17 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
                 "each of {} selected workflows every poll (one page of 100 in progress)",
                 selected.len()
             ),
+        ),
+        CallEstimate::new(
+            &conn,
+            DESCRIBE_WORKFLOW,
+            match (config.workflows.tags.is_empty(), config.tags.export().is_empty()) {
+                (false, _) => listed.len() as f64,
+                (true, false) => selected.len() as f64,
+                (true, true) => 0.0,
+            } * 3600.0
+                / config.tags.refresh().as_secs_f64(),
+            "each workflow whose tags are exported or select, once and every tags.refresh, with spare tokens".into(),
         ),
         CallEstimate::new(
             &conn,

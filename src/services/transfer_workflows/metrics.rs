@@ -7,6 +7,7 @@
 use crate::exposition::family::{Family, FamilyBuilder};
 use crate::exposition::metric::{def, MetricDef};
 use crate::services::transfer_workflows::state::{ExecStatus, TransferTracker};
+use crate::tags::{TagCache, TagsConfig};
 
 const WF: &[&str] = &["account_id", "region", "workflow_id"];
 const WF_STATUS: &[&str] = &["account_id", "region", "workflow_id", "status"];
@@ -53,7 +54,7 @@ def!(
     "aws_transfer_workflow_info",
     Info,
     WF_INFO,
-    "Transfer Family workflow metadata, constant 1."
+    "Transfer Family workflow metadata, constant 1, with a `tag_<key>` label per tag key in `tags.export` the workflow has (DescribeWorkflow; keys sanitised to label names): join on it to filter or route by owner."
 );
 
 pub const DEFS: &[&MetricDef] = &[
@@ -71,7 +72,13 @@ const PRECREATED_FINISHED: [ExecStatus; 2] =
     [ExecStatus::InProgress, ExecStatus::HandlingException];
 
 /// Builds every family of the source for one target.
-pub fn render(tracker: &TransferTracker, account_id: &str, region: &str, out: &mut Vec<Family>) {
+pub fn render(
+    tracker: &TransferTracker,
+    (tags, tags_config): (&TagCache, &TagsConfig),
+    account_id: &str,
+    region: &str,
+    out: &mut Vec<Family>,
+) {
     let mut executions = FamilyBuilder::new(&EXECUTIONS);
     let mut finished = FamilyBuilder::new(&FINISHED);
     let mut step_errors = FamilyBuilder::new(&STEP_ERRORS);
@@ -96,7 +103,8 @@ pub fn render(tracker: &TransferTracker, account_id: &str, region: &str, out: &m
         if let Some(t) = w.oldest_first_seen {
             oldest.add(&labels, t);
         }
-        info.add(&[account_id, region, w.id, w.description], 1.0);
+        let tag_labels = tags_config.labels(tags.get(w.id));
+        info.add_with(&[account_id, region, w.id, w.description], &tag_labels, 1.0);
     }
     for fam in [executions, finished, step_errors, oldest, info] {
         fam.finish(out);

@@ -19,11 +19,16 @@ use crate::services::source::{unix_now, BoxFuture, PollCx, RenderCx, Service};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
 use crate::services::transfer_workflows::state::TransferTracker;
+use crate::tags::{TagCache, Wanted};
 
-/// The source for one target.
+/// Share of the poll interval first reads of tags that selection depends on may wait for tokens.
+const TAGS_SHARE_OF_INTERVAL: f64 = 0.5;
+
 pub struct TransferWorkflows {
     config: Config,
     tracker: TransferTracker,
+    /// The workflows' tags as last read (DescribeWorkflow).
+    tags: TagCache,
 }
 
 impl Service for TransferWorkflows {
@@ -34,6 +39,7 @@ impl Service for TransferWorkflows {
         Self {
             config: config.clone(),
             tracker: TransferTracker::new(),
+            tags: TagCache::default(),
         }
     }
 
@@ -50,7 +56,8 @@ impl Service for TransferWorkflows {
     }
 
     fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {
-        metrics::render(&self.tracker, &cx.account_id, &cx.region, out);
+        let tags = (&self.tags, &self.config.tags);
+        metrics::render(&self.tracker, tags, &cx.account_id, &cx.region, out);
     }
 
     fn tracked(&self) -> Vec<(&'static str, usize)> {
@@ -67,12 +74,36 @@ impl TransferWorkflows {
         client: &TransferClient,
         cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
-        let selected: Vec<_> = client
+        // A failed ListWorkflows fails the poll and keeps every series as it was.
+        let listed: Vec<_> = client
             .list_workflows()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|w| self.config.workflows.matches(&w.description, &w.id) && cx.conn.owns(&w.id))
+            .filter(|w| cx.conn.owns(&w.id))
+            .collect();
+        // Tags: of workflows only their tags can select, and of the selected ones when exported.
+        let (selection, config) = (&self.config.workflows, &self.config.tags);
+        let wanted: Vec<Wanted> = listed
+            .iter()
+            .filter_map(|w| config.wanted(selection, &w.description, &w.id, None))
+            .collect();
+        self.tags.keep_only(&wanted);
+        let deadline =
+            std::time::Instant::now() + self.config.poll_interval.mul_f64(TAGS_SHARE_OF_INTERVAL);
+        let refresh = self.config.tags.refresh();
+        crate::tags::read(
+            &mut self.tags,
+            &wanted,
+            refresh,
+            deadline,
+            client,
+            cx.errors,
+        )
+        .await;
+        let selected: Vec<_> = listed
+            .into_iter()
+            .filter(|w| selection.matches_tagged(&w.description, &w.id, self.tags.get(&w.id)))
             .collect();
         let ids: Vec<String> = selected.iter().map(|w| w.id.clone()).collect();
         self.tracker.observe_workflows(selected);
