@@ -207,7 +207,7 @@ impl Source for StuckSource {
         Box::pin(async move {
             let snapshot = || Snapshot {
                 families: vec![aws_workflow_exporter::exposition::Family {
-                    def: &aws_workflow_exporter::exposition::self_metrics::TRACKED,
+                    def: &aws_workflow_exporter::exposition::self_metrics::TRACKED.def,
                     blocks: vec![bytes::Bytes::from_static(
                         b"aws_workflow_exporter_tracked_resources{kind=\"stuck\"} 1\n",
                     )],

@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aws_sdk_organizations::types::{Account as SdkAccount, AccountStatus};
-use prometheus::GaugeVec;
 
 use crate::aws::operation::{AwsBucket, Operation};
 use crate::aws::{AccountRegistry, Connection, StaticCredentials, Target};
 use crate::config::organization::{Account, OrganizationTarget};
 use crate::config::targets::AwsApiConfig;
 use crate::error::AwsError;
-use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::exposition::metric::{def, labels, MetricDef};
 use crate::exposition::self_metrics::SelfMetrics;
+use crate::exposition::self_metrics::{gauge, Gauges};
 use crate::shard::Shard;
 
 /// The AWS Organizations calls: ListAccounts without organisational unit filters; with them,
@@ -181,65 +181,76 @@ async fn below(
     Ok(seen)
 }
 
-pub const ORGANIZATION_ACCOUNTS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_organization_accounts",
-    kind: MetricKind::Gauge,
-    help: "Member accounts of an organisation target by state: discovered (ACTIVE and selected by the filters, as of the last successful listing), polled (every last poll of the account succeeded), failing (some last poll of the account failed, e.g. its role could not be assumed: see poll_success by account_id).",
-    labels: &["organization", "state"],
-};
-pub const ORGANIZATION_DISCOVERY_SUCCESS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_organization_discovery_success",
-    kind: MetricKind::Gauge,
-    help: "1 if the last listing of the organisation's accounts succeeded, 0 otherwise (the last known accounts stay polled).",
-    labels: &["organization"],
-};
-pub const ORGANIZATION_LAST_DISCOVERY: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_organization_last_discovery_success_timestamp_seconds",
-    kind: MetricKind::Gauge,
-    help: "Unix time of the last successful listing of the organisation's accounts.",
-    labels: &["organization"],
-};
+labels!(pub struct Organization { organization });
+labels!(pub struct OrganizationState { organization, state });
+
+def!(
+    ORGANIZATION_ACCOUNTS,
+    "aws_workflow_exporter_organization_accounts",
+    Gauge,
+    OrganizationState,
+    "Member accounts of an organisation target by state: discovered (ACTIVE and selected by the filters, as of the last successful listing), polled (every last poll of the account succeeded), failing (some last poll of the account failed, e.g. its role could not be assumed: see poll_success by account_id)."
+);
+def!(
+    ORGANIZATION_DISCOVERY_SUCCESS,
+    "aws_workflow_exporter_organization_discovery_success",
+    Gauge,
+    Organization,
+    "1 if the last listing of the organisation's accounts succeeded, 0 otherwise (the last known accounts stay polled)."
+);
+def!(
+    ORGANIZATION_LAST_DISCOVERY,
+    "aws_workflow_exporter_organization_last_discovery_success_timestamp_seconds",
+    Gauge,
+    Organization,
+    "Unix time of the last successful listing of the organisation's accounts."
+);
 pub const DEFS: &[&MetricDef] = &[
-    &ORGANIZATION_ACCOUNTS,
-    &ORGANIZATION_DISCOVERY_SUCCESS,
-    &ORGANIZATION_LAST_DISCOVERY,
+    &ORGANIZATION_ACCOUNTS.def,
+    &ORGANIZATION_DISCOVERY_SUCCESS.def,
+    &ORGANIZATION_LAST_DISCOVERY.def,
 ];
 
 /// The organisation self-metrics, registered with the exporter's own.
 #[derive(Clone)]
 pub struct OrganizationMetrics {
-    accounts: GaugeVec,
-    success: GaugeVec,
-    last_success: GaugeVec,
+    accounts: Gauges<OrganizationState<'static>>,
+    success: Gauges<Organization<'static>>,
+    last_success: Gauges<Organization<'static>>,
 }
 
 impl OrganizationMetrics {
     pub fn register(metrics: &SelfMetrics) -> Self {
-        let gauge = |d: &MetricDef| {
-            GaugeVec::new(prometheus::Opts::new(d.name, d.help), d.labels).expect("valid metric")
-        };
         let this = Self {
-            accounts: gauge(&ORGANIZATION_ACCOUNTS),
-            success: gauge(&ORGANIZATION_DISCOVERY_SUCCESS),
-            last_success: gauge(&ORGANIZATION_LAST_DISCOVERY),
+            accounts: Gauges::new(&ORGANIZATION_ACCOUNTS, gauge),
+            success: Gauges::new(&ORGANIZATION_DISCOVERY_SUCCESS, gauge),
+            last_success: Gauges::new(&ORGANIZATION_LAST_DISCOVERY, gauge),
         };
-        for g in [&this.accounts, &this.success, &this.last_success] {
-            metrics
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+        let collectors = [
+            this.accounts.collector(),
+            this.success.collector(),
+            this.last_success.collector(),
+        ];
+        for c in collectors {
+            metrics.register(c).expect("unique metric");
         }
         this
     }
 
     /// A listing's outcome; `discovered` is the number of selected accounts when it succeeded.
     pub fn record_listing(&self, organization: &str, discovered: Option<usize>, at: f64) {
+        let org = Organization { organization };
         self.success
-            .with_label_values(&[organization])
+            .with(&org)
             .set(if discovered.is_some() { 1.0 } else { 0.0 });
         if let Some(n) = discovered {
-            self.last_success.with_label_values(&[organization]).set(at);
+            self.last_success.with(&org).set(at);
+            let state = "discovered";
             self.accounts
-                .with_label_values(&[organization, "discovered"])
+                .with(&OrganizationState {
+                    organization,
+                    state,
+                })
                 .set(n as f64);
         }
     }
@@ -261,7 +272,10 @@ impl OrganizationMetrics {
         }
         for (state, n) in [("polled", polled), ("failing", failing)] {
             self.accounts
-                .with_label_values(&[organization, state])
+                .with(&OrganizationState {
+                    organization,
+                    state,
+                })
                 .set(f64::from(n));
         }
     }
@@ -269,9 +283,12 @@ impl OrganizationMetrics {
     /// An organisation target a reload removed.
     pub fn forget(&self, organization: &str) {
         for state in ["discovered", "polled", "failing"] {
-            let _ = self.accounts.remove_label_values(&[organization, state]);
+            self.accounts.remove(&OrganizationState {
+                organization,
+                state,
+            });
         }
-        let _ = self.success.remove_label_values(&[organization]);
-        let _ = self.last_success.remove_label_values(&[organization]);
+        self.success.remove(&Organization { organization });
+        self.last_success.remove(&Organization { organization });
     }
 }

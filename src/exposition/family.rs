@@ -1,8 +1,10 @@
 //! Builds one metric family, as exposition text, from its [`MetricDef`] and plain values.
 
+use std::marker::PhantomData;
+
 use bytes::Bytes;
 
-use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::exposition::metric::{LabelSet, LabelValues, Metric, MetricDef, MetricKind};
 use crate::exposition::text;
 use crate::histogram::HistogramData;
 
@@ -16,63 +18,92 @@ pub struct Family {
 }
 
 /// Builds one metric family from its declaration.
-pub struct FamilyBuilder {
+pub struct FamilyBuilder<L: LabelSet> {
     def: &'static MetricDef,
     lines: String,
+    labels: PhantomData<fn() -> L>,
 }
 
-impl FamilyBuilder {
-    pub fn new(def: &'static MetricDef) -> Self {
+impl<L: LabelSet> FamilyBuilder<L> {
+    pub fn new(metric: &'static Metric<L>) -> Self {
         Self {
-            def,
+            def: &metric.def,
             lines: String::new(),
+            labels: PhantomData,
         }
     }
 
-    fn sample(&mut self, suffix: &str, labels: &[&str], extra: Option<(&str, &str)>, value: f64) {
-        write_sample(&mut self.lines, self.def, suffix, labels, extra, value);
-    }
-
     /// Adds a sample; a counter or a gauge according to the declaration.
-    pub fn add(&mut self, labels: &[&str], value: f64) -> &mut Self {
-        self.sample("", labels, None, value);
+    pub fn add(&mut self, labels: &L::Of<'_>, value: f64) -> &mut Self {
+        write_sample(&mut self.lines, self.def, "", labels.values(), &[], value);
         self
     }
 
     /// Adds a sample with `extra` label pairs after the declared ones: labels named by the
     /// configuration (an info series' `tag_<key>` labels), which a declaration cannot list.
-    pub fn add_with(&mut self, labels: &[&str], extra: &[(&str, &str)], value: f64) -> &mut Self {
-        debug_assert_eq!(labels.len(), self.def.labels.len(), "{}", self.def.name);
-        let pairs = self.def.labels.iter().copied().zip(labels.iter().copied());
-        text::push_sample(
-            &mut self.lines,
-            self.def.name,
-            "",
-            pairs.chain(extra.iter().copied()),
-            value,
-        );
+    pub fn add_with(
+        &mut self,
+        labels: &L::Of<'_>,
+        extra: &[(&str, &str)],
+        value: f64,
+    ) -> &mut Self {
+        write_sample(&mut self.lines, self.def, "", labels.values(), extra, value);
         self
     }
 
-    /// Adds one series per state, 1 for `current` (the last label is the state).
-    pub fn add_state_set(&mut self, labels: &[&str], states: &[&str], current: &str) -> &mut Self {
-        each_state(labels, states, current, |l, v| self.sample("", l, None, v));
+    /// Adds one series per state, 1 for `current`; `labels` gives each state's label set.
+    pub fn add_state_set<'a>(
+        &mut self,
+        states: &[&'a str],
+        current: &str,
+        labels: impl Fn(&'a str) -> L::Of<'a>,
+    ) -> &mut Self {
+        for state in states {
+            let value = if *state == current { 1.0 } else { 0.0 };
+            self.add(&labels(state), value);
+        }
         self
     }
 
-    pub fn add_histogram(&mut self, labels: &[&str], h: &HistogramData) -> &mut Self {
+    pub fn add_histogram(&mut self, labels: &L::Of<'_>, h: &HistogramData) -> &mut Self {
         debug_assert_eq!(self.def.kind, MetricKind::Histogram, "{}", self.def.name);
         let mut cumulative = 0;
         let mut le = String::new();
+        let mut bucket = |le: &str, n: u64| {
+            let extra = [("le", le)];
+            write_sample(
+                &mut self.lines,
+                self.def,
+                "_bucket",
+                labels.values(),
+                &extra,
+                n as f64,
+            );
+        };
         for (bound, n) in h.bounds.iter().zip(&h.counts) {
             cumulative += n;
             le.clear();
             text::push_value(&mut le, *bound);
-            self.sample("_bucket", labels, Some(("le", &le)), cumulative as f64);
+            bucket(&le, cumulative);
         }
-        self.sample("_bucket", labels, Some(("le", "+Inf")), h.count as f64);
-        self.sample("_sum", labels, None, h.sum);
-        self.sample("_count", labels, None, h.count as f64);
+        bucket("+Inf", h.count);
+        write_sample(
+            &mut self.lines,
+            self.def,
+            "_sum",
+            labels.values(),
+            &[],
+            h.sum,
+        );
+        let count = h.count as f64;
+        write_sample(
+            &mut self.lines,
+            self.def,
+            "_count",
+            labels.values(),
+            &[],
+            count,
+        );
         self
     }
 
@@ -89,35 +120,23 @@ impl FamilyBuilder {
     }
 }
 
-/// Appends one sample line of `def`, its label values in declaration order.
-fn write_sample(
+/// Appends one sample line of `def`: its label values in declaration order, then `extra`.
+fn write_sample<'a>(
     out: &mut String,
     def: &MetricDef,
     suffix: &str,
-    labels: &[&str],
-    extra: Option<(&str, &str)>,
+    values: impl Iterator<Item = &'a str>,
+    extra: &[(&'a str, &'a str)],
     value: f64,
 ) {
-    debug_assert_eq!(
-        labels.len(),
-        def.labels.len(),
-        "label values for {}",
-        def.name
+    let pairs = def.labels.iter().copied().zip(values);
+    text::push_sample(
+        out,
+        def.name,
+        suffix,
+        pairs.chain(extra.iter().copied()),
+        value,
     );
-    let pairs = def.labels.iter().copied().zip(labels.iter().copied());
-    text::push_sample(out, def.name, suffix, pairs.chain(extra), value);
-}
-
-/// Calls `add` with the label values plus each state, and 1 for `current`, 0 for the others.
-fn each_state(labels: &[&str], states: &[&str], current: &str, mut add: impl FnMut(&[&str], f64)) {
-    let mut all = labels.to_vec();
-    all.push("");
-    for state in states {
-        if let Some(last) = all.last_mut() {
-            *last = state;
-        }
-        add(&all, if *state == current { 1.0 } else { 0.0 });
-    }
 }
 
 /// One item's series in several families (one map run's, say), rendered once and shared by every
@@ -149,7 +168,7 @@ impl Sections {
     }
 }
 
-/// Builds [`Sections`]: `family` starts the next family, `add` and `add_state_set` write to it.
+/// Builds [`Sections`]: `family` starts the next family and returns what writes to it.
 #[derive(Debug, Default)]
 pub struct SectionsBuilder {
     key: u64,
@@ -175,29 +194,14 @@ impl SectionsBuilder {
         }
     }
 
-    /// Starts the section of `def`: the samples added next belong to it.
-    pub fn family(&mut self, def: &'static MetricDef) -> &mut Self {
+    /// Starts the section of `metric`: the samples added to what it returns belong to it.
+    pub fn family<L: LabelSet>(&mut self, metric: &'static Metric<L>) -> Section<'_, L> {
         self.close();
-        self.current = Some(def);
-        self
-    }
-
-    fn sample(&mut self, labels: &[&str], value: f64) {
-        match self.current {
-            Some(def) => write_sample(&mut self.text, def, "", labels, None, value),
-            None => debug_assert!(false, "a sample before any family"),
+        self.current = Some(&metric.def);
+        Section {
+            builder: self,
+            labels: PhantomData,
         }
-    }
-
-    pub fn add(&mut self, labels: &[&str], value: f64) -> &mut Self {
-        self.sample(labels, value);
-        self
-    }
-
-    /// Adds one series per state, 1 for `current` (the last label is the state).
-    pub fn add_state_set(&mut self, labels: &[&str], states: &[&str], current: &str) -> &mut Self {
-        each_state(labels, states, current, |l, v| self.sample(l, v));
-        self
     }
 
     pub fn finish(mut self) -> Sections {
@@ -208,6 +212,36 @@ impl SectionsBuilder {
             text: Bytes::from(self.text),
             ends: self.ends.into_boxed_slice(),
         }
+    }
+}
+
+/// One family's section of a [`SectionsBuilder`].
+pub struct Section<'b, L: LabelSet> {
+    builder: &'b mut SectionsBuilder,
+    labels: PhantomData<fn() -> L>,
+}
+
+impl<L: LabelSet> Section<'_, L> {
+    pub fn add(&mut self, labels: &L::Of<'_>, value: f64) -> &mut Self {
+        let b = &mut *self.builder;
+        if let Some(def) = b.current {
+            write_sample(&mut b.text, def, "", labels.values(), &[], value);
+        }
+        self
+    }
+
+    /// See [`FamilyBuilder::add_state_set`].
+    pub fn add_state_set<'a>(
+        &mut self,
+        states: &[&'a str],
+        current: &str,
+        labels: impl Fn(&'a str) -> L::Of<'a>,
+    ) -> &mut Self {
+        for state in states {
+            let value = if *state == current { 1.0 } else { 0.0 };
+            self.add(&labels(state), value);
+        }
+        self
     }
 }
 
@@ -231,21 +265,15 @@ pub fn gather_sections<'a>(items: impl IntoIterator<Item = &'a Sections>, out: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::metric::{def, labels};
 
-    const H: MetricDef = MetricDef {
-        name: "x_seconds",
-        kind: MetricKind::Histogram,
-        help: "h",
-        labels: &["k"],
-    };
-    const S: MetricDef = MetricDef {
-        name: "x_status",
-        kind: MetricKind::StateSet,
-        help: "h",
-        labels: &["k", "status"],
-    };
+    labels!(pub struct K { k });
+    labels!(pub struct KStatus { k, status });
+    def!(H, "x_seconds", Histogram, K, "h");
+    def!(S, "x_status", StateSet, KStatus, "h");
+    def!(G, "x_items", Gauge, K, "h");
 
-    fn lines(b: FamilyBuilder) -> String {
+    fn lines<L: LabelSet>(b: FamilyBuilder<L>) -> String {
         let mut out = Vec::new();
         b.finish(&mut out);
         out.iter()
@@ -262,7 +290,7 @@ mod tests {
             data.observe(v);
         }
         let mut b = FamilyBuilder::new(&H);
-        b.add_histogram(&["a\"b"], &data);
+        b.add_histogram(&K { k: "a\"b" }, &data);
         assert_eq!(
             lines(b),
             "x_seconds_bucket{k=\"a\\\"b\",le=\"0.5\"} 1\n\
@@ -276,28 +304,25 @@ mod tests {
     #[test]
     fn a_state_set_has_one_series_per_state() {
         let mut b = FamilyBuilder::new(&S);
-        b.add_state_set(&["r"], &["running", "failed"], "failed");
+        b.add_state_set(&["running", "failed"], "failed", |status| KStatus {
+            k: "r",
+            status,
+        });
         assert_eq!(
             lines(b),
             "x_status{k=\"r\",status=\"running\"} 0\nx_status{k=\"r\",status=\"failed\"} 1\n"
         );
     }
 
-    const G: MetricDef = MetricDef {
-        name: "x_items",
-        kind: MetricKind::Gauge,
-        help: "h",
-        labels: &["k"],
-    };
-
     #[test]
     fn sections_of_many_items_gather_into_one_family_each() {
         let item = |k: &str, stopped: bool| {
             let mut b = SectionsBuilder::new(7);
-            b.family(&G).add(&[k], 1.0);
-            b.family(&S); // no series in this family for this item
+            b.family(&G).add(&K { k }, 1.0);
+            // No series in this family for an item not stopped.
+            let mut status = b.family(&S);
             if stopped {
-                b.add_state_set(&[k], &["stopped"], "stopped");
+                status.add_state_set(&["stopped"], "stopped", |status| KStatus { k, status });
             }
             b.finish()
         };

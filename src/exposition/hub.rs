@@ -426,14 +426,10 @@ fn deflate(
 mod tests {
     use super::*;
     use crate::exposition::family::FamilyBuilder;
-    use crate::exposition::metric::{MetricDef, MetricKind};
+    use crate::exposition::metric::{def, labels};
 
-    const SERIES: MetricDef = MetricDef {
-        name: "test_series",
-        kind: MetricKind::Gauge,
-        help: "A test series.",
-        labels: &["n"],
-    };
+    labels!(pub struct N { n });
+    def!(SERIES, "test_series", Gauge, N, "A test series.");
 
     fn text_of(exposition: &Exposition) -> String {
         exposition
@@ -446,7 +442,7 @@ mod tests {
     fn snapshot(series: usize, value: f64) -> Snapshot {
         let mut b = FamilyBuilder::new(&SERIES);
         for i in 0..series {
-            b.add(&[&i.to_string()], value);
+            b.add(&N { n: &i.to_string() }, value);
         }
         let mut families = Vec::new();
         b.finish(&mut families);

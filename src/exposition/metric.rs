@@ -1,20 +1,102 @@
 //! The declaration of a metric: every metric the binary can emit is declared once as a
 //! [`MetricDef`]; families are built from those declarations and docs/metrics.md is generated
-//! from the same list.
+//! from the same list. Its labels are a type ([`labels!`]), so label values cannot be passed
+//! in the wrong order or number.
 
-/// Declares a [`MetricDef`] constant: `def!(ID, "name", Kind, LABELS, "help");`.
+use std::marker::PhantomData;
+
+/// Declares a [`Metric`] constant: `def!(ID, "name", Kind, LabelSet, "help");`, where
+/// `LabelSet` is a struct declared with [`labels!`], or `()` for none.
 macro_rules! def {
-    ($id:ident, $name:literal, $kind:ident, $labels:expr, $help:literal) => {
-        pub const $id: $crate::exposition::metric::MetricDef =
-            $crate::exposition::metric::MetricDef {
-                name: $name,
-                kind: $crate::exposition::metric::MetricKind::$kind,
-                help: $help,
-                labels: $labels,
-            };
+    ($id:ident, $name:literal, $kind:ident, (), $help:literal) => {
+        pub const $id: $crate::exposition::metric::Metric<()> =
+            $crate::exposition::metric::Metric::new(
+                $name,
+                $crate::exposition::metric::MetricKind::$kind,
+                $help,
+            );
+    };
+    ($id:ident, $name:literal, $kind:ident, $labels:ident, $help:literal) => {
+        pub const $id: $crate::exposition::metric::Metric<$labels<'static>> =
+            $crate::exposition::metric::Metric::new(
+                $name,
+                $crate::exposition::metric::MetricKind::$kind,
+                $help,
+            );
     };
 }
 pub(crate) use def;
+
+/// Declares a label set: a struct of `&str` fields, one per label, in the order the series
+/// carry them. A family of a `Metric<S>` takes label values only as an `S`, so a wrong order
+/// or count of values does not compile.
+macro_rules! labels {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($label:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis struct $name<'a> {
+            $(pub $label: &'a str,)+
+        }
+
+        impl $crate::exposition::metric::LabelSet for $name<'static> {
+            const NAMES: &'static [&'static str] = &[$(stringify!($label)),+];
+            type Of<'a> = $name<'a>;
+        }
+
+        impl $crate::exposition::metric::LabelValues for $name<'_> {
+            fn values(&self) -> impl Iterator<Item = &str> {
+                [$(self.$label),+].into_iter()
+            }
+        }
+    };
+}
+pub(crate) use labels;
+
+/// The labels of a metric, as a type (see [`labels!`]).
+pub trait LabelSet {
+    /// The label names, in order.
+    const NAMES: &'static [&'static str];
+    /// The set with its values borrowed for `'a`.
+    type Of<'a>: LabelValues;
+}
+
+/// Label values in the order of their [`LabelSet::NAMES`].
+pub trait LabelValues {
+    fn values(&self) -> impl Iterator<Item = &str>;
+}
+
+/// The labels of a metric without labels.
+impl LabelSet for () {
+    const NAMES: &'static [&'static str] = &[];
+    type Of<'a> = ();
+}
+
+impl LabelValues for () {
+    fn values(&self) -> impl Iterator<Item = &str> {
+        std::iter::empty()
+    }
+}
+
+/// A declared metric whose series carry the labels of `L`.
+#[derive(Debug)]
+pub struct Metric<L> {
+    pub def: MetricDef,
+    labels: PhantomData<fn() -> L>,
+}
+
+impl<L: LabelSet> Metric<L> {
+    pub const fn new(name: &'static str, kind: MetricKind, help: &'static str) -> Self {
+        Self {
+            def: MetricDef {
+                name,
+                kind,
+                help,
+                labels: L::NAMES,
+            },
+            labels: PhantomData,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {

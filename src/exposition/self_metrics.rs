@@ -1,148 +1,246 @@
 //! The exporter's own metrics, kept in a live registry and encoded with each exposition.
 
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::MetricFamily;
 use prometheus::{
     Counter, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts,
     Registry,
 };
 
-use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::exposition::metric::{def, labels, LabelSet, LabelValues, Metric, MetricDef};
 use crate::status::StatusBoard;
 
-pub const BUILD_INFO: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_build_info",
-    kind: MetricKind::Info,
-    help: "Version and git revision of the running exporter; always 1.",
-    labels: &["version", "revision"],
-};
-pub const POLL_SUCCESS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_poll_success",
-    kind: MetricKind::Gauge,
-    help: "1 if the last poll of the source completed without an AWS error, 0 otherwise. As of the last completed poll.",
-    labels: &["source", "account_id", "region"],
-};
-pub const POLL_DURATION: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_poll_duration_seconds",
-    kind: MetricKind::Gauge,
-    help: "Wall time of the last poll of the source, in seconds.",
-    labels: &["source", "account_id", "region"],
-};
-pub const LAST_POLL_SUCCESS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_last_poll_success_timestamp_seconds",
-    kind: MetricKind::Gauge,
-    help: "Unix time at which the last successful poll of the source finished.",
-    labels: &["source", "account_id", "region"],
-};
-pub const POLL_INTERVAL: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_poll_interval_seconds",
-    kind: MetricKind::Gauge,
-    help: "Configured interval between polls of the source, in seconds.",
-    labels: &["source", "account_id", "region"],
-};
-pub const SOURCE_RESTARTS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_source_restarts_total",
-    kind: MetricKind::Counter,
-    help: "Polls the exporter ended because they panicked or overran their deadline (reason panic or deadline); the source polls again after a backoff.",
-    labels: &["source", "account_id", "region", "reason"],
-};
-pub const API_REQUESTS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_api_requests_total",
-    kind: MetricKind::Counter,
-    help: "AWS API call attempts made by the exporter (retries included), by outcome. account_id is unknown for calls made before the target's account id is known. As of the last completed poll.",
-    labels: &["service", "operation", "outcome", "account_id", "region"],
-};
-pub const API_DURATION: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_api_request_duration_seconds",
-    kind: MetricKind::Histogram,
-    help: "Duration of AWS API call attempts, in seconds. As of the last completed poll.",
-    labels: &["service", "operation", "account_id", "region"],
-};
-pub const API_BUDGET_WAIT: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_api_budget_wait_seconds_total",
-    kind: MetricKind::Counter,
-    help: "Time the exporter waited for its own API budget (its share of the AWS token bucket of the account and region) before calling, in seconds.",
-    labels: &["service", "operation", "account_id", "region"],
-};
-pub const TRACKED: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_tracked_resources",
-    kind: MetricKind::Gauge,
-    help: "Resources the exporter currently keeps state for, by kind, summed over targets.",
-    labels: &["kind"],
-};
-pub const EXPOSITION_REBUILDS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_exposition_rebuilds_total",
-    kind: MetricKind::Counter,
-    help: "Times the exposition /metrics and the OTLP push serve was assembled from what the sources published.",
-    labels: &[],
-};
-pub const EXPOSITION_REBUILD_SECONDS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_exposition_rebuild_seconds_total",
-    kind: MetricKind::Counter,
-    help:
-        "Time spent assembling the exposition (text and gzip), in seconds: the cost of publishing.",
-    labels: &[],
-};
+labels!(pub struct Build { version, revision });
+labels!(pub struct Poll { source, account_id, region });
+labels!(pub struct Restart { source, account_id, region, reason });
+labels!(pub struct ApiCall { service, operation, outcome, account_id, region });
+labels!(pub struct Api { service, operation, account_id, region });
+labels!(pub struct Kind { kind });
 
-pub const SHARD_ORDINAL: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_shard_ordinal",
-    kind: MetricKind::Gauge,
-    help: "The shard this replica polls and exports (--shard); 0 when the exporter is not sharded.",
-    labels: &[],
-};
-pub const TOTAL_SHARDS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_total_shards",
-    kind: MetricKind::Gauge,
-    help: "How many shards the resources are split across (--total-shards); 1 when the exporter is not sharded.",
-    labels: &[],
-};
-pub const CONFIG_RELOAD_SUCCESSFUL: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_config_last_reload_successful",
-    kind: MetricKind::Gauge,
-    help: "1 if the last configuration reload (SIGHUP or POST /-/reload) succeeded, 0 if it was refused; 1 at startup.",
-    labels: &[],
-};
-pub const CONFIG_RELOAD_SUCCESS_TIMESTAMP: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_config_last_reload_success_timestamp_seconds",
-    kind: MetricKind::Gauge,
-    help: "Unix time of the last successful configuration load: startup or a reload.",
-    labels: &[],
-};
+def!(
+    BUILD_INFO,
+    "aws_workflow_exporter_build_info",
+    Info,
+    Build,
+    "Version and git revision of the running exporter; always 1."
+);
+def!(
+    POLL_SUCCESS,
+    "aws_workflow_exporter_poll_success",
+    Gauge,
+    Poll,
+    "1 if the last poll of the source completed without an AWS error, 0 otherwise. As of the last completed poll."
+);
+def!(
+    POLL_DURATION,
+    "aws_workflow_exporter_poll_duration_seconds",
+    Gauge,
+    Poll,
+    "Wall time of the last poll of the source, in seconds."
+);
+def!(
+    LAST_POLL_SUCCESS,
+    "aws_workflow_exporter_last_poll_success_timestamp_seconds",
+    Gauge,
+    Poll,
+    "Unix time at which the last successful poll of the source finished."
+);
+def!(
+    POLL_INTERVAL,
+    "aws_workflow_exporter_poll_interval_seconds",
+    Gauge,
+    Poll,
+    "Configured interval between polls of the source, in seconds."
+);
+def!(
+    SOURCE_RESTARTS,
+    "aws_workflow_exporter_source_restarts_total",
+    Counter,
+    Restart,
+    "Polls the exporter ended because they panicked or overran their deadline (reason panic or deadline); the source polls again after a backoff."
+);
+def!(
+    API_REQUESTS,
+    "aws_workflow_exporter_api_requests_total",
+    Counter,
+    ApiCall,
+    "AWS API call attempts made by the exporter (retries included), by outcome. account_id is unknown for calls made before the target's account id is known. As of the last completed poll."
+);
+def!(
+    API_DURATION,
+    "aws_workflow_exporter_api_request_duration_seconds",
+    Histogram,
+    Api,
+    "Duration of AWS API call attempts, in seconds. As of the last completed poll."
+);
+def!(
+    API_BUDGET_WAIT,
+    "aws_workflow_exporter_api_budget_wait_seconds_total",
+    Counter,
+    Api,
+    "Time the exporter waited for its own API budget (its share of the AWS token bucket of the account and region) before calling, in seconds."
+);
+def!(
+    TRACKED,
+    "aws_workflow_exporter_tracked_resources",
+    Gauge,
+    Kind,
+    "Resources the exporter currently keeps state for, by kind, summed over targets."
+);
+def!(
+    EXPOSITION_REBUILDS,
+    "aws_workflow_exporter_exposition_rebuilds_total",
+    Counter,
+    (),
+    "Times the exposition /metrics and the OTLP push serve was assembled from what the sources published."
+);
+def!(
+    EXPOSITION_REBUILD_SECONDS,
+    "aws_workflow_exporter_exposition_rebuild_seconds_total",
+    Counter,
+    (),
+    "Time spent assembling the exposition (text and gzip), in seconds: the cost of publishing."
+);
+
+def!(
+    SHARD_ORDINAL,
+    "aws_workflow_exporter_shard_ordinal",
+    Gauge,
+    (),
+    "The shard this replica polls and exports (--shard); 0 when the exporter is not sharded."
+);
+def!(
+    TOTAL_SHARDS,
+    "aws_workflow_exporter_total_shards",
+    Gauge,
+    (),
+    "How many shards the resources are split across (--total-shards); 1 when the exporter is not sharded."
+);
+def!(
+    CONFIG_RELOAD_SUCCESSFUL,
+    "aws_workflow_exporter_config_last_reload_successful",
+    Gauge,
+    (),
+    "1 if the last configuration reload (SIGHUP or POST /-/reload) succeeded, 0 if it was refused; 1 at startup."
+);
+def!(
+    CONFIG_RELOAD_SUCCESS_TIMESTAMP,
+    "aws_workflow_exporter_config_last_reload_success_timestamp_seconds",
+    Gauge,
+    (),
+    "Unix time of the last successful configuration load: startup or a reload."
+);
 
 pub const DEFS: &[&MetricDef] = &[
-    &BUILD_INFO,
-    &POLL_SUCCESS,
-    &POLL_DURATION,
-    &LAST_POLL_SUCCESS,
-    &POLL_INTERVAL,
-    &SOURCE_RESTARTS,
-    &API_REQUESTS,
-    &API_DURATION,
-    &API_BUDGET_WAIT,
-    &TRACKED,
-    &EXPOSITION_REBUILDS,
-    &EXPOSITION_REBUILD_SECONDS,
-    &SHARD_ORDINAL,
-    &TOTAL_SHARDS,
-    &CONFIG_RELOAD_SUCCESSFUL,
-    &CONFIG_RELOAD_SUCCESS_TIMESTAMP,
+    &BUILD_INFO.def,
+    &POLL_SUCCESS.def,
+    &POLL_DURATION.def,
+    &LAST_POLL_SUCCESS.def,
+    &POLL_INTERVAL.def,
+    &SOURCE_RESTARTS.def,
+    &API_REQUESTS.def,
+    &API_DURATION.def,
+    &API_BUDGET_WAIT.def,
+    &TRACKED.def,
+    &EXPOSITION_REBUILDS.def,
+    &EXPOSITION_REBUILD_SECONDS.def,
+    &SHARD_ORDINAL.def,
+    &TOTAL_SHARDS.def,
+    &CONFIG_RELOAD_SUCCESSFUL.def,
+    &CONFIG_RELOAD_SUCCESS_TIMESTAMP.def,
 ];
+
+/// A prometheus metric vector (`GaugeVec`, `IntCounterVec`, ...).
+pub trait Vector: Collector + Clone + 'static {
+    type Series;
+    fn series(&self, values: &[&str]) -> Self::Series;
+    fn remove(&self, values: &[&str]);
+}
+
+impl<T: MetricVecBuilder + 'static> Vector for MetricVec<T> {
+    type Series = T::M;
+
+    fn series(&self, values: &[&str]) -> T::M {
+        self.with_label_values(values)
+    }
+
+    fn remove(&self, values: &[&str]) {
+        let _ = self.remove_label_values(values);
+    }
+}
+
+/// A prometheus metric vector whose label values come as the label set `L`: a wrong order or
+/// count does not compile (prometheus would panic on a wrong count).
+#[derive(Debug, Clone)]
+pub struct LabeledVec<L, V> {
+    vec: V,
+    labels: PhantomData<fn() -> L>,
+}
+
+impl<L: LabelSet, V: Vector> LabeledVec<L, V> {
+    /// `make` builds the vector from the declaration (whose label names are `L`'s).
+    pub fn new(
+        metric: &'static Metric<L>,
+        make: impl FnOnce(&MetricDef) -> prometheus::Result<V>,
+    ) -> Self {
+        Self {
+            vec: make(&metric.def).expect("valid metric"),
+            labels: PhantomData,
+        }
+    }
+
+    /// The series of `labels`, created at 0 if new.
+    pub fn with(&self, labels: &L::Of<'_>) -> V::Series {
+        let values: Vec<&str> = labels.values().collect();
+        self.vec.series(&values)
+    }
+
+    /// Removes the series of `labels`, if any.
+    pub fn remove(&self, labels: &L::Of<'_>) {
+        let values: Vec<&str> = labels.values().collect();
+        self.vec.remove(&values);
+    }
+
+    /// The vector, to register.
+    pub fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.vec.clone())
+    }
+
+    pub fn collect(&self) -> Vec<MetricFamily> {
+        self.vec.collect()
+    }
+}
+
+pub fn opts(def: &MetricDef) -> Opts {
+    Opts::new(def.name, def.help)
+}
+
+pub fn gauge(def: &MetricDef) -> prometheus::Result<GaugeVec> {
+    GaugeVec::new(opts(def), def.labels)
+}
+
+pub type Gauges<L> = LabeledVec<L, GaugeVec>;
+pub type IntCounters<L> = LabeledVec<L, IntCounterVec>;
+pub type Counters<L> = LabeledVec<L, CounterVec>;
 
 /// Live self-metrics, updated by the AWS layer and the scheduler.
 #[derive(Debug)]
 pub struct SelfMetrics {
     registry: Registry,
-    poll_success: GaugeVec,
-    poll_duration: GaugeVec,
-    last_poll_success: GaugeVec,
-    poll_interval: GaugeVec,
-    source_restarts: IntCounterVec,
-    api_requests: IntCounterVec,
-    api_duration: HistogramVec,
-    api_budget_wait: CounterVec,
-    tracked: GaugeVec,
+    poll_success: Gauges<Poll<'static>>,
+    poll_duration: Gauges<Poll<'static>>,
+    last_poll_success: Gauges<Poll<'static>>,
+    poll_interval: Gauges<Poll<'static>>,
+    source_restarts: IntCounters<Restart<'static>>,
+    api_requests: IntCounters<ApiCall<'static>>,
+    api_duration: LabeledVec<Api<'static>, HistogramVec>,
+    api_budget_wait: Counters<Api<'static>>,
+    tracked: Gauges<Kind<'static>>,
     rebuilds: Counter,
     rebuild_seconds: Counter,
     shard_ordinal: Gauge,
@@ -155,62 +253,54 @@ pub struct SelfMetrics {
     status: StatusBoard,
 }
 
-fn opts(def: &MetricDef) -> Opts {
-    Opts::new(def.name, def.help)
-}
-
 impl SelfMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let build_info = GaugeVec::new(opts(&BUILD_INFO), BUILD_INFO.labels).expect("valid metric");
+        let build_info = Gauges::new(&BUILD_INFO, gauge);
         build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("GIT_REVISION").unwrap_or("unknown"),
-            ])
+            .with(&Build {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: option_env!("GIT_REVISION").unwrap_or("unknown"),
+            })
             .set(1.0);
-        let poll_success =
-            GaugeVec::new(opts(&POLL_SUCCESS), POLL_SUCCESS.labels).expect("valid metric");
-        let poll_duration =
-            GaugeVec::new(opts(&POLL_DURATION), POLL_DURATION.labels).expect("valid metric");
-        let last_poll_success = GaugeVec::new(opts(&LAST_POLL_SUCCESS), LAST_POLL_SUCCESS.labels)
-            .expect("valid metric");
-        let poll_interval =
-            GaugeVec::new(opts(&POLL_INTERVAL), POLL_INTERVAL.labels).expect("valid metric");
-        let source_restarts = IntCounterVec::new(opts(&SOURCE_RESTARTS), SOURCE_RESTARTS.labels)
-            .expect("valid metric");
+        let poll_success = Gauges::new(&POLL_SUCCESS, gauge);
+        let poll_duration = Gauges::new(&POLL_DURATION, gauge);
+        let last_poll_success = Gauges::new(&LAST_POLL_SUCCESS, gauge);
+        let poll_interval = Gauges::new(&POLL_INTERVAL, gauge);
+        let source_restarts =
+            IntCounters::new(&SOURCE_RESTARTS, |d| IntCounterVec::new(opts(d), d.labels));
         let api_requests =
-            IntCounterVec::new(opts(&API_REQUESTS), API_REQUESTS.labels).expect("valid metric");
-        let api_duration = HistogramVec::new(
-            HistogramOpts::new(API_DURATION.name, API_DURATION.help)
-                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            API_DURATION.labels,
-        )
-        .expect("valid metric");
+            IntCounters::new(&API_REQUESTS, |d| IntCounterVec::new(opts(d), d.labels));
+        let api_duration = LabeledVec::new(&API_DURATION, |d| {
+            let buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            HistogramVec::new(
+                HistogramOpts::new(d.name, d.help).buckets(buckets),
+                d.labels,
+            )
+        });
         let api_budget_wait =
-            CounterVec::new(opts(&API_BUDGET_WAIT), API_BUDGET_WAIT.labels).expect("valid metric");
-        let tracked = GaugeVec::new(opts(&TRACKED), TRACKED.labels).expect("valid metric");
-        let rebuilds = Counter::with_opts(opts(&EXPOSITION_REBUILDS)).expect("valid metric");
-        let rebuild_seconds =
-            Counter::with_opts(opts(&EXPOSITION_REBUILD_SECONDS)).expect("valid metric");
-        let shard_ordinal = Gauge::with_opts(opts(&SHARD_ORDINAL)).expect("valid metric");
-        let total_shards = Gauge::with_opts(opts(&TOTAL_SHARDS)).expect("valid metric");
+            Counters::new(&API_BUDGET_WAIT, |d| CounterVec::new(opts(d), d.labels));
+        let tracked = Gauges::new(&TRACKED, gauge);
+        let counter = |m: &Metric<()>| Counter::with_opts(opts(&m.def)).expect("valid metric");
+        let single = |m: &Metric<()>| Gauge::with_opts(opts(&m.def)).expect("valid metric");
+        let rebuilds = counter(&EXPOSITION_REBUILDS);
+        let rebuild_seconds = counter(&EXPOSITION_REBUILD_SECONDS);
+        let shard_ordinal = single(&SHARD_ORDINAL);
+        let total_shards = single(&TOTAL_SHARDS);
         total_shards.set(1.0);
-        let reload_successful =
-            Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESSFUL)).expect("valid metric");
-        let reload_success_timestamp =
-            Gauge::with_opts(opts(&CONFIG_RELOAD_SUCCESS_TIMESTAMP)).expect("valid metric");
+        let reload_successful = single(&CONFIG_RELOAD_SUCCESSFUL);
+        let reload_success_timestamp = single(&CONFIG_RELOAD_SUCCESS_TIMESTAMP);
         for c in [
-            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
-            Box::new(poll_success.clone()),
-            Box::new(poll_duration.clone()),
-            Box::new(last_poll_success.clone()),
-            Box::new(poll_interval.clone()),
-            Box::new(source_restarts.clone()),
-            Box::new(api_requests.clone()),
-            Box::new(api_duration.clone()),
-            Box::new(api_budget_wait.clone()),
-            Box::new(tracked.clone()),
+            build_info.collector(),
+            poll_success.collector(),
+            poll_duration.collector(),
+            last_poll_success.collector(),
+            poll_interval.collector(),
+            source_restarts.collector(),
+            api_requests.collector(),
+            api_duration.collector(),
+            api_budget_wait.collector(),
+            tracked.collector(),
             Box::new(rebuilds.clone()),
             Box::new(rebuild_seconds.clone()),
             Box::new(shard_ordinal.clone()),
@@ -287,8 +377,13 @@ impl SelfMetrics {
         for (service, operation, outcome) in
             self.declared.lock().expect("declared calls lock").iter()
         {
-            self.api_requests
-                .with_label_values(&[service, operation, outcome, account_id, region]);
+            self.api_requests.with(&ApiCall {
+                service,
+                operation,
+                outcome,
+                account_id,
+                region,
+            });
         }
     }
 
@@ -301,11 +396,22 @@ impl SelfMetrics {
         elapsed: Option<Duration>,
     ) {
         self.api_requests
-            .with_label_values(&[service, operation, outcome, account_id, region])
+            .with(&ApiCall {
+                service,
+                operation,
+                outcome,
+                account_id,
+                region,
+            })
             .inc();
         if let Some(d) = elapsed {
             self.api_duration
-                .with_label_values(&[service, operation, account_id, region])
+                .with(&Api {
+                    service,
+                    operation,
+                    account_id,
+                    region,
+                })
                 .observe(d.as_secs_f64());
         }
     }
@@ -318,14 +424,24 @@ impl SelfMetrics {
         waited: Duration,
     ) {
         self.api_budget_wait
-            .with_label_values(&[service, operation, account_id, region])
+            .with(&Api {
+                service,
+                operation,
+                account_id,
+                region,
+            })
             .inc_by(waited.as_secs_f64());
     }
 
     /// Counts a poll the supervisor ended (`reason`: panic or deadline).
     pub fn record_restart(&self, source: &str, account_id: &str, region: &str, reason: &str) {
         self.source_restarts
-            .with_label_values(&[source, account_id, region, reason])
+            .with(&Restart {
+                source,
+                account_id,
+                region,
+                reason,
+            })
             .inc();
     }
 
@@ -341,52 +457,62 @@ impl SelfMetrics {
         interval: Duration,
         finished_at: f64,
     ) {
-        let labels = [source, account_id, region];
-        self.poll_interval
-            .with_label_values(&labels)
-            .set(interval.as_secs_f64());
+        let labels = Poll {
+            source,
+            account_id,
+            region,
+        };
+        self.poll_interval.with(&labels).set(interval.as_secs_f64());
         self.poll_success
-            .with_label_values(&labels)
+            .with(&labels)
             .set(if success { 1.0 } else { 0.0 });
-        self.poll_duration
-            .with_label_values(&labels)
-            .set(duration.as_secs_f64());
+        self.poll_duration.with(&labels).set(duration.as_secs_f64());
         if success {
-            self.last_poll_success
-                .with_label_values(&labels)
-                .set(finished_at);
+            self.last_poll_success.with(&labels).set(finished_at);
         }
     }
 
     /// Forgets a label set that no longer applies (a target whose account id became known).
     pub fn forget_poll_labels(&self, source: &str, account_id: &str, region: &str) {
-        let labels = [source, account_id, region];
-        let _ = self.poll_success.remove_label_values(&labels);
-        let _ = self.poll_duration.remove_label_values(&labels);
-        let _ = self.last_poll_success.remove_label_values(&labels);
-        let _ = self.poll_interval.remove_label_values(&labels);
+        let labels = Poll {
+            source,
+            account_id,
+            region,
+        };
+        self.poll_success.remove(&labels);
+        self.poll_duration.remove(&labels);
+        self.last_poll_success.remove(&labels);
+        self.poll_interval.remove(&labels);
     }
 
     /// Forgets every API call series of an account and region no target polls any more.
     pub fn forget_api_calls(&self, account_id: &str, region: &str) {
-        for (service, operation, outcome) in
-            self.declared.lock().expect("declared calls lock").iter()
-        {
-            let _ = self
-                .api_requests
-                .remove_label_values(&[service, operation, outcome, account_id, region]);
-            let _ = self
-                .api_duration
-                .remove_label_values(&[service, operation, account_id, region]);
-            let _ = self
-                .api_budget_wait
-                .remove_label_values(&[service, operation, account_id, region]);
+        let declared = self.declared.lock().expect("declared calls lock");
+        for &(service, operation, outcome) in declared.iter() {
+            self.api_requests.remove(&ApiCall {
+                service,
+                operation,
+                outcome,
+                account_id,
+                region,
+            });
+        }
+        // One duration and budget series per operation, whatever the outcomes.
+        let operations: BTreeSet<(&str, &str)> = declared.iter().map(|d| (d.0, d.1)).collect();
+        for (service, operation) in operations {
+            let labels = Api {
+                service,
+                operation,
+                account_id,
+                region,
+            };
+            self.api_duration.remove(&labels);
+            self.api_budget_wait.remove(&labels);
         }
     }
 
     /// Per account id: how many (source, region) last polls succeeded and how many failed.
     pub fn poll_outcomes(&self) -> std::collections::BTreeMap<String, (usize, usize)> {
-        use prometheus::core::Collector;
         let mut out = std::collections::BTreeMap::<String, (usize, usize)>::new();
         for family in self.poll_success.collect() {
             for m in family.get_metric() {
@@ -405,7 +531,7 @@ impl SelfMetrics {
     }
 
     pub fn set_tracked(&self, kind: &str, count: usize) {
-        self.tracked.with_label_values(&[kind]).set(count as f64);
+        self.tracked.with(&Kind { kind }).set(count as f64);
     }
 
     /// Counts one assembly of the exposition and the time it took.

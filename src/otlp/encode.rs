@@ -34,7 +34,10 @@ pub fn default_resource(instance_id: &str) -> BTreeMap<String, String> {
 /// `cloud.account.id` and `cloud.region` when every polled target is the same account and region,
 /// read from the labels of `aws_workflow_exporter_poll_success` (known once a poll has connected).
 pub fn cloud_attributes(chunks: &[Bytes]) -> BTreeMap<String, String> {
-    let prefix = format!("{}{{", crate::exposition::self_metrics::POLL_SUCCESS.name);
+    let prefix = format!(
+        "{}{{",
+        crate::exposition::self_metrics::POLL_SUCCESS.def.name
+    );
     let mut pairs = std::collections::BTreeSet::new();
     for line in chunks
         .iter()
@@ -340,24 +343,15 @@ fn histogram_points<F: FnMut(ExportMetricsServiceRequest)>(
 mod tests {
     use super::*;
     use crate::exposition::family::FamilyBuilder;
-    use crate::exposition::metric::{MetricDef, MetricKind};
+    use crate::exposition::metric::{def, labels, LabelSet};
     use crate::histogram::HistogramData;
 
-    const C: MetricDef = MetricDef {
-        name: "x_runs_total",
-        kind: MetricKind::Counter,
-        help: "h",
-        labels: &["id"],
-    };
-    const H: MetricDef = MetricDef {
-        name: "x_seconds",
-        kind: MetricKind::Histogram,
-        help: "h",
-        labels: &[],
-    };
+    labels!(pub struct Id { id });
+    def!(C, "x_runs_total", Counter, Id, "h");
+    def!(H, "x_seconds", Histogram, (), "h");
 
     /// The family as the hub lays it out: its header, then its lines.
-    fn chunks(b: FamilyBuilder) -> Vec<Bytes> {
+    fn chunks<L: LabelSet>(b: FamilyBuilder<L>) -> Vec<Bytes> {
         let mut families = Vec::new();
         b.finish(&mut families);
         families
@@ -394,7 +388,7 @@ mod tests {
     fn counter(values: &[(&str, f64)]) -> Vec<Bytes> {
         let mut b = FamilyBuilder::new(&C);
         for (id, v) in values {
-            b.add(&[id], *v);
+            b.add(&Id { id }, *v);
         }
         chunks(b)
     }
@@ -435,7 +429,7 @@ mod tests {
             data.observe(v);
         }
         let mut b = FamilyBuilder::new(&H);
-        b.add_histogram(&[], &data);
+        b.add_histogram(&(), &data);
         let req = encode_one(&chunks(b), &BTreeMap::new(), &mut StartTimes::new(1), 2);
         let m = &req.resource_metrics[0].scope_metrics[0].metrics[0];
         let Some(metric::Data::Histogram(h)) = &m.data else {
@@ -454,7 +448,7 @@ mod tests {
         let values: Vec<(&str, f64)> = ids.iter().map(|id| (id.as_str(), 1.0)).collect();
         let mut chunks = counter(&values);
         let mut b = FamilyBuilder::new(&H);
-        b.add_histogram(&[], &HistogramData::new(&[]));
+        b.add_histogram(&(), &HistogramData::new(&[]));
         chunks.extend(self::chunks(b));
         let mut requests = Vec::new();
         encode(

@@ -15,31 +15,34 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec};
 use prost::Message;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::OtlpConfig;
 use super::encode::{cloud_attributes, default_resource, encode, StartTimes};
-use crate::exposition::metric::{MetricDef, MetricKind};
+use crate::exposition::metric::{def, labels, MetricDef};
+use crate::exposition::self_metrics::{opts, IntCounters, LabeledVec};
 use crate::exposition::{Exposition, MetricsHub, SelfMetrics};
 
-pub const EXPORTS: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_otlp_exports_total",
-    kind: MetricKind::Counter,
-    help: "OTLP export requests, by outcome: success; retryable_error (HTTP 429, 502, 503, 504, connection failure or timeout: sent again after a backoff or Retry-After); rejected (any other answer: that push is dropped).",
-    labels: &["outcome"],
-};
-pub const DURATION: MetricDef = MetricDef {
-    name: "aws_workflow_exporter_otlp_export_duration_seconds",
-    kind: MetricKind::Histogram,
-    help: "Duration of OTLP export requests (sending and reading the answer), in seconds.",
-    labels: &[],
-};
-pub const DEFS: &[&MetricDef] = &[&EXPORTS, &DURATION];
+labels!(pub struct Outcome { outcome });
+def!(
+    EXPORTS,
+    "aws_workflow_exporter_otlp_exports_total",
+    Counter,
+    Outcome,
+    "OTLP export requests, by outcome: success; retryable_error (HTTP 429, 502, 503, 504, connection failure or timeout: sent again after a backoff or Retry-After); rejected (any other answer: that push is dropped)."
+);
+def!(
+    DURATION,
+    "aws_workflow_exporter_otlp_export_duration_seconds",
+    Histogram,
+    (),
+    "Duration of OTLP export requests (sending and reading the answer), in seconds."
+);
+pub const DEFS: &[&MetricDef] = &[&EXPORTS.def, &DURATION.def];
 
-const NO_LABELS: &[&str] = &[];
 const OUTCOMES: [&str; 3] = ["success", "retryable_error", "rejected"];
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -105,8 +108,8 @@ struct Pusher {
     config: OtlpConfig,
     client: HttpsClient,
     hub: Arc<MetricsHub>,
-    exports: IntCounterVec,
-    duration: HistogramVec,
+    exports: IntCounters<Outcome<'static>>,
+    duration: LabeledVec<(), HistogramVec>,
     starts: StartTimes,
     instance_id: String,
     /// The generation of the exposition the last push was built from.
@@ -129,23 +132,22 @@ fn instance_id() -> String {
         .unwrap_or_else(|| format!("pid-{}", std::process::id()))
 }
 
-fn register(self_metrics: &SelfMetrics) -> (IntCounterVec, HistogramVec) {
-    let exports = IntCounterVec::new(Opts::new(EXPORTS.name, EXPORTS.help), EXPORTS.labels)
-        .expect("valid metric");
-    let duration = HistogramVec::new(
-        HistogramOpts::new(DURATION.name, DURATION.help)
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-        DURATION.labels,
-    )
-    .expect("valid metric");
+fn register(
+    self_metrics: &SelfMetrics,
+) -> (IntCounters<Outcome<'static>>, LabeledVec<(), HistogramVec>) {
+    let exports = IntCounters::new(&EXPORTS, |d| IntCounterVec::new(opts(d), d.labels));
+    let duration = LabeledVec::new(&DURATION, |d| {
+        let buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        HistogramVec::new(
+            HistogramOpts::new(d.name, d.help).buckets(buckets),
+            d.labels,
+        )
+    });
     for outcome in OUTCOMES {
-        exports.with_label_values(&[outcome]);
+        exports.with(&Outcome { outcome });
     }
-    duration.with_label_values(NO_LABELS);
-    for c in [
-        Box::new(exports.clone()) as Box<dyn prometheus::core::Collector>,
-        Box::new(duration.clone()),
-    ] {
+    duration.with(&());
+    for c in [exports.collector(), duration.collector()] {
         if let Err(e) = self_metrics.register(c) {
             tracing::warn!(error = %e, "OTLP self-metrics not registered");
         }
@@ -209,7 +211,11 @@ impl Pusher {
             |request| bodies.push(body(request.encode_to_vec(), gzip)),
         );
         if let Err(e) = encoded {
-            self.exports.with_label_values(&["rejected"]).inc();
+            self.exports
+                .with(&Outcome {
+                    outcome: "rejected",
+                })
+                .inc();
             tracing::error!(error = %e, "OTLP push skipped: the exposition could not be read");
             return None;
         }
@@ -229,14 +235,14 @@ impl Pusher {
             let started = Instant::now();
             let sent = self.send(body.clone()).await;
             self.duration
-                .with_label_values(NO_LABELS)
+                .with(&())
                 .observe(started.elapsed().as_secs_f64());
             let wait = match sent {
                 Sent::Accepted {
                     rejected_points,
                     message,
                 } => {
-                    self.exports.with_label_values(&["success"]).inc();
+                    self.exports.with(&Outcome { outcome: "success" }).inc();
                     if rejected_points > 0 || !message.is_empty() {
                         tracing::warn!(rejected_points, message = %message, "OTLP receiver accepted the push only in part");
                     }
@@ -244,13 +250,21 @@ impl Pusher {
                     continue;
                 }
                 Sent::Rejected { reason } => {
-                    self.exports.with_label_values(&["rejected"]).inc();
+                    self.exports
+                        .with(&Outcome {
+                            outcome: "rejected",
+                        })
+                        .inc();
                     tracing::warn!(endpoint = %self.config.endpoint, reason = %reason, "OTLP push rejected; dropped (the next push carries the same cumulative data)");
                     next += 1;
                     continue;
                 }
                 Sent::Retry { reason, after } => {
-                    self.exports.with_label_values(&["retryable_error"]).inc();
+                    self.exports
+                        .with(&Outcome {
+                            outcome: "retryable_error",
+                        })
+                        .inc();
                     let wait = match after {
                         Some(after) => after.min(MAX_RETRY_AFTER),
                         None => backoff.mul_f64(0.5 + fastrand::f64() * 0.5),
@@ -298,7 +312,7 @@ impl Pusher {
                     Sent::Rejected { .. } => "rejected",
                     Sent::Retry { .. } => "retryable_error",
                 };
-                self.exports.with_label_values(&[outcome]).inc();
+                self.exports.with(&Outcome { outcome }).inc();
                 if outcome != "success" {
                     return false;
                 }

@@ -1,72 +1,72 @@
 //! Metric families of the AppFlow flow source, built from the state store.
 
 use crate::exposition::family::{Family, FamilyBuilder};
-use crate::exposition::metric::{def, MetricDef};
+use crate::exposition::metric::{def, labels, MetricDef};
 use crate::services::appflow_flows::state::{AppflowTracker, RunStatus};
 use crate::tags::{TagCache, TagsConfig};
 
-const FLOW: &[&str] = &["account_id", "region", "flow"];
-const FLOW_STATUS: &[&str] = &["account_id", "region", "flow", "status"];
-const TARGET: &[&str] = &["account_id", "region"];
+labels!(pub struct Flow { account_id, region, flow });
+labels!(pub struct FlowStatus { account_id, region, flow, status });
+labels!(pub struct Target { account_id, region });
 
-def!(RUNS, "aws_appflow_flow_runs_total", Counter, FLOW_STATUS, "Flow runs the exporter saw reach successful, error or canceled; each executionId counted once. Runs finished before the exporter started are not counted.");
+def!(RUNS, "aws_appflow_flow_runs_total", Counter, FlowStatus, "Flow runs the exporter saw reach successful, error or canceled; each executionId counted once. Runs finished before the exporter started are not counted.");
 def!(
     IN_PROGRESS,
     "aws_appflow_flow_runs_in_progress",
     Gauge,
-    FLOW,
+    Flow,
     "Runs of the flow in progress now (InProgress or CancelStarted)."
 );
-def!(BYTES_PROCESSED, "aws_appflow_flow_bytes_processed_total", Counter, FLOW, "Bytes processed (executionResult.bytesProcessed), summed over the runs counted in aws_appflow_flow_runs_total.");
-def!(BYTES_WRITTEN, "aws_appflow_flow_bytes_written_total", Counter, FLOW, "Bytes written to the destination (executionResult.bytesWritten), summed over the runs counted in aws_appflow_flow_runs_total.");
-def!(RECORDS_PROCESSED, "aws_appflow_flow_records_processed_total", Counter, FLOW, "Records processed (executionResult.recordsProcessed), summed over the runs counted in aws_appflow_flow_runs_total.");
-def!(PUT_FAILURES, "aws_appflow_flow_put_failures_total", Counter, FLOW, "Records the destination rejected (executionResult.errorInfo.putFailuresCount), summed over the runs counted in aws_appflow_flow_runs_total.");
-def!(CATALOG_FAILURES, "aws_appflow_flow_catalog_registration_failures_total", Counter, FLOW, "Metadata catalog (Glue) table registrations that ended in error (metadataCatalogDetails with tableRegistrationOutput.status Error), counted once per finished run.");
+def!(BYTES_PROCESSED, "aws_appflow_flow_bytes_processed_total", Counter, Flow, "Bytes processed (executionResult.bytesProcessed), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(BYTES_WRITTEN, "aws_appflow_flow_bytes_written_total", Counter, Flow, "Bytes written to the destination (executionResult.bytesWritten), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(RECORDS_PROCESSED, "aws_appflow_flow_records_processed_total", Counter, Flow, "Records processed (executionResult.recordsProcessed), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(PUT_FAILURES, "aws_appflow_flow_put_failures_total", Counter, Flow, "Records the destination rejected (executionResult.errorInfo.putFailuresCount), summed over the runs counted in aws_appflow_flow_runs_total.");
+def!(CATALOG_FAILURES, "aws_appflow_flow_catalog_registration_failures_total", Counter, Flow, "Metadata catalog (Glue) table registrations that ended in error (metadataCatalogDetails with tableRegistrationOutput.status Error), counted once per finished run.");
 def!(
     DURATION,
     "aws_appflow_flow_run_duration_seconds",
     Histogram,
-    FLOW,
+    Flow,
     "Duration of the runs counted in aws_appflow_flow_runs_total, from startedAt to lastUpdatedAt."
 );
-def!(LAST_STATUS, "aws_appflow_flow_last_run_status", StateSet, FLOW_STATUS, "Status of the flow's newest run: 1 for the current one of in_progress, successful, error, cancel_started, canceled; absent before any run is seen.");
+def!(LAST_STATUS, "aws_appflow_flow_last_run_status", StateSet, FlowStatus, "Status of the flow's newest run: 1 for the current one of in_progress, successful, error, cancel_started, canceled; absent before any run is seen.");
 def!(
     LAST_START,
     "aws_appflow_flow_last_run_start_timestamp_seconds",
     Gauge,
-    FLOW,
+    Flow,
     "Unix time the flow's newest run started (startedAt)."
 );
 def!(
     LAST_BYTES_PROCESSED,
     "aws_appflow_flow_last_run_bytes_processed",
     Gauge,
-    FLOW,
+    Flow,
     "Bytes processed by the run that finished last (executionResult.bytesProcessed)."
 );
-def!(LAST_BYTES_WRITTEN, "aws_appflow_flow_last_run_bytes_written", Gauge, FLOW, "Bytes written to the destination by the run that finished last (executionResult.bytesWritten).");
+def!(LAST_BYTES_WRITTEN, "aws_appflow_flow_last_run_bytes_written", Gauge, Flow, "Bytes written to the destination by the run that finished last (executionResult.bytesWritten).");
 def!(
     LAST_RECORDS_PROCESSED,
     "aws_appflow_flow_last_run_records_processed",
     Gauge,
-    FLOW,
+    Flow,
     "Records processed by the run that finished last (executionResult.recordsProcessed)."
 );
 def!(
     LAST_SUCCESS,
     "aws_appflow_flow_last_successful_run_timestamp_seconds",
     Gauge,
-    FLOW,
+    Flow,
     "Unix time the newest successful run finished (lastUpdatedAt); absent until one is seen."
 );
-def!(DATA_PULL_END, "aws_appflow_flow_data_pull_end_timestamp_seconds", Gauge, FLOW, "dataPullEndTime of the newest successful run: the last source change the destination has, i.e. how fresh its data is; absent until one is seen.");
-def!(REFRESH_CATCHES, "aws_workflow_exporter_appflow_records_refresh_catches_total", Counter, TARGET, "Scheduled re-reads of a flow's execution records (records_refresh) that found a run start or change status while ListFlows' lastRunExecutionDetails showed nothing new. Above 0, ListFlows lags or omits the details in this account: lower records_refresh.");
+def!(DATA_PULL_END, "aws_appflow_flow_data_pull_end_timestamp_seconds", Gauge, Flow, "dataPullEndTime of the newest successful run: the last source change the destination has, i.e. how fresh its data is; absent until one is seen.");
+def!(REFRESH_CATCHES, "aws_workflow_exporter_appflow_records_refresh_catches_total", Counter, Target, "Scheduled re-reads of a flow's execution records (records_refresh) that found a run start or change status while ListFlows' lastRunExecutionDetails showed nothing new. Above 0, ListFlows lags or omits the details in this account: lower records_refresh.");
 
 def!(
     INFO,
     "aws_appflow_flow_info",
     Info,
-    FLOW,
+    Flow,
     "One series per watched flow, constant 1, with a `tag_<key>` label per tag key in `tags.export` the flow has (ListFlows; keys sanitised to label names): join on it to filter or route by owner."
 );
 
@@ -79,33 +79,34 @@ pub fn render_info(
 ) {
     let mut info = FamilyBuilder::new(&INFO);
     for (flow, flow_tags) in tags.iter() {
-        info.add_with(
-            &[account_id, region, flow],
-            &config.labels(Some(flow_tags)),
-            1.0,
-        );
+        let labels = Flow {
+            account_id,
+            region,
+            flow,
+        };
+        info.add_with(&labels, &config.labels(Some(flow_tags)), 1.0);
     }
     info.finish(out);
 }
 
 pub const DEFS: &[&MetricDef] = &[
-    &RUNS,
-    &IN_PROGRESS,
-    &BYTES_PROCESSED,
-    &BYTES_WRITTEN,
-    &RECORDS_PROCESSED,
-    &PUT_FAILURES,
-    &CATALOG_FAILURES,
-    &DURATION,
-    &LAST_STATUS,
-    &LAST_START,
-    &LAST_BYTES_PROCESSED,
-    &LAST_BYTES_WRITTEN,
-    &LAST_RECORDS_PROCESSED,
-    &LAST_SUCCESS,
-    &INFO,
-    &DATA_PULL_END,
-    &REFRESH_CATCHES,
+    &RUNS.def,
+    &IN_PROGRESS.def,
+    &BYTES_PROCESSED.def,
+    &BYTES_WRITTEN.def,
+    &RECORDS_PROCESSED.def,
+    &PUT_FAILURES.def,
+    &CATALOG_FAILURES.def,
+    &DURATION.def,
+    &LAST_STATUS.def,
+    &LAST_START.def,
+    &LAST_BYTES_PROCESSED.def,
+    &LAST_BYTES_WRITTEN.def,
+    &LAST_RECORDS_PROCESSED.def,
+    &LAST_SUCCESS.def,
+    &INFO.def,
+    &DATA_PULL_END.def,
+    &REFRESH_CATCHES.def,
 ];
 
 /// Builds every family of the source for one target.
@@ -128,10 +129,24 @@ pub fn render(tracker: &AppflowTracker, account_id: &str, region: &str, out: &mu
 
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_label()).collect();
     for (flow, state) in tracker.flows() {
-        let labels = [account_id, region, flow.as_str()];
+        let flow = flow.as_str();
+        let labels = Flow {
+            account_id,
+            region,
+            flow,
+        };
         let c = &state.counters;
         for (s, n) in RunStatus::FINISHED.iter().zip(c.runs) {
-            runs.add(&[account_id, region, flow, s.as_label()], n as f64);
+            let status = s.as_label();
+            runs.add(
+                &FlowStatus {
+                    account_id,
+                    region,
+                    flow,
+                    status,
+                },
+                n as f64,
+            );
         }
         in_progress.add(&labels, state.in_progress() as f64);
         bytes_processed.add(&labels, c.bytes_processed as f64);
@@ -141,7 +156,12 @@ pub fn render(tracker: &AppflowTracker, account_id: &str, region: &str, out: &mu
         catalog_failures.add(&labels, c.catalog_registration_failures as f64);
         duration.add_histogram(&labels, &c.duration);
         if let Some(r) = &state.last_run {
-            last_status.add_state_set(&labels, &statuses, r.status.as_label());
+            last_status.add_state_set(&statuses, r.status.as_label(), |status| FlowStatus {
+                account_id,
+                region,
+                flow,
+                status,
+            });
             last_start.add(&labels, r.started_at);
         }
         if let Some(r) = &state.last_finished {
@@ -158,26 +178,23 @@ pub fn render(tracker: &AppflowTracker, account_id: &str, region: &str, out: &mu
     }
 
     let mut refresh_catches = FamilyBuilder::new(&REFRESH_CATCHES);
-    refresh_catches.add(&[account_id, region], tracker.refresh_catches() as f64);
+    let target = Target { account_id, region };
+    refresh_catches.add(&target, tracker.refresh_catches() as f64);
 
-    for fam in [
-        runs,
-        in_progress,
-        bytes_processed,
-        bytes_written,
-        records_processed,
-        put_failures,
-        catalog_failures,
-        duration,
-        last_status,
-        last_start,
-        last_bytes_processed,
-        last_bytes_written,
-        last_records_processed,
-        last_success,
-        data_pull_end,
-        refresh_catches,
-    ] {
-        fam.finish(out);
-    }
+    runs.finish(out);
+    in_progress.finish(out);
+    bytes_processed.finish(out);
+    bytes_written.finish(out);
+    records_processed.finish(out);
+    put_failures.finish(out);
+    catalog_failures.finish(out);
+    duration.finish(out);
+    last_status.finish(out);
+    last_start.finish(out);
+    last_bytes_processed.finish(out);
+    last_bytes_written.finish(out);
+    last_records_processed.finish(out);
+    last_success.finish(out);
+    data_pull_end.finish(out);
+    refresh_catches.finish(out);
 }

@@ -6,191 +6,170 @@ use std::sync::{Mutex, PoisonError};
 use crate::exposition::family::{
     gather_sections, Family, FamilyBuilder, Sections, SectionsBuilder,
 };
-use crate::exposition::metric::{def, MetricDef};
+use crate::exposition::metric::{def, labels, MetricDef};
 use crate::services::sfn_map_runs::obs::{MapRunObs, MapRunStatus, FINISHED_ITEM_STATUSES};
 use crate::services::sfn_map_runs::tracker::{MapRunTracker, RunLabels, ShownRun};
 
-const RUN: &[&str] = &[
-    "account_id",
-    "region",
-    "state_machine",
-    "map_state",
-    "execution",
-    "map_run",
-];
-const RUN_STATUS: &[&str] = &[
-    "account_id",
-    "region",
-    "state_machine",
-    "map_state",
-    "execution",
-    "map_run",
-    "status",
-];
-const AGG: &[&str] = &["account_id", "region", "state_machine", "map_state"];
-const BACKLOG: &[&str] = &["account_id", "region", "kind"];
-const AGG_STATUS: &[&str] = &[
-    "account_id",
-    "region",
-    "state_machine",
-    "map_state",
-    "status",
-];
+labels!(pub struct Run { account_id, region, state_machine, map_state, execution, map_run });
+labels!(pub struct RunStatus { account_id, region, state_machine, map_state, execution, map_run, status });
+labels!(pub struct Agg { account_id, region, state_machine, map_state });
+labels!(pub struct AggStatus { account_id, region, state_machine, map_state, status });
+labels!(pub struct Backlog { account_id, region, kind });
+labels!(pub struct StateMachine { account_id, region, state_machine });
 
 def!(
     ITEMS,
     "aws_sfn_map_run_items",
     Gauge,
-    RUN_STATUS,
+    RunStatus,
     "Items of the map run by status (DescribeMapRun itemCounts)."
 );
 def!(
     ITEMS_RESULTS_WRITTEN,
     "aws_sfn_map_run_items_results_written",
     Gauge,
-    RUN,
+    Run,
     "Items whose results were written to the ResultWriter destination (itemCounts.resultsWritten)."
 );
 def!(
     ITEMS_NOT_REDRIVABLE,
     "aws_sfn_map_run_items_failures_not_redrivable",
     Gauge,
-    RUN,
+    Run,
     "Failed items that a redrive cannot rerun (itemCounts.failuresNotRedrivable)."
 );
 def!(
     ITEMS_PENDING_REDRIVE,
     "aws_sfn_map_run_items_pending_redrive",
     Gauge,
-    RUN,
+    Run,
     "Items waiting to be rerun by a redrive (itemCounts.pendingRedrive)."
 );
 def!(
     CHILDREN,
     "aws_sfn_map_run_child_executions",
     Gauge,
-    RUN_STATUS,
+    RunStatus,
     "Child workflow executions of the map run by status (DescribeMapRun executionCounts)."
 );
 def!(
     CHILDREN_RESULTS_WRITTEN,
     "aws_sfn_map_run_child_executions_results_written",
     Gauge,
-    RUN,
+    Run,
     "Child executions whose results were written (executionCounts.resultsWritten)."
 );
 def!(
     CHILDREN_NOT_REDRIVABLE,
     "aws_sfn_map_run_child_executions_failures_not_redrivable",
     Gauge,
-    RUN,
+    Run,
     "Failed child executions that a redrive cannot rerun (executionCounts.failuresNotRedrivable)."
 );
 def!(
     CHILDREN_PENDING_REDRIVE,
     "aws_sfn_map_run_child_executions_pending_redrive",
     Gauge,
-    RUN,
+    Run,
     "Child executions waiting to be rerun by a redrive (executionCounts.pendingRedrive)."
 );
 def!(
     STATUS,
     "aws_sfn_map_run_status",
     StateSet,
-    RUN_STATUS,
+    RunStatus,
     "Status of the map run: 1 for the current one of running, succeeded, failed, aborted. A run found in its parent's history (MapRunStarted) shows running, with its start time, before its first DescribeMapRun; its other series come with that describe."
 );
 def!(
     MAX_CONCURRENCY,
     "aws_sfn_map_run_max_concurrency",
     Gauge,
-    RUN,
+    Run,
     "Maximum child executions running at once; 0 means unlimited."
 );
-def!(TOLERATED_RATIO, "aws_sfn_map_run_tolerated_failure_ratio", Gauge, RUN, "Share of failed items (0..1) the map run tolerates before failing (toleratedFailurePercentage / 100).");
+def!(TOLERATED_RATIO, "aws_sfn_map_run_tolerated_failure_ratio", Gauge, Run, "Share of failed items (0..1) the map run tolerates before failing (toleratedFailurePercentage / 100).");
 def!(
     TOLERATED_COUNT,
     "aws_sfn_map_run_tolerated_failed_items",
     Gauge,
-    RUN,
+    Run,
     "Failed items the map run tolerates before failing (toleratedFailureCount); 0 means no count threshold. Not named _count: promtool reserves that suffix."
 );
 def!(
     REDRIVES,
     "aws_sfn_map_run_redrives_total",
     Counter,
-    RUN,
+    Run,
     "Times the map run has been redriven (redriveCount)."
 );
 def!(
     START,
     "aws_sfn_map_run_start_timestamp_seconds",
     Gauge,
-    RUN,
+    Run,
     "Unix time the map run started."
 );
 def!(
     STOP,
     "aws_sfn_map_run_stop_timestamp_seconds",
     Gauge,
-    RUN,
+    Run,
     "Unix time the map run stopped; absent while it runs."
 );
 def!(
     LAST_REDRIVE,
     "aws_sfn_map_run_last_redrive_timestamp_seconds",
     Gauge,
-    RUN,
+    Run,
     "Unix time of the map run's last redrive; absent if never redriven."
 );
 def!(
     OPEN,
     "aws_sfn_map_runs_open",
     Gauge,
-    AGG,
+    Agg,
     "Map runs running now."
 );
-def!(FINISHED, "aws_sfn_map_runs_finished_total", Counter, AGG_STATUS, "Map runs the exporter saw reach succeeded, failed or aborted; each run counted once, redrives included. Runs finished before the exporter started are not counted.");
-def!(ITEMS_FINISHED, "aws_sfn_map_run_items_finished_total", Counter, AGG_STATUS, "Items of finished map runs by succeeded, failed, timed_out, aborted; a redriven run that finishes again adds only the items that newly reached a status.");
+def!(FINISHED, "aws_sfn_map_runs_finished_total", Counter, AggStatus, "Map runs the exporter saw reach succeeded, failed or aborted; each run counted once, redrives included. Runs finished before the exporter started are not counted.");
+def!(ITEMS_FINISHED, "aws_sfn_map_run_items_finished_total", Counter, AggStatus, "Items of finished map runs by succeeded, failed, timed_out, aborted; a redriven run that finishes again adds only the items that newly reached a status.");
 
 def!(
     HISTORY_BACKLOG,
     "aws_workflow_exporter_history_backlog",
     Gauge,
-    BACKLOG,
+    Backlog,
     "The exporter's own progress (per replica when sharded): history (runs finished before the exporter started, within lookback) still to read in the background, newest first, with API budget open work does not need: state machines not listed yet, executions whose map runs are not listed yet, map runs not described yet. Absent while the account id is unknown."
 );
 
 pub const DEFS: &[&MetricDef] = &[
-    &ITEMS,
-    &ITEMS_RESULTS_WRITTEN,
-    &ITEMS_NOT_REDRIVABLE,
-    &ITEMS_PENDING_REDRIVE,
-    &CHILDREN,
-    &CHILDREN_RESULTS_WRITTEN,
-    &CHILDREN_NOT_REDRIVABLE,
-    &CHILDREN_PENDING_REDRIVE,
-    &STATUS,
-    &MAX_CONCURRENCY,
-    &TOLERATED_RATIO,
-    &TOLERATED_COUNT,
-    &REDRIVES,
-    &START,
-    &STOP,
-    &LAST_REDRIVE,
-    &OPEN,
-    &FINISHED,
-    &ITEMS_FINISHED,
-    &HISTORY_BACKLOG,
-    &STATE_MACHINE_INFO,
+    &ITEMS.def,
+    &ITEMS_RESULTS_WRITTEN.def,
+    &ITEMS_NOT_REDRIVABLE.def,
+    &ITEMS_PENDING_REDRIVE.def,
+    &CHILDREN.def,
+    &CHILDREN_RESULTS_WRITTEN.def,
+    &CHILDREN_NOT_REDRIVABLE.def,
+    &CHILDREN_PENDING_REDRIVE.def,
+    &STATUS.def,
+    &MAX_CONCURRENCY.def,
+    &TOLERATED_RATIO.def,
+    &TOLERATED_COUNT.def,
+    &REDRIVES.def,
+    &START.def,
+    &STOP.def,
+    &LAST_REDRIVE.def,
+    &OPEN.def,
+    &FINISHED.def,
+    &ITEMS_FINISHED.def,
+    &HISTORY_BACKLOG.def,
+    &STATE_MACHINE_INFO.def,
 ];
 
-const SM: &[&str] = &["account_id", "region", "state_machine"];
 def!(
     STATE_MACHINE_INFO,
     "aws_sfn_state_machine_info",
     Info,
-    SM,
+    StateMachine,
     "One series per watched state machine, constant 1, with a `tag_<key>` label per tag key in `tags.export` the state machine has (ListTagsForResource; keys sanitised to label names): join on it to filter or route by owner."
 );
 
@@ -205,25 +184,48 @@ pub fn render_info(
 ) {
     let mut info = FamilyBuilder::new(&STATE_MACHINE_INFO);
     for (name, arn) in watched {
-        info.add_with(
-            &[account_id, region, name],
-            &config.labels(tags.get(arn)),
-            1.0,
-        );
+        let labels = StateMachine {
+            account_id,
+            region,
+            state_machine: name,
+        };
+        info.add_with(&labels, &config.labels(tags.get(arn)), 1.0);
     }
     info.finish(out);
 }
 
-/// The label values of one run's series, in the order of `RUN`.
-fn run_labels<'a>(account_id: &'a str, region: &'a str, l: &'a RunLabels) -> [&'a str; 6] {
-    [
+/// The labels of one run's series.
+fn run_labels<'a>(account_id: &'a str, region: &'a str, l: &'a RunLabels) -> Run<'a> {
+    Run {
         account_id,
         region,
-        &l.state_machine,
-        &l.map_state,
-        &l.execution,
-        &l.map_run,
-    ]
+        state_machine: &l.state_machine,
+        map_state: &l.map_state,
+        execution: &l.execution,
+        map_run: &l.map_run,
+    }
+}
+
+impl<'a> Run<'a> {
+    fn with_status(self, status: &'a str) -> RunStatus<'a> {
+        let Run {
+            account_id,
+            region,
+            state_machine,
+            map_state,
+            execution,
+            map_run,
+        } = self;
+        RunStatus {
+            account_id,
+            region,
+            state_machine,
+            map_state,
+            execution,
+            map_run,
+            status,
+        }
+    }
 }
 
 /// One map run's series in every per-run family, rendered once per describe (see
@@ -238,16 +240,14 @@ fn run_series(
     let labels = run_labels(account_id, region, l);
     let mut b = SectionsBuilder::new(key);
     for (def, c) in [(&ITEMS, &obs.items), (&CHILDREN, &obs.executions)] {
-        b.family(def);
+        let mut family = b.family(def);
         for (s, v) in c.by_status() {
-            let mut with_status = labels.to_vec();
-            with_status.push(s);
-            b.add(&with_status, v as f64);
+            family.add(&labels.with_status(s), v as f64);
         }
     }
     let statuses: Vec<&str> = MapRunStatus::ALL.iter().map(|s| s.as_label()).collect();
     b.family(&STATUS)
-        .add_state_set(&labels, &statuses, obs.status.as_label());
+        .add_state_set(&statuses, obs.status.as_label(), |s| labels.with_status(s));
     for (def, v) in [
         (&ITEMS_RESULTS_WRITTEN, Some(obs.items.results_written)),
         (
@@ -265,9 +265,9 @@ fn run_series(
         (&TOLERATED_COUNT, Some(obs.tolerated_failure_count)),
         (&REDRIVES, Some(obs.redrive_count)),
     ] {
-        b.family(def);
+        let mut family = b.family(def);
         if let Some(v) = v {
-            b.add(&labels, v as f64);
+            family.add(&labels, v as f64);
         }
     }
     for (def, v) in [
@@ -276,9 +276,9 @@ fn run_series(
         (&STOP, obs.stop),
         (&LAST_REDRIVE, obs.redrive_date),
     ] {
-        b.family(def);
+        let mut family = b.family(def);
         if let Some(v) = v {
-            b.add(&labels, v);
+            family.add(&labels, v);
         }
     }
     b.finish()
@@ -325,7 +325,9 @@ pub fn render(
         let labels = run_labels(account_id, region, l);
         let mut b = SectionsBuilder::new(key);
         b.family(&STATUS)
-            .add_state_set(&labels, &statuses, MapRunStatus::Running.as_label());
+            .add_state_set(&statuses, MapRunStatus::Running.as_label(), |s| {
+                labels.with_status(s)
+            });
         b.family(&START).add(&labels, start);
         fresh.push(b.finish());
     }
@@ -340,16 +342,32 @@ pub fn render(
 
     let mut open = FamilyBuilder::new(&OPEN);
     for ((sm, map_state), n) in tracker.open_runs() {
-        open.add(&[account_id, region, &sm, &map_state], n as f64);
+        let (state_machine, map_state) = (sm.as_str(), map_state.as_str());
+        open.add(
+            &Agg {
+                account_id,
+                region,
+                state_machine,
+                map_state,
+            },
+            n as f64,
+        );
     }
     let mut finished = FamilyBuilder::new(&FINISHED);
     let mut items_finished = FamilyBuilder::new(&ITEMS_FINISHED);
-    for ((sm, map_state), agg) in tracker.aggregates() {
+    for ((state_machine, map_state), agg) in tracker.aggregates() {
+        let labels = |status| AggStatus {
+            account_id,
+            region,
+            state_machine,
+            map_state,
+            status,
+        };
         for (s, n) in MapRunStatus::TERMINAL.iter().zip(agg.runs_finished) {
-            finished.add(&[account_id, region, sm, map_state, s.as_label()], n as f64);
+            finished.add(&labels(s.as_label()), n as f64);
         }
         for (s, n) in FINISHED_ITEM_STATUSES.iter().zip(agg.items_finished) {
-            items_finished.add(&[account_id, region, sm, map_state, s], n as f64);
+            items_finished.add(&labels(s), n as f64);
         }
     }
 
@@ -365,12 +383,20 @@ pub fn render(
     .into_iter()
     .filter(|_| known)
     {
-        backlog.add(&[account_id, region, kind], n as f64);
+        backlog.add(
+            &Backlog {
+                account_id,
+                region,
+                kind,
+            },
+            n as f64,
+        );
     }
 
-    for fam in [open, finished, items_finished, backlog] {
-        fam.finish(out);
-    }
+    open.finish(out);
+    finished.finish(out);
+    items_finished.finish(out);
+    backlog.finish(out);
 }
 
 #[cfg(test)]
