@@ -6,69 +6,69 @@
 //! in a steady minute with the wasted ones, the slowest open run's refresh age, RSS, and
 //! /metrics requests per second and p99.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_workflow_exporter::simulator::quotas::{self, Quotas};
 use aws_workflow_exporter::simulator::scale::{self, ScaleSpec, ScaleWorld};
-use aws_workflow_exporter::simulator::{Call, Simulator, World};
+use aws_workflow_exporter::simulator::{unix_now, Call, Simulator, World};
+use clap::Parser;
+use common::{Binary, Daemon};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// The scale benchmark's options (scripts/bench-scale.sh documents them); an unknown one is an
+/// error.
+#[derive(Parser)]
+#[command(name = "scale")]
 struct Options {
-    /// Give up waiting for ready and all open runs (or, raised, all map runs tracked) after this long.
+    /// Give up waiting for ready and all open runs (or, raised, all map runs tracked) after
+    /// this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = seconds)]
     cap: Duration,
-    /// The window calls are counted in.
+    /// The window calls are counted in, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
     steady: Duration,
-    /// The window open runs' refresh ages are measured over (from the steady window's start).
+    /// The window open runs' refresh ages are measured over (from the steady window's start),
+    /// in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = seconds)]
     observe: Duration,
+    /// How long /metrics is loaded, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
     load: Duration,
+    /// The exporter's `aws_api.quota_share`.
+    #[arg(long, value_name = "F", default_value_t = 0.5)]
     quota_share: f64,
     /// An account whose Step Functions quotas were raised far beyond need (and the simulator
     /// not throttling): measures memory with every map run tracked instead of the call budget.
+    #[arg(long = "raised-quotas")]
     raised: bool,
     /// Push over OTLP every second to a receiver in the bench, this many points per request.
+    #[arg(long, value_name = "N")]
     otlp_max_points: Option<usize>,
     /// A busy account instead of the default one: this many state machines, each with one
     /// running execution (one open map run) and one finished.
+    #[arg(long, value_name = "N")]
     busy: Option<usize>,
     /// An organisation instead: this many small accounts (see `scale::build_accounts`), one
     /// target each reached through AssumeRole, compared with one such account alone.
+    #[arg(long, value_name = "N")]
     accounts: Option<usize>,
+    /// What `cargo bench` passes; without it (`cargo test --all-targets`) nothing runs.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn options() -> Options {
-    let mut o = Options {
-        cap: Duration::from_secs(300),
-        steady: Duration::from_secs(60),
-        observe: Duration::from_secs(300),
-        load: Duration::from_secs(10),
-        quota_share: 0.5,
-        raised: false,
-        otlp_max_points: None,
-        busy: None,
-        accounts: None,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    o.raised = args.iter().any(|a| a == "--raised-quotas");
-    for pair in args.windows(2) {
-        let secs = || Duration::from_secs(pair[1].parse().expect("seconds"));
-        match pair[0].as_str() {
-            "--cap" => o.cap = secs(),
-            "--steady" => o.steady = secs(),
-            "--observe" => o.observe = secs(),
-            "--load" => o.load = secs(),
-            "--quota-share" => o.quota_share = pair[1].parse().expect("a fraction"),
-            "--otlp-max-points" => o.otlp_max_points = Some(pair[1].parse().expect("a count")),
-            "--busy" => o.busy = Some(pair[1].parse().expect("a count")),
-            "--accounts" => o.accounts = Some(pair[1].parse().expect("a count")),
-            _ => {}
-        }
-    }
-    o
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("`{text}` is not a whole number of seconds"))
 }
 
 fn main() {
@@ -77,7 +77,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let opts = options();
+    let opts = Options::parse();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -91,122 +91,73 @@ fn main() {
         });
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
+/// The exporter on `yaml` with the bench's keys, serving on a free loopback port.
+fn start_exporter(yaml: &str) -> Daemon {
+    Binary::new()
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .config(yaml)
+        .start()
 }
 
-/// The exporter process; killed when dropped.
-struct Exporter {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Exporter {
-    fn start(
-        endpoint: &str,
-        dir: &std::path::Path,
-        opts: &Options,
-        otlp_sink: Option<SocketAddr>,
-    ) -> Self {
-        let (quota_share, raised) = (opts.quota_share, opts.raised);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        // A new user's configuration: one target, every default (poll interval, lookback,
-        // retention, quota_share) as shipped.
-        let mut yaml = format!(
-            "targets:\n  - name: bench\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n"
-        );
-        yaml.push_str(&format!("aws_api:\n  quota_share: {quota_share}\n"));
-        if raised {
-            yaml.push_str("  quotas:\n");
-            for action in [
-                "ListExecutions",
-                "GetExecutionHistory",
-                "ListMapRuns",
-                "DescribeMapRun",
-            ] {
-                yaml.push_str(&format!(
-                    "    states:{action}: {{bucket_size: 100000, refill_per_second: 10000}}\n"
-                ));
-            }
-        }
-        if let (Some(sink), Some(max)) = (otlp_sink, opts.otlp_max_points) {
+/// A new user's configuration: one target, every default (poll interval, lookback, retention,
+/// quota_share) as shipped.
+fn exporter_yaml(endpoint: &str, opts: &Options, otlp_sink: Option<SocketAddr>) -> String {
+    let mut yaml = format!(
+        "targets:\n  - name: bench\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n"
+    );
+    yaml.push_str(&format!("aws_api:\n  quota_share: {}\n", opts.quota_share));
+    if opts.raised {
+        yaml.push_str("  quotas:\n");
+        for action in [
+            "ListExecutions",
+            "GetExecutionHistory",
+            "ListMapRuns",
+            "DescribeMapRun",
+        ] {
             yaml.push_str(&format!(
-                "otlp:\n  metrics_endpoint: http://{sink}/v1/metrics\n  interval: 1s\n  compression: gzip\n  max_points_per_request: {max}\n"
+                "    states:{action}: {{bucket_size: 100000, refill_per_second: 10000}}\n"
             ));
         }
-        Self::spawn(dir, "exporter", &yaml, port)
     }
+    if let (Some(sink), Some(max)) = (otlp_sink, opts.otlp_max_points) {
+        yaml.push_str(&format!(
+            "otlp:\n  metrics_endpoint: http://{sink}/v1/metrics\n  interval: 1s\n  compression: gzip\n  max_points_per_request: {max}\n"
+        ));
+    }
+    yaml
+}
 
-    /// The exporter on `yaml`, listening on `port`; its config and log are `dir/name.*`.
-    fn spawn(dir: &std::path::Path, name: &str, yaml: &str, port: u16) -> Self {
-        let config = dir.join(format!("{name}.yaml"));
-        std::fs::write(&config, yaml).expect("write config");
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
-            .arg("--config.file")
-            .arg(&config)
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .env_clear()
-            .env("AWS_ACCESS_KEY_ID", "bench")
-            .env("AWS_SECRET_ACCESS_KEY", "bench")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("exporter binary starts");
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
+/// CPU time (user + system) process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 14th
+    // and 15th fields of the line, the 12th and 13th after `) `.
+    let ticks: u64 = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| {
+            rest.split(' ')
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+}
 
-    /// CPU time (user + system) the process has used so far.
-    fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces): utime and stime are the 14th
-        // and 15th fields of the line, the 12th and 13th after `) `.
-        let ticks: u64 = stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| {
-                rest.split(' ')
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|v| v.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
+/// (VmRSS, VmHWM) of process `pid` in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// A keep-alive HTTP/1.1 connection that GETs paths and returns (status, body length, body).
@@ -601,7 +552,6 @@ async fn steady_window(
 }
 
 async fn run(opts: Options) {
-    let dir = tempfile::tempdir().expect("temp dir");
     let sim = Simulator::start().await.expect("simulator starts");
     let built = {
         let mut w = sim.world();
@@ -665,12 +615,11 @@ async fn run(opts: Options) {
         Some(_) => Some(OtlpSink::start().await),
         None => None,
     };
-    let exporter = Exporter::start(
+    let exporter = start_exporter(&exporter_yaml(
         &sim.endpoint,
-        dir.path(),
         &opts,
         sink.as_ref().map(|s| s.addr),
-    );
+    ));
     let wanted: BTreeSet<String> = built.open_runs.iter().map(|(_, id)| id.clone()).collect();
     let mut ready_at = None;
     let mut first_open_at = None;
@@ -692,7 +641,7 @@ async fn run(opts: Options) {
                 all_open_at = Some(started.elapsed());
             }
         }
-        peak_during_start = peak_during_start.max(exporter.memory_kib().0);
+        peak_during_start = peak_during_start.max(memory_kib(exporter.pid()).0);
         if ready_at.is_some() && all_open_at.is_some() {
             break;
         }
@@ -784,7 +733,7 @@ async fn run(opts: Options) {
             opts.otlp_max_points.unwrap_or_default()
         );
     }
-    let (rss, hwm) = exporter.memory_kib();
+    let (rss, hwm) = memory_kib(exporter.pid());
     println!(
         "rss: {:.1} MiB (peak {:.1} MiB)",
         rss as f64 / 1024.0,
@@ -801,14 +750,13 @@ async fn run(opts: Options) {
             size
         );
     }
-    let (rss, hwm) = exporter.memory_kib();
+    let (rss, hwm) = memory_kib(exporter.pid());
     println!(
         "rss after the scrape load: {:.1} MiB (peak {:.1} MiB)",
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
-    let log = std::fs::read_to_string(dir.path().join("exporter.log")).unwrap_or_default();
-    if let Some(l) = log.lines().rfind(|l| l.contains("backfill")) {
+    if let Some(l) = exporter.last_log_line("backfill") {
         println!("last backfill log line: {l}");
     }
     stepper.abort();
@@ -839,15 +787,8 @@ fn accounts_config(endpoint: &str, n: usize) -> String {
     yaml
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Waits for /readyz; the time it took from `started`, if within `cap`.
-async fn wait_ready(exporter: &Exporter, started: Instant, cap: Duration) -> Option<Duration> {
+async fn wait_ready(exporter: &Daemon, started: Instant, cap: Duration) -> Option<Duration> {
     while started.elapsed() < cap {
         if let Some((200, _)) = get_once(exporter.addr, "/readyz").await {
             return Some(started.elapsed());
@@ -875,7 +816,6 @@ async fn timed_scrape(addr: SocketAddr, gzip: bool) -> Option<(Duration, usize)>
 
 /// The organisation benchmark: `n` small accounts, each its own target through AssumeRole.
 async fn run_accounts(opts: &Options, n: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
     let sim = Simulator::start().await.expect("simulator starts");
     let built = Arc::new(scale::build_accounts(&mut sim.world(), n, unix_now()));
     println!(
@@ -904,10 +844,10 @@ async fn run_accounts(opts: &Options, n: usize) {
     // The baseline: one such account alone, after its first poll and a few seconds more.
     let baseline_kib = {
         let yaml = accounts_config(&sim.endpoint, 1);
-        let one = Exporter::spawn(dir.path(), "one-account", &yaml, free_port());
+        let one = start_exporter(&yaml);
         let ready = wait_ready(&one, Instant::now(), opts.cap).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let (rss, _) = one.memory_kib();
+        let (rss, _) = memory_kib(one.pid());
         println!(
             "1 account: ready after {}, rss {:.1} MiB",
             ready.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64())),
@@ -918,7 +858,7 @@ async fn run_accounts(opts: &Options, n: usize) {
 
     let started = Instant::now();
     let yaml = accounts_config(&sim.endpoint, n);
-    let exporter = Exporter::spawn(dir.path(), "accounts", &yaml, free_port());
+    let exporter = start_exporter(&yaml);
     // Not ready within --cap: measured all the same, from then on.
     match wait_ready(&exporter, started, opts.cap).await {
         Some(ready) => println!("{n} accounts: ready after {:.1} s", ready.as_secs_f64()),
@@ -945,7 +885,7 @@ async fn run_accounts(opts: &Options, n: usize) {
         .await
         .unwrap_or_default();
     let (rebuilds0, rebuild_secs0) = before(&text);
-    let cpu0 = exporter.cpu_time();
+    let cpu0 = cpu_time(exporter.pid());
     let t0 = Instant::now();
     let mut scrapes = Vec::new();
     for i in 1.. {
@@ -958,7 +898,7 @@ async fn run_accounts(opts: &Options, n: usize) {
             break;
         }
     }
-    let cpu = exporter.cpu_time() - cpu0;
+    let cpu = cpu_time(exporter.pid()) - cpu0;
     let window = t0.elapsed();
     let (_, text) = get_once(exporter.addr, "/metrics")
         .await
@@ -989,7 +929,7 @@ async fn run_accounts(opts: &Options, n: usize) {
             .count(),
         text.len()
     );
-    let (rss, hwm) = exporter.memory_kib();
+    let (rss, hwm) = memory_kib(exporter.pid());
     println!(
         "rss: {:.1} MiB (peak {:.1} MiB); {:.2} MiB per account beyond the 1-account baseline of {:.1} MiB",
         rss as f64 / 1024.0,

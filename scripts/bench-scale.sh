@@ -14,7 +14,7 @@
 # (instead, an organisation: N small accounts, one target each through AssumeRole, measured
 # against one such account alone: ready time, steady CPU share of a core, RSS per account,
 # series, publish cost and /metrics latency; --steady is the CPU window).
-# Numbers go into docs/benchmarks.md by hand.
+# An unknown option is an error. Numbers go into docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec cargo bench --locked --bench scale -- "$@"

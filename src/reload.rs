@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::aws::{AccountRegistry, StaticCredentials, Target};
 use crate::config::organization::OrganizationTarget;
-use crate::config::targets::TargetConfig;
+use crate::config::target::TargetConfig;
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::scheduler::{self, Readiness};

@@ -16,7 +16,7 @@ use crate::config::format_duration;
 use crate::error::AwsError;
 use crate::exposition::hub::{MetricsHub, Snapshot};
 use crate::services;
-use crate::services::source::{unix_now, PollOutcome, Progress, Source};
+use crate::services::source::{unix_now, Progress, Source};
 use crate::status::{self, ErrorRecord, PollReport};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.
@@ -177,7 +177,6 @@ pub async fn poll_and_publish(
     if skip_duplicate(source, hub, readiness) {
         return restart;
     }
-    let outcome = PollOutcome { errors };
     let elapsed = started.elapsed();
     let now = unix_now();
     let name = source.name();
@@ -191,7 +190,7 @@ pub async fn poll_and_publish(
         name,
         &account_id,
         &region,
-        outcome.success(),
+        errors.is_empty(),
         elapsed,
         source.interval(),
         now,
@@ -199,17 +198,17 @@ pub async fn poll_and_publish(
     if let Some(r) = restart {
         metrics.record_restart(name, &account_id, &region, r.as_str());
     }
-    if outcome.success() {
+    if errors.is_empty() {
         tracing::debug!(source = name, target_key = %target_key, duration_ms = elapsed.as_millis() as u64, "poll finished");
     } else {
-        let kinds: BTreeSet<&str> = outcome.errors.iter().map(|e| e.kind()).collect();
+        let kinds: BTreeSet<&str> = errors.iter().map(|e| e.kind()).collect();
         tracing::warn!(
             source = name,
             target_key = %target_key,
             duration_ms = elapsed.as_millis() as u64,
-            errors = outcome.errors.len(),
+            errors = errors.len(),
             kinds = ?kinds,
-            first_error = %outcome.errors[0],
+            first_error = %errors[0],
             "poll finished with errors; affected values keep their last known state"
         );
     }
@@ -225,11 +224,7 @@ pub async fn poll_and_publish(
         started_at,
         duration_seconds: elapsed.as_secs_f64(),
         failed,
-        errors: outcome
-            .errors
-            .iter()
-            .map(|e| error_record(name, e, now))
-            .collect(),
+        errors: errors.iter().map(|e| error_record(name, e, now)).collect(),
         tracked: rendered
             .as_ref()
             .map(|(s, _)| s.tracked.clone())

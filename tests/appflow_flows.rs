@@ -4,9 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws_workflow_exporter::services::source::unix_now;
-use aws_workflow_exporter::simulator::{Fault, FaultKind};
-use common::{assert_promtool_clean, Harness};
+use aws_workflow_exporter::simulator::FaultKind;
+use common::{assert_promtool_clean, fault, unix_now, FaultExt, Harness};
 
 const SOURCE: &[&str] = &["appflow_flows"];
 const DESCRIBE: &str = "DescribeFlowExecutionRecords";
@@ -430,13 +429,11 @@ async fn a_throttled_flow_leaves_others_intact_and_counts_nothing_twice() {
         w.appflow.finish_run(&a, "Successful", now - 10.0);
         w.appflow.set_progress(&b, 200, 200, 2, now - 10.0);
         w.appflow.finish_run(&b, "Successful", now - 10.0);
-        w.faults.push(Fault {
-            service: "appflow",
-            operation: DESCRIBE,
-            body_contains: Some("\"flow-a\"".into()),
-            kind: FaultKind::Throttle,
-            remaining: Some(1),
-        });
+        w.faults.push(
+            fault("appflow", DESCRIBE, FaultKind::Throttle)
+                .matching("\"flow-a\"")
+                .times(1),
+        );
     }
     h.poll().await;
     let s = h.scrape().await;
@@ -494,13 +491,9 @@ async fn a_throttled_flow_leaves_others_intact_and_counts_nothing_twice() {
     );
 
     // A failing ListFlows keeps everything; a deleted flow drops its series.
-    h.world().faults.push(Fault {
-        service: "appflow",
-        operation: "ListFlows",
-        body_contains: None,
-        kind: FaultKind::ServerError,
-        remaining: Some(1),
-    });
+    h.world()
+        .faults
+        .push(fault("appflow", "ListFlows", FaultKind::ServerError).times(1));
     h.poll().await;
     let s = h.scrape().await;
     assert_eq!(s.count("aws_appflow_flow_runs_total", &[]), 6);

@@ -1,8 +1,9 @@
 //! Configuration files: a corpus of good ones loads, every bad one fails naming its field,
 //! config/example.yaml loads, and `check-config` exits accordingly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aws_workflow_exporter::config::Config;
 
@@ -77,11 +78,7 @@ fn the_example_config_loads_and_documents_every_option() {
 
 /// Runs the binary from the repository root.
 fn run_binary(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
+    common::Binary::new().in_repo().args(args).run()
 }
 
 #[test]

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_workflow_exporter::simulator::{demo, Fault, FaultKind, Simulator};
+use common::{fault, Binary};
 use serde_json::Value;
 
 const DENIED: &str = "appflow:ListFlows";
@@ -28,29 +28,18 @@ async fn simulator(denied: &str, faults: Vec<Fault>) -> Simulator {
 }
 
 /// Runs `doctor` with `config` (YAML) and `args`, in a clean environment with static keys.
-fn doctor(dir: &Path, config: &str, args: &[&str]) -> Output {
-    doctor_with_env(dir, config, args, &[])
+fn doctor(config: &str, args: &[&str]) -> Output {
+    doctor_with_env(config, args, &[])
 }
 
 /// [`doctor`] with `env` added to the environment.
-fn doctor_with_env(dir: &Path, config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let file = dir.join("config.yaml");
-    std::fs::write(&file, config).expect("write config");
-    Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+fn doctor_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Binary::new()
         .arg("doctor")
-        .arg("--config.file")
-        .arg(&file)
+        .config(config)
         .args(args)
-        .env_clear()
-        .env("HOME", dir)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_CONFIG_FILE", dir.join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(env.iter().copied())
-        .output()
-        .expect("the exporter binary runs")
+        .envs(env)
+        .run()
 }
 
 /// One target at the simulator, STS included; `extra` is appended to the file.
@@ -107,10 +96,9 @@ fn source<'a>(target: &'a Value, name: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_action_fails_the_run_and_is_named_with_its_fix() {
     let sim = simulator(DENIED, vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
     let config = config(&sim, "");
 
-    let out = doctor(dir.path(), &config, &[]);
+    let out = doctor(&config, &[]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
     let line = |action: &str| {
@@ -146,7 +134,7 @@ async fn a_denied_action_fails_the_run_and_is_named_with_its_fix() {
     assert!(line("sts:GetCallerIdentity").contains("123456789012"));
     assert!(table.contains("RESULT: 1 check(s) failed (exit 1): sim/us-east-1: appflow:ListFlows"));
 
-    let out = doctor(dir.path(), &config, &["--output", "json"]);
+    let out = doctor(&config, &["--output", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let doc = json(&out);
     assert_eq!(doc["ok"], false);
@@ -206,13 +194,12 @@ async fn a_denied_action_fails_the_run_and_is_named_with_its_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nothing_denied_it_exits_zero_and_counts_what_filters_exclude() {
     let sim = simulator("", vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "  - name: role\n    regions: [us-west-2]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    role_arn: arn:aws:iam::123456789012:role/exporter\n\
          sources:\n  sfn_map_runs:\n    state_machines:\n      names: [image-resize]\n",
         sim.endpoint
     );
-    let out = doctor(dir.path(), &config(&sim, &extra), &["--output", "json"]);
+    let out = doctor(&config(&sim, &extra), &["--output", "json"]);
     let doc = json(&out);
     assert_eq!(out.status.code(), Some(0), "{doc:#}");
     assert_eq!(doc["ok"], true);
@@ -255,20 +242,13 @@ async fn with_nothing_denied_it_exits_zero_and_counts_what_filters_exclude() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_that_cannot_be_assumed_is_named_and_nothing_else_is_tried() {
-    let deny_assume = Fault {
-        service: "sts",
-        operation: "AssumeRole",
-        body_contains: None,
-        kind: FaultKind::AccessDenied,
-        remaining: None,
-    };
+    let deny_assume = fault("sts", "AssumeRole", FaultKind::AccessDenied);
     let sim = simulator("", vec![deny_assume]).await;
-    let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "targets:\n  - name: role\n    regions: [us-east-1]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    role_arn: arn:aws:iam::123456789012:role/exporter\n",
         sim.endpoint
     );
-    let out = doctor(dir.path(), &config, &[]);
+    let out = doctor(&config, &[]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
     let line = table
@@ -286,11 +266,10 @@ async fn a_role_that_cannot_be_assumed_is_named_and_nothing_else_is_tried() {
 
 #[test]
 fn a_bad_configuration_exits_two_with_the_config_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+    let out = Binary::new()
+        .in_repo()
         .args(["doctor", "--config.file", "tests/config/bad/bad-regex.yaml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -318,12 +297,11 @@ async fn against_moto_the_identity_and_step_functions_checks_pass() {
         let create = sfn.create_state_machine().name(name).role_arn(role);
         create.definition(definition).send().await.unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "targets:\n  - name: moto\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n    sts_endpoint_url: {endpoint}\n\
          sources:\n  transfer_workflows: {{enabled: false}}\n  appflow_flows: {{enabled: false}}\n"
     );
-    let out = doctor(dir.path(), &config, &["--output", "json"]);
+    let out = doctor(&config, &["--output", "json"]);
     let doc = json(&out);
     // moto does not implement ListStateMachineVersions (it answers HTTP 500): the one failure.
     assert_eq!(out.status.code(), Some(1), "{doc:#}");
@@ -354,14 +332,13 @@ async fn against_moto_the_identity_and_step_functions_checks_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_region_says_where_it_came_from_and_a_missing_one_fails() {
     let sim = simulator("", vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "targets:\n  - name: sim\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n",
         sim.endpoint
     );
     let json_output = ["--output", "json"];
     let env = [("AWS_REGION", "eu-west-1")];
-    let out = doctor_with_env(dir.path(), &config, &json_output, &env);
+    let out = doctor_with_env(&config, &json_output, &env);
     let doc = json(&out);
     assert_eq!(out.status.code(), Some(0), "{doc:#}");
     let target = &doc["targets"][0];
@@ -369,7 +346,7 @@ async fn the_region_says_where_it_came_from_and_a_missing_one_fails() {
     assert_eq!(target["region_source"], "environment");
     assert_eq!(target["region_setting"], "AWS_REGION");
 
-    let out = doctor(dir.path(), &config, &json_output);
+    let out = doctor(&config, &json_output);
     let doc = json(&out);
     assert_eq!(out.status.code(), Some(1), "{doc:#}");
     assert_eq!(doc["failed"], serde_json::json!(["sim/default: region"]));
@@ -382,13 +359,12 @@ async fn the_region_says_where_it_came_from_and_a_missing_one_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_target_on_the_same_account_and_region_fails() {
     let sim = simulator("", vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
     // The file cannot tell (one names its account, the other learns it from STS).
     let extra = format!(
         "  - name: again\n    regions: [us-east-1]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    account_id: '123456789012'\n",
         sim.endpoint
     );
-    let out = doctor(dir.path(), &config(&sim, &extra), &["--output", "json"]);
+    let out = doctor(&config(&sim, &extra), &["--output", "json"]);
     let doc = json(&out);
     assert_eq!(out.status.code(), Some(1), "{doc:#}");
     // The later target in the file is the one refused, whichever STS answer came first.
@@ -401,21 +377,16 @@ async fn a_second_target_on_the_same_account_and_region_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_checks_with_its_part_of_the_budget_and_bad_shard_flags_exit_two() {
     let sim = simulator("", vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
     let config = config(&sim, "");
     let sharded = ["--output", "json", "--shard", "1", "--total-shards", "2"];
-    let out = doctor(dir.path(), &config, &sharded);
+    let out = doctor(&config, &sharded);
     let doc = json(&out);
     assert_eq!(out.status.code(), Some(0), "{doc:#}");
     let sfn = source(&doc["targets"][0], "sfn_map_runs");
     // Half of quota_share 0.5 of ListStateMachines' 5 calls a second.
     assert_eq!(sfn["api_calls"][0]["share_per_hour"], 4500.0);
 
-    let out = doctor(
-        dir.path(),
-        &config,
-        &["--shard", "2", "--total-shards", "2"],
-    );
+    let out = doctor(&config, &["--shard", "2", "--total-shards", "2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shard"));
@@ -427,8 +398,7 @@ async fn a_shard_checks_with_its_part_of_the_budget_and_bad_shard_flags_exit_two
 async fn denying_any_one_action_fails_the_run_on_that_action_only() {
     for (action, _, _) in demo::DENIABLE {
         let sim = simulator(action, vec![]).await;
-        let dir = tempfile::tempdir().unwrap();
-        let out = doctor(dir.path(), &config(&sim, ""), &["--output", "json"]);
+        let out = doctor(&config(&sim, ""), &["--output", "json"]);
         let doc = json(&out);
         assert_eq!(out.status.code(), Some(1), "{action}: {doc:#}");
         assert_eq!(

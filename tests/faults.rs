@@ -9,19 +9,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_workflow_exporter::simulator::sfn::MapRunSpec;
-use aws_workflow_exporter::simulator::{Fault, FaultKind, Simulator, World, ANY_OPERATION};
-use common::{http_get, try_http_get, Scrape};
+use aws_workflow_exporter::simulator::{Fault, FaultKind, Simulator, World};
+use common::{
+    fault, fault_on_every_call, http_get, try_http_get, unix_now as now, Binary, FaultExt,
+    MapRunSpecExt, Scrape,
+};
 
-/// How long any one condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
 const SOURCES: [&str; 3] = ["sfn_map_runs", "transfer_workflows", "appflow_flows"];
 
 /// The simulator's service name of a source.
@@ -29,23 +28,30 @@ fn service_of(source: &str) -> &'static str {
     match source {
         "sfn_map_runs" => "sfn",
         "transfer_workflows" => "transfer",
-        _ => "appflow",
+        "appflow_flows" => "appflow",
+        other => unknown(other),
     }
 }
 
-/// The binary on loopback, configured for the simulator; killed on drop.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    /// Every log line (JSON) with the time it was read.
-    logs: Arc<Mutex<Vec<(SystemTime, serde_json::Value)>>>,
-    _dir: tempfile::TempDir,
+/// A source or service the suite has no case for: a new service adds its arm wherever this is
+/// called (and its row to [`SOURCES`], its work to [`seed`] and [`finish_work`]).
+fn unknown(name: &str) -> ! {
+    panic!("tests/faults.rs has no case for `{name}`: add one")
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The binary on loopback, configured for the simulator, logging at debug; killed on drop.
+struct Daemon(common::Daemon);
+
+impl std::ops::Deref for Daemon {
+    type Target = common::Daemon;
+    fn deref(&self) -> &common::Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut common::Daemon {
+        &mut self.0
     }
 }
 
@@ -62,105 +68,44 @@ impl Daemon {
     /// [`Daemon::start_with`], with extra environment variables.
     fn start_with_env(target: &str, env: &[(&str, &str)]) -> Self {
         let target = target.replace('\n', "\n    ");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                // The smallest poll interval the configuration allows; an operation timeout that a loaded
-                // test machine does not hit by accident.
-                "poll_interval: 1s\n\
-                 aws_api:\n  max_attempts: 2\n  connect_timeout: 1s\n  operation_timeout: 3s\n  quota_share: 1\n\
-                 targets:\n  - name: sim\n    regions: [us-east-1]\n    {target}\n"
-            ),
+        Self(
+            Binary::new()
+                .config(&format!(
+                    // The smallest poll interval the configuration allows; an operation timeout that a loaded
+                    // test machine does not hit by accident.
+                    "poll_interval: 1s\n\
+                     aws_api:\n  max_attempts: 2\n  connect_timeout: 1s\n  operation_timeout: 3s\n  quota_share: 1\n\
+                     targets:\n  - name: sim\n    regions: [us-east-1]\n    {target}\n"
+                ))
+                .envs(env)
+                .log_level("info,aws_workflow_exporter=debug")
+                .start(),
         )
-        .expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
-            .arg("--config.file")
-            .arg(&config)
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.format",
-                "json",
-                "--log.level",
-                "info,aws_workflow_exporter=debug",
-            ])
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_CONFIG_FILE", dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the exporter binary starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if v["message"] == "serving metrics" {
-                    let _ = addr_tx.send(v["address"].as_str().unwrap_or_default().to_owned());
-                }
-                sink.lock().unwrap().push((SystemTime::now(), v));
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(DEADLINE)
-            .expect("the daemon logs its listen address")
-            .parse()
-            .expect("a socket address");
-        Self {
-            child,
-            addr,
-            logs,
-            _dir: dir,
-        }
     }
 
     /// Polls of `source` that finished after `since`, as the daemon logged them.
     fn polls(&self, source: &str, since: SystemTime) -> Vec<Poll> {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(at, v)| *at > since && v["source"] == source)
-            .filter_map(|(at, v)| {
-                let message = v["message"].as_str()?;
-                let ok = message == "poll finished";
-                if !ok && !message.starts_with("poll finished with errors") {
-                    return None;
-                }
-                let took = Duration::from_millis(v["duration_ms"].as_u64().unwrap_or_default());
-                Some(Poll {
-                    started: *at - took,
-                    finished: *at,
-                    ok,
-                    error: v["first_error"].as_str().unwrap_or_default().to_owned(),
+        self.with_logs(|logs| {
+            logs.iter()
+                .filter(|l| l.at > since)
+                .filter_map(|l| Some((l.at, l.json.as_ref()?)))
+                .filter(|(_, v)| v["source"] == source)
+                .filter_map(|(at, v)| {
+                    let message = v["message"].as_str()?;
+                    let ok = message == "poll finished";
+                    if !ok && !message.starts_with("poll finished with errors") {
+                        return None;
+                    }
+                    let took = Duration::from_millis(v["duration_ms"].as_u64().unwrap_or_default());
+                    Some(Poll {
+                        started: at - took,
+                        finished: at,
+                        ok,
+                        error: v["first_error"].as_str().unwrap_or_default().to_owned(),
+                    })
                 })
-            })
-            .collect()
-    }
-
-    /// Whether any log line's message starts with `message`.
-    fn logged(&self, message: &str) -> bool {
-        self.logs.lock().unwrap().iter().any(|(_, v)| {
-            v["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(message))
+                .collect()
         })
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("wait on the daemon").is_none()
     }
 }
 
@@ -293,13 +238,6 @@ async fn until<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
     common::wait_for(what, async || cond()).await
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// Two of everything in every service, with work in progress that [`finish_work`] completes.
 fn seed(w: &mut World) {
     let t = now() - 60.0;
@@ -324,14 +262,7 @@ fn seed(w: &mut World) {
 }
 
 fn map_run(id: &str, total_items: i64) -> MapRunSpec {
-    MapRunSpec {
-        map_state: "Fan".into(),
-        id: id.into(),
-        total_items,
-        max_concurrency: 5,
-        tolerated_failure_percentage: 0.0,
-        tolerated_failure_count: 0,
-    }
+    common::map_run(id, total_items).concurrency(5)
 }
 
 /// Finishes one piece of work in every service: map run mr-1 succeeds with its 10 items,
@@ -399,7 +330,8 @@ fn metric_prefix(source: &str) -> &'static str {
     match source {
         "sfn_map_runs" => "aws_sfn_",
         "transfer_workflows" => "aws_transfer_",
-        _ => "aws_appflow_",
+        "appflow_flows" => "aws_appflow_",
+        other => unknown(other),
     }
 }
 
@@ -434,13 +366,7 @@ impl Case {
 
     fn faults(&self, service: &'static str) -> Vec<Fault> {
         match &self.faults {
-            Faults::EveryOperation(kind) => vec![Fault {
-                service,
-                operation: ANY_OPERATION,
-                body_contains: None,
-                kind: kind.clone(),
-                remaining: None,
-            }],
+            Faults::EveryOperation(kind) => vec![fault_on_every_call(service, kind.clone())],
             Faults::Custom(f) => f(service),
         }
     }
@@ -709,14 +635,8 @@ async fn invalid_token_on_a_later_page() {
         fails_polls: true,
         logged: "InvalidToken",
         faults: Faults::Custom(|service| {
-            vec![Fault {
-                service,
-                operation: ANY_OPERATION,
-                // nextToken (Step Functions, AppFlow) and NextToken (Transfer Family).
-                body_contains: Some("extToken".into()),
-                kind: FaultKind::InvalidToken,
-                remaining: None,
-            }]
+            // nextToken (Step Functions, AppFlow) and NextToken (Transfer Family).
+            vec![fault_on_every_call(service, FaultKind::InvalidToken).matching("extToken")]
         }),
         // One item per page: every listing of two resources has a second page.
         prepare: |w| {
@@ -741,15 +661,12 @@ async fn resource_deleted_between_list_and_describe() {
             let (operation, named) = match service {
                 "sfn" => ("DescribeMapRun", "mr-3"),
                 "transfer" => ("DescribeExecution", "x-3"),
-                _ => ("DescribeFlowExecutionRecords", "f-b"),
+                "appflow" => ("DescribeFlowExecutionRecords", "f-b"),
+                other => unknown(other),
             };
-            vec![Fault {
-                service,
-                operation,
-                body_contains: Some(named.into()),
-                kind: FaultKind::DeleteResource,
-                remaining: Some(1),
-            }]
+            vec![fault(service, operation, FaultKind::DeleteResource)
+                .matching(named)
+                .times(1)]
         }),
         prepare: |_| {},
         // New work that is deleted the moment the exporter describes it.
@@ -773,10 +690,11 @@ async fn resource_deleted_between_list_and_describe() {
                 ),
                 1.0
             ),
-            _ => assert_eq!(
+            "appflow_flows" => assert_eq!(
                 s.count("aws_appflow_flow_runs_in_progress", &[("flow", "f-b")]),
                 0
             ),
+            other => unknown(other),
         },
     })
     .await;
@@ -803,13 +721,7 @@ async fn sts_down() {
     {
         let mut w = sim.world();
         seed(&mut w);
-        w.faults.push(Fault {
-            service: "sts",
-            operation: ANY_OPERATION,
-            body_contains: None,
-            kind: FaultKind::Reset,
-            remaining: None,
-        });
+        w.faults.push(fault_on_every_call("sts", FaultKind::Reset));
     }
     // STS asked for explicitly, and down from the start: the sources poll anyway, and the
     // account id comes from the resources' ARNs.
@@ -878,13 +790,10 @@ async fn assume_role_denied_names_the_role() {
         seed(&mut w);
         // Denied only when the request carries the configured external id: the test also
         // shows the exporter sends it.
-        w.faults.push(Fault {
-            service: "sts",
-            operation: "AssumeRole",
-            body_contains: Some("ExternalId=exporter-external-id".into()),
-            kind: FaultKind::AccessDenied,
-            remaining: None,
-        });
+        w.faults.push(
+            fault("sts", "AssumeRole", FaultKind::AccessDenied)
+                .matching("ExternalId=exporter-external-id"),
+        );
     }
     let mut daemon = Daemon::start_with(&format!(
         "endpoint_url: {}\nrole_arn: {role}\nexternal_id: exporter-external-id",

@@ -7,7 +7,7 @@ mod common;
 use aws_sdk_sfn::config::Credentials;
 use aws_sdk_sfn::types::{ExecutionStatus, MapRunStatus};
 use aws_workflow_exporter::app::Exporter;
-use aws_workflow_exporter::config::targets::RoleConfig;
+use aws_workflow_exporter::config::target::RoleConfig;
 use aws_workflow_exporter::web::{self, Web};
 use common::{assert_promtool_clean, config_for, credentials, http_get, wait_until, Moto, Scrape};
 use tokio::net::TcpListener;

@@ -5,8 +5,8 @@
 
 mod common;
 
-use aws_workflow_exporter::simulator::{Fault, FaultKind, OrgAccount};
-use common::{Daemon, Scrape};
+use aws_workflow_exporter::simulator::{FaultKind, OrgAccount};
+use common::{fault, Binary, FaultExt, Scrape};
 
 fn account(id: &str, name: &str, status: &'static str) -> OrgAccount {
     OrgAccount {
@@ -42,13 +42,8 @@ async fn member_accounts_are_polled_as_they_join_and_leave_and_a_denied_role_fai
             account("555555555555", "sandbox-1", "ACTIVE"),
         ];
         // staging's role does not trust the exporter.
-        w.faults.push(Fault {
-            service: "sts",
-            operation: "AssumeRole",
-            body_contains: Some("222222222222".into()),
-            kind: FaultKind::AccessDenied,
-            remaining: None,
-        });
+        w.faults
+            .push(fault("sts", "AssumeRole", FaultKind::AccessDenied).matching("222222222222"));
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
@@ -60,7 +55,7 @@ async fn member_accounts_are_polled_as_they_join_and_leave_and_a_denied_role_fai
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&file);
+    let daemon = Binary::new().config_file(&file).lifecycle().start();
 
     let s = daemon
         .scrape_until("prod polled, staging failing", |s| {
@@ -99,13 +94,11 @@ async fn member_accounts_are_polled_as_they_join_and_leave_and_a_denied_role_fai
         .await;
 
     // The listing fails: the accounts last listed stay polled.
-    sim.world().faults.push(Fault {
-        service: "organizations",
-        operation: "ListAccounts",
-        body_contains: None,
-        kind: FaultKind::AccessDenied,
-        remaining: None,
-    });
+    sim.world().faults.push(fault(
+        "organizations",
+        "ListAccounts",
+        FaultKind::AccessDenied,
+    ));
     let s = daemon
         .scrape_until("the failed listing is shown", |s| {
             s.value(
@@ -187,7 +180,7 @@ async fn against_moto_each_member_account_is_polled_with_its_own_state_machines(
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&file);
+    let daemon = Binary::new().config_file(&file).lifecycle().start();
     // Each account's own state machine is found there (its definition read), and none in the
     // management account, which has none.
     let definitions_read = |s: &Scrape, account: &str| {

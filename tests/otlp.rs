@@ -578,65 +578,29 @@ async fn a_receiver_that_is_down_costs_nothing_to_polling_and_scrapes() {
     );
 }
 
-/// Kills the daemon when the test ends, however it ends.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn daemon_command() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OTEL_") || k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    cmd
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_is_configured_by_the_otel_environment_alone() {
     let sim = Simulator::start().await.unwrap();
     demo::seed(&mut sim.world());
     let (receiver, addr) = Receiver::start(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
     // The file configures what to poll and nothing about OTLP.
-    std::fs::write(
-        &config,
-        format!(
+    let _daemon = common::Binary::new()
+        .config(&format!(
             "aws_api:\n  quota_share: 1.0\ntargets:\n  - name: sim\n    regions: [{REGION}]\n    endpoint_url: {}\n",
             sim.endpoint
-        ),
-    )
-    .unwrap();
-    let _daemon = Daemon(
-        daemon_command()
-            .args(["--config.file", config.to_str().unwrap()])
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-            .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
-            .env("OTEL_EXPORTER_OTLP_TIMEOUT", "5000")
-            .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
-            .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team%20a,x-other=1")
-            .env("OTEL_SERVICE_NAME", "workflows-ci")
-            .env(
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment=ci,service.name=ignored",
-            )
-            .spawn()
-            .unwrap(),
-    );
+        ))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "5000")
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team%20a,x-other=1")
+        .env("OTEL_SERVICE_NAME", "workflows-ci")
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=ci,service.name=ignored",
+        )
+        .start();
     // Wait for a push made after the first poll of the Step Functions source.
     let push = common::wait_for("a push after the first poll", async || {
         receiver.received().into_iter().find(|r| {
@@ -663,12 +627,11 @@ async fn the_daemon_is_configured_by_the_otel_environment_alone() {
 
 #[test]
 fn grpc_is_refused_with_a_clear_error() {
-    let out = daemon_command()
+    let out = common::Binary::new()
         .args(["--web.listen-address", "127.0.0.1:0"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .output()
-        .unwrap();
+        .run();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

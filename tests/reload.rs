@@ -8,8 +8,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aws_workflow_exporter::services::source::unix_now;
-use common::{wait_until, Daemon, Scrape};
+use common::{unix_now, wait_until, Binary, Daemon, Scrape};
 
 /// The exporter binary, and what this file's tests do with it.
 struct Exporter(Daemon);
@@ -71,7 +70,7 @@ fn config(endpoint: &str, transfer: bool) -> String {
 }
 
 fn start(config_file: &Path) -> Exporter {
-    Exporter(Daemon::start(config_file))
+    Exporter(Binary::new().config_file(config_file).lifecycle().start())
 }
 
 /// Every counter sample seen so far; [`Counters::check`] fails if one went backwards.

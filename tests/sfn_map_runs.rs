@@ -2,22 +2,21 @@
 
 mod common;
 
-use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::simulator::sfn::MapRunSpec;
-use aws_workflow_exporter::simulator::{Fault, FaultKind};
-use common::{assert_promtool_clean, Harness};
+use aws_workflow_exporter::simulator::FaultKind;
+use common::{
+    assert_promtool_clean, fault, fault_on_every_call, map_run, open_run, unix_now, FaultExt,
+    Harness, MapRunSpecExt, OpenRun,
+};
 
 const SOURCE: &[&str] = &["sfn_map_runs"];
 
+/// This file's map runs: 40 items at a time, tolerating 10% or 5 failed items.
 fn spec(id: &str, total: i64) -> MapRunSpec {
-    MapRunSpec {
-        map_state: "Fan Out".into(),
-        id: id.into(),
-        total_items: total,
-        max_concurrency: 40,
-        tolerated_failure_percentage: 10.0,
-        tolerated_failure_count: 5,
-    }
+    map_run(id, total)
+        .state("Fan Out")
+        .concurrency(40)
+        .tolerating(10.0, 5)
 }
 
 fn calls(h: &Harness, op: &str) -> usize {
@@ -30,11 +29,11 @@ async fn a_map_run_is_followed_through_failure_and_redrive_with_counters_added_o
     let now = unix_now();
     let (exec, run) = {
         let mut w = h.world();
-        let sm = w.sfn.add_state_machine("etl", now - 100.0);
-        let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
-        let run = w.sfn.add_map_run(&exec, spec("run1", 100), now - 40.0);
-        w.sfn.set_progress(&run, 10, 30, 2, 1);
-        (exec, run)
+        let OpenRun {
+            execution, map_run, ..
+        } = open_run(&mut w, now, "etl", "nightly", spec("run1", 100));
+        w.sfn.set_progress(&map_run, 10, 30, 2, 1);
+        (execution, map_run)
     };
     let labels = [
         ("state_machine", "etl"),
@@ -329,10 +328,11 @@ async fn a_throttled_describe_degrades_one_run_for_one_poll() {
     let now = unix_now();
     let (a, b) = {
         let mut w = h.world();
-        let sm = w.sfn.add_state_machine("etl", now - 100.0);
-        let exec = w.sfn.start_execution(&sm, "e1", now - 50.0);
-        let a = w.sfn.add_map_run(&exec, spec("a", 10), now - 40.0);
-        let b = w.sfn.add_map_run(&exec, spec("b", 10), now - 40.0);
+        let first = open_run(&mut w, now, "etl", "e1", spec("a", 10));
+        let a = first.map_run;
+        let b = w
+            .sfn
+            .add_map_run(&first.execution, spec("b", 10), now - 40.0);
         w.sfn.set_progress(&a, 1, 2, 0, 0);
         w.sfn.set_progress(&b, 1, 3, 0, 0);
         (a, b)
@@ -342,13 +342,11 @@ async fn a_throttled_describe_degrades_one_run_for_one_poll() {
         let mut w = h.world();
         w.sfn.set_progress(&a, 1, 5, 0, 0);
         w.sfn.set_progress(&b, 1, 6, 0, 0);
-        w.faults.push(Fault {
-            service: "sfn",
-            operation: "DescribeMapRun",
-            body_contains: Some(a.clone()),
-            kind: FaultKind::Throttle,
-            remaining: Some(1),
-        });
+        w.faults.push(
+            fault("sfn", "DescribeMapRun", FaultKind::Throttle)
+                .matching(&a)
+                .times(1),
+        );
     }
     h.poll().await;
     let s = h.scrape().await;
@@ -405,13 +403,9 @@ async fn a_throttled_describe_degrades_one_run_for_one_poll() {
     );
 
     // A server error on the listing keeps everything learned so far.
-    h.world().faults.push(Fault {
-        service: "sfn",
-        operation: "ListStateMachines",
-        body_contains: None,
-        kind: FaultKind::ServerError,
-        remaining: Some(1),
-    });
+    h.world()
+        .faults
+        .push(fault("sfn", "ListStateMachines", FaultKind::ServerError).times(1));
     h.poll().await;
     let s = h.scrape().await;
     assert_eq!(
@@ -680,13 +674,8 @@ async fn map_runs_are_listed_when_the_history_is_denied_or_too_long() {
             let exec = w.sfn.start_execution(&sm, "long", now);
             w.sfn.add_map_run(&exec, spec("early", 10), now);
             if denied {
-                w.faults.push(Fault {
-                    service: "sfn",
-                    operation: "GetExecutionHistory",
-                    body_contains: None,
-                    kind: FaultKind::AccessDenied,
-                    remaining: None,
-                });
+                w.faults
+                    .push(fault("sfn", "GetExecutionHistory", FaultKind::AccessDenied));
             } else {
                 // More new events than 3 pages of 1,000.
                 w.sfn.add_task_events(&exec, 3500, now);
@@ -736,13 +725,8 @@ async fn a_run_is_shown_running_from_its_start_event_until_described() {
         let sm = w.sfn.add_state_machine("etl", now - 100.0);
         let exec = w.sfn.start_execution(&sm, "busy", now - 60.0);
         let run = w.sfn.add_map_run(&exec, spec("early", 10), now - 50.0);
-        w.faults.push(Fault {
-            service: "sfn",
-            operation: "DescribeMapRun",
-            body_contains: None,
-            kind: FaultKind::AccessDenied,
-            remaining: None,
-        });
+        w.faults
+            .push(fault("sfn", "DescribeMapRun", FaultKind::AccessDenied));
         run
     };
     let labels = |status: &'static str| [("map_run", "early"), ("status", status)];
@@ -801,13 +785,9 @@ async fn targets_whose_account_cannot_be_learned_emit_no_identical_series() {
         c.targets.push(second);
     })
     .await;
-    h.world().faults.push(Fault {
-        service: "sts",
-        operation: aws_workflow_exporter::simulator::ANY_OPERATION,
-        body_contains: None,
-        kind: FaultKind::AccessDenied,
-        remaining: None,
-    });
+    h.world()
+        .faults
+        .push(fault_on_every_call("sts", FaultKind::AccessDenied));
     h.poll().await;
     let text = common::http_get(h.http_addr, "/metrics", &[]).await.body;
     let text = String::from_utf8(text).unwrap();
@@ -833,18 +813,15 @@ async fn a_stalled_describe_fails_the_poll_after_one_timeout_not_one_per_attempt
     let now = unix_now();
     {
         let mut w = h.world();
-        let sm = w.sfn.add_state_machine("etl", now - 100.0);
-        let exec = w.sfn.start_execution(&sm, "nightly", now - 50.0);
-        for id in ["run1", "run2", "run3"] {
+        let exec = open_run(&mut w, now, "etl", "nightly", spec("run1", 10)).execution;
+        for id in ["run2", "run3"] {
             w.sfn.add_map_run(&exec, spec(id, 10), now - 40.0);
         }
-        w.faults.push(Fault {
-            service: "sfn",
-            operation: "DescribeMapRun",
-            body_contains: None,
-            kind: FaultKind::Delay(std::time::Duration::from_secs(30)),
-            remaining: None,
-        });
+        w.faults.push(fault(
+            "sfn",
+            "DescribeMapRun",
+            FaultKind::Delay(std::time::Duration::from_secs(30)),
+        ));
     }
     h.poll().await;
     let calls = h.take_calls();
@@ -1043,5 +1020,33 @@ async fn a_state_machine_whose_published_version_has_a_distributed_map_is_watche
         calls.get(&("sfn".into(), "DescribeStateMachine".into())),
         None,
         "definitions and versions are cached: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn executions_of_a_published_version_without_a_distributed_map_are_not_searched() {
+    use aws_workflow_exporter::simulator::sfn::definitions;
+    let mut h = Harness::start(SOURCE, |_| {}).await;
+    let now = unix_now();
+    {
+        let mut w = h.world();
+        // Version 1 has the Distributed Map; version 2 and the latest definition not.
+        let sm = w.sfn.add_state_machine("etl", now - 1000.0);
+        let v1 = w.sfn.publish_version(&sm);
+        w.sfn.update_definition(&sm, &definitions::no_map("Work"));
+        let v2 = w.sfn.publish_version(&sm);
+        let mapped = w.sfn.start_execution_of_version(&v1, "on-v1", now - 50.0);
+        w.sfn.add_map_run(&mapped, spec("fan-out", 10), now - 40.0);
+        w.sfn.start_execution_of_version(&v2, "on-v2", now - 30.0);
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    assert!(s.count("aws_sfn_map_run_items", &[("map_run", "fan-out")]) > 0);
+    let calls = h.take_calls();
+    let n = |op: &str| calls.get(&("sfn".into(), op.into())).copied().unwrap_or(0);
+    assert_eq!(
+        n("GetExecutionHistory") + n("ListMapRuns"),
+        1,
+        "only the execution of version 1 is searched for map runs: {calls:?}"
     );
 }

@@ -6,22 +6,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::simulator::sfn::{definitions, MapRunSpec};
-use aws_workflow_exporter::simulator::{Call, Fault, FaultKind};
-use common::{http_get, Harness, Scrape};
+use aws_workflow_exporter::simulator::{Call, FaultKind};
+use common::{fault, http_get, map_run, scrape_at, unix_now, FaultExt, Harness, MapRunSpecExt};
 
 const SOURCE: &[&str] = &["sfn_map_runs"];
 
+/// This file's map runs tolerate 10% failed items.
 fn spec(id: &str, total: i64) -> MapRunSpec {
-    MapRunSpec {
-        map_state: "Fan".into(),
-        id: id.into(),
-        total_items: total,
-        max_concurrency: 10,
-        tolerated_failure_percentage: 10.0,
-        tolerated_failure_count: 0,
-    }
+    map_run(id, total).tolerating(10.0, 0)
 }
 
 /// The calls since the log was last cleared, then clears it.
@@ -157,23 +150,19 @@ fn open_and_history(h: &Harness, n: usize) -> String {
     sm
 }
 
-async fn scrape_at(addr: std::net::SocketAddr) -> Scrape {
-    let resp = http_get(addr, "/metrics", &[]).await;
-    Scrape::parse(&String::from_utf8(resp.body).expect("utf-8 exposition"))
-}
-
 #[tokio::test]
 async fn open_work_is_served_and_ready_while_history_is_still_read() {
     let mut h = Harness::start(SOURCE, |_| {}).await;
     open_and_history(&h, 5);
     // History describes hang: the first poll cannot finish while this holds.
-    h.world().faults.push(Fault {
-        service: "sfn",
-        operation: "DescribeMapRun",
-        body_contains: Some("hist-".into()),
-        kind: FaultKind::Delay(Duration::from_secs(120)),
-        remaining: None,
-    });
+    h.world().faults.push(
+        fault(
+            "sfn",
+            "DescribeMapRun",
+            FaultKind::Delay(Duration::from_secs(120)),
+        )
+        .matching("hist-"),
+    );
     let addr = h.http_addr;
     let check = common::wait_for("open work is served", async || {
         let ready = http_get(addr, "/readyz", &[]).await.status == 200;
@@ -429,13 +418,8 @@ async fn retries_are_paid_from_the_budget_and_a_throttle_empties_it() {
         let sm = w.sfn.add_state_machine("etl", now - 86400.0);
         let exec = w.sfn.start_execution(&sm, "live", now - 100.0);
         w.sfn.add_map_run(&exec, spec("busy", 100), now - 90.0);
-        w.faults.push(Fault {
-            service: "sfn",
-            operation: "DescribeMapRun",
-            body_contains: None,
-            kind: FaultKind::Throttle,
-            remaining: Some(2),
-        });
+        w.faults
+            .push(fault("sfn", "DescribeMapRun", FaultKind::Throttle).times(2));
     }
     h.poll().await;
     let log = take_log(&h);

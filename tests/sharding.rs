@@ -4,15 +4,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 
-use aws_workflow_exporter::services::source::unix_now;
 use aws_workflow_exporter::shard::Shard;
-use aws_workflow_exporter::simulator::sfn::MapRunSpec;
 use aws_workflow_exporter::simulator::{Simulator, World, ACCOUNT_ID, REGION};
 use aws_workflow_exporter::web::Web;
-use common::{config_for, free_port, http_request, wait_until, KillOnDrop, Sample, Scrape, Served};
-use tokio::net::TcpStream;
+use common::{
+    config_for, map_run, unix_now, wait_until, Binary, MapRunSpecExt, Sample, Scrape, Served,
+};
 
 const ALL: &[&str] = &["sfn_map_runs", "transfer_workflows", "appflow_flows"];
 /// Resources per service.
@@ -82,18 +80,15 @@ fn start_runs(w: &mut World, state_machines: &[String], generation: usize) -> Ru
         let exec = w
             .sfn
             .start_execution(sm, &format!("run-{generation}"), now - 60.0);
-        out.map_runs.push(w.sfn.add_map_run(
-            &exec,
-            MapRunSpec {
-                map_state: "Fan Out".into(),
-                id: format!("g{generation}-{i}"),
-                total_items: 10,
-                max_concurrency: 5,
-                tolerated_failure_percentage: 0.0,
-                tolerated_failure_count: 0,
-            },
-            now - 50.0,
-        ));
+        out.map_runs.push(
+            w.sfn.add_map_run(
+                &exec,
+                map_run(&format!("g{generation}-{i}"), 10)
+                    .state("Fan Out")
+                    .concurrency(5),
+                now - 50.0,
+            ),
+        );
         out.transfer_executions.push(w.transfer.start_execution(
             &workflow(i),
             &format!("exec-{generation}-{i}"),
@@ -385,34 +380,19 @@ fn transfer_only(endpoint: &str, max_attempts: u32) -> String {
 async fn a_reload_keeps_the_shard_given_on_the_command_line() {
     let sim = Simulator::start().await.expect("simulator");
     add_resources(&mut sim.world());
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.yaml");
-    std::fs::write(&file, transfer_only(&sim.endpoint, 1)).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let _child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
-            .arg("--config.file")
-            .arg(&file)
-            .args(["--web.listen-address", &addr, "--web.enable-lifecycle"])
-            .args(["--shard", "1", "--total-shards", "2", "--log.level", "warn"])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let bin = Binary::new().lifecycle();
+    let file = bin.write("config.yaml", &transfer_only(&sim.endpoint, 1));
+    let daemon = bin
+        .config_file(&file)
+        .args(["--shard", "1", "--total-shards", "2"])
+        .start();
     let shard = Shard::new(1, 2).unwrap();
     let want: BTreeSet<String> = (0..N)
         .map(workflow)
         .filter(|id| shard.owns(ACCOUNT_ID, REGION, id))
         .collect();
     assert!(!want.is_empty() && want.len() < N, "{want:?}");
-    let scrape = || async {
-        let stream = TcpStream::connect(&addr).await.ok()?;
-        let resp = http_request(stream, "GET", "/metrics", &[]).await.ok()?;
-        (resp.status == 200).then(|| Scrape::parse(&String::from_utf8_lossy(&resp.body)))
-    };
+    let scrape = || daemon.scrape();
     let owns_its_share = |s: &Scrape| {
         workflow_ids(s) == want
             && s.value("aws_workflow_exporter_total_shards", &[]) == Some(2.0)
@@ -424,10 +404,7 @@ async fn a_reload_keeps_the_shard_given_on_the_command_line() {
     .await;
 
     std::fs::write(&file, transfer_only(&sim.endpoint, 2)).unwrap();
-    let stream = TcpStream::connect(&addr).await.unwrap();
-    let resp = http_request(stream, "POST", "/-/reload", &[])
-        .await
-        .unwrap();
+    let resp = daemon.request("POST", "/-/reload").await.unwrap();
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     sim.world().calls.clear();
     // After the reload every workflow is listed again; only shard 1's are polled and exported.

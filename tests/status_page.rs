@@ -5,19 +5,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use aws_workflow_exporter::simulator::{demo, Simulator};
 use base64::Engine;
-use common::{free_port, http_get, wait_for, KillOnDrop};
+use common::{http_get, wait_for, Binary, Daemon};
 use serde_json::Value;
 
 const DENIED: &str = "appflow:ListFlows";
 
 struct Running {
-    _daemon: KillOnDrop,
+    _daemon: Daemon,
     _sim: Simulator,
-    _dir: tempfile::TempDir,
     addr: SocketAddr,
     auth: String,
 }
@@ -31,50 +29,25 @@ async fn start() -> Running {
             .faults
             .extend(demo::denials(DENIED).expect("a known action"));
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "poll_interval: 1s\n\
-             aws_api:\n  max_attempts: 1\n  operation_timeout: 3s\n\
-             targets:\n  - name: sim\n    regions: [us-east-1]\n    endpoint_url: {}\n",
-            sim.endpoint
-        ),
-    )
-    .expect("write config");
-    let web = dir.path().join("web.yaml");
+    let bin = Binary::new().config(&format!(
+        "poll_interval: 1s\n\
+         aws_api:\n  max_attempts: 1\n  operation_timeout: 3s\n\
+         targets:\n  - name: sim\n    regions: [us-east-1]\n    endpoint_url: {}\n",
+        sim.endpoint
+    ));
     let hash = bcrypt::hash_with_salt("s3cret", 4, *b"0123456789abcdef")
         .expect("bcrypt")
         .to_string();
-    std::fs::write(&web, format!("basic_auth_users:\n  admin: {hash}\n")).expect("web config");
-    let port = free_port();
-    let daemon = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
-        .arg("--config.file")
-        .arg(&config)
-        .arg("--web.config.file")
-        .arg(&web)
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("HOME", dir.path())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_CONFIG_FILE", dir.path().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the exporter binary starts");
+    let web = bin.write("web.yaml", &format!("basic_auth_users:\n  admin: {hash}\n"));
+    let daemon = bin.arg("--web.config.file").arg(&web).start();
     let auth = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("admin:s3cret")
     );
     Running {
-        _daemon: KillOnDrop(daemon),
+        addr: daemon.addr,
+        _daemon: daemon,
         _sim: sim,
-        _dir: dir,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
         auth,
     }
 }

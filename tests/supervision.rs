@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_workflow_exporter::aws::{AccountRegistry, Target};
-use aws_workflow_exporter::config::targets::{AwsApiConfig, TargetConfig};
+use aws_workflow_exporter::config::target::TargetConfig;
+use aws_workflow_exporter::config::targets::AwsApiConfig;
 use aws_workflow_exporter::error::AwsError;
 use aws_workflow_exporter::exposition::{MetricsHub, SelfMetrics, Snapshot};
 use aws_workflow_exporter::scheduler::{run_source, Readiness};
@@ -176,4 +177,102 @@ async fn a_panicking_or_hanging_poll_is_ended_counted_and_restarted() {
     assert!(counters[1].load(Ordering::SeqCst) >= 2);
     assert_eq!(http_get(addr, "/readyz", &[]).await.status, 200);
     let _ = tx.send(true);
+}
+
+/// Publishes once, then holds its thread (a poll stuck in synchronous work, deaf to the stop
+/// signal), publishes again and only then yields.
+struct StuckSource {
+    target: Arc<Target>,
+    second_publish: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Source for StuckSource {
+    fn name(&self) -> &'static str {
+        "sfn_map_runs"
+    }
+
+    fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn poll<'a>(
+        &'a mut self,
+        _errors: &'a mut Vec<AwsError>,
+        progress: &'a dyn Progress,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            let snapshot = || Snapshot {
+                families: vec![aws_workflow_exporter::exposition::Family {
+                    def: &aws_workflow_exporter::exposition::self_metrics::TRACKED,
+                    blocks: vec![bytes::Bytes::from_static(
+                        b"aws_workflow_exporter_tracked_resources{kind=\"stuck\"} 1\n",
+                    )],
+                }],
+                tracked: Vec::new(),
+            };
+            progress.publish(true, &mut || snapshot());
+            // Longer than the supervisor's grace before it aborts a stopping task (5 s).
+            std::thread::sleep(Duration::from_secs(7));
+            progress.publish(true, &mut || snapshot());
+            self.second_publish.store(true, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(())
+        })
+    }
+
+    fn snapshot(&self, _now: f64) -> Snapshot {
+        Snapshot::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_stopped_mid_poll_leaves_no_series_behind_even_if_aborted() {
+    use aws_workflow_exporter::config::Config;
+    use aws_workflow_exporter::reload::Supervisor;
+    let metrics = Arc::new(SelfMetrics::new());
+    let registry = Arc::new(AccountRegistry::default());
+    let hub = Arc::new(MetricsHub::new(metrics.clone()));
+    let second_publish = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sources: Vec<Box<dyn Source>> = vec![Box::new(StuckSource {
+        target: target(&metrics, &registry, "us-east-1"),
+        second_publish: second_publish.clone(),
+    })];
+    let readiness = Arc::new(Readiness::new(&sources));
+    let mut config = Config::defaults();
+    config.sources.enable_only(&[]);
+    let mut supervisor = Supervisor::start(
+        config.clone(),
+        None,
+        registry,
+        hub.clone(),
+        readiness,
+        sources,
+    );
+    let text = |hub: &MetricsHub| {
+        let e = hub.flush();
+        e.chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<String>()
+    };
+    common::wait_until("the stuck source published", async || {
+        text(&hub).contains("kind=\"stuck\"")
+    })
+    .await;
+    // A reload without the source's target stops it: after the grace it is aborted, yet it
+    // still publishes once more when its thread comes back.
+    let summary = supervisor.apply(config).await;
+    assert_eq!(summary.stopped, 1);
+    common::wait_until("the stuck source came back", async || {
+        second_publish.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(
+        !text(&hub).contains("kind=\"stuck\""),
+        "a publish of the stopped source outlived its removal"
+    );
 }

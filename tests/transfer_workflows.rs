@@ -4,8 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws_workflow_exporter::simulator::{Fault, FaultKind};
-use common::{assert_promtool_clean, Harness, Scrape};
+use aws_workflow_exporter::simulator::FaultKind;
+use common::{assert_promtool_clean, fault, FaultExt, Harness, Scrape};
 
 const SOURCE: &[&str] = &["transfer_workflows"];
 const WF: &str = "w-0a1b2c3d4e5f60001";
@@ -105,7 +105,7 @@ async fn an_execution_is_followed_through_a_handled_copy_failure_until_it_finish
             &[("workflow_id", WF)],
         )
         .expect("present while executions run");
-    assert!((first_seen - aws_workflow_exporter::services::source::unix_now()).abs() < 60.0);
+    assert!((first_seen - common::unix_now()).abs() < 60.0);
     assert_eq!(
         s.count("aws_transfer_workflow_step_errors_total", &[]),
         0,
@@ -296,13 +296,8 @@ async fn a_throttled_workflow_keeps_its_values_and_leaves_the_others_intact() {
         w.transfer.finish("b1");
         w.transfer.start_execution(OTHER, "b2", "s-1");
         for op in ["ListExecutions", "DescribeExecution"] {
-            w.faults.push(Fault {
-                service: "transfer",
-                operation: op,
-                body_contains: Some(WF.into()),
-                kind: FaultKind::Throttle,
-                remaining: None,
-            });
+            w.faults
+                .push(fault("transfer", op, FaultKind::Throttle).matching(WF));
         }
     }
     h.poll().await;

@@ -462,11 +462,10 @@ fn a_broken_web_config_at_start_is_a_clear_error_and_exit_code() {
         "web.yml",
         "basic_auth_users:\n  alice: secret\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_aws-workflow-exporter"))
+    let out = common::Binary::new()
         .args(["--web.listen-address", "127.0.0.1:0", "--web.config.file"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .run();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

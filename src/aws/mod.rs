@@ -27,7 +27,8 @@ use tokio::sync::OnceCell;
 use crate::aws::budget::ApiBudget;
 use crate::aws::instrument::ApiInstrumentation;
 use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
-use crate::config::targets::{AwsApiConfig, TargetConfig};
+use crate::config::target::TargetConfig;
+use crate::config::targets::AwsApiConfig;
 use crate::error::AwsError;
 use crate::exposition::self_metrics::SelfMetrics;
 use crate::shard::Shard;
@@ -341,8 +342,10 @@ impl Connection {
         Fut: std::future::Future<Output = Result<P, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let listed = self.paged(op, None, fetch, take).await?;
-        Ok(listed.expect("an unpaced listing always finishes"))
+        // Only a paced listing stops at a deadline.
+        self.paged(op, None, fetch, take)
+            .await?
+            .ok_or_else(|| unfinished(op.name))
     }
 
     /// As [`Self::pages`], for background work: every page, not only the first, waits for a
@@ -408,6 +411,14 @@ pub fn check_token(
                 "the endpoint returned a next token it had returned before in this listing: stopped"
                     .into(),
         })
+    }
+}
+
+/// The error of an unpaced listing that stopped before its end (none does).
+pub fn unfinished(operation: &'static str) -> AwsError {
+    AwsError::Other {
+        operation,
+        message: "the listing stopped before its end".into(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod organization;
+pub mod target;
 pub mod targets;
 
 use std::path::Path;
@@ -14,7 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::check::{Check, DEFAULT_POLL_INTERVAL};
-use crate::config::targets::{validate_targets, AwsApiConfig, RawAwsApi, RawTarget, TargetConfig};
+use crate::config::target::TargetConfig;
+use crate::config::targets::{validate_targets, AwsApiConfig, RawAwsApi, RawTarget};
 use crate::error::{ConfigError, FieldError};
 use crate::services::{RawSources, SourcesConfig};
 use crate::shard::Shard;

@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::config::check::{Check, DurationText};
-use crate::config::targets::{is_account_id, RoleConfig, TargetConfig};
+use crate::config::target::{is_account_id, RoleConfig, TargetConfig};
 
 /// How often the accounts are listed again unless `refresh` says.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);

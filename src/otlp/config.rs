@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
-use crate::config::check::{parse_duration, Check, DurationText};
+use crate::config::check::{Check, DurationText};
 
 /// Validated OTLP push settings; present only when an endpoint is configured.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +162,8 @@ impl Merge<'_> {
         })
     }
 
+    /// A duration from the file (through [`Check::duration`], as every section's) or else from
+    /// the environment in milliseconds; both obey the kit's bounds.
     fn duration(
         &mut self,
         file_field: &str,
@@ -170,35 +172,25 @@ impl Merge<'_> {
         default: Duration,
         min: Duration,
     ) -> Duration {
-        let parsed = match (file, (self.env)(env_name)) {
-            (Some(text), _) => {
-                let origin = format!("otlp.{file_field}");
-                parse_duration(&text.0).map_err(|reason| (origin, reason))
-            }
-            (None, Some(ms)) => {
-                let origin = format!("{env_name} (environment)");
-                ms.trim()
-                    .parse::<u64>()
-                    .map(Duration::from_millis)
-                    .map_err(|_| {
-                        (
-                            origin,
-                            format!("`{ms}` is not a whole number of milliseconds"),
-                        )
-                    })
-            }
-            (None, None) => return default,
+        if file.is_some() {
+            return self
+                .c
+                .duration(&format!("otlp.{file_field}"), file, default, min);
+        }
+        let Some(ms) = (self.env)(env_name) else {
+            return default;
         };
-        match parsed {
-            Ok(d) => {
-                let origin = match file {
-                    Some(_) => format!("otlp.{file_field}"),
-                    None => format!("{env_name} (environment)"),
-                };
-                self.c.bounded(&origin, d, min).unwrap_or(default)
-            }
-            Err((origin, reason)) => {
-                self.fail(&origin, reason);
+        let origin = format!("{env_name} (environment)");
+        match ms.trim().parse::<u64>() {
+            Ok(n) => self
+                .c
+                .bounded(&origin, Duration::from_millis(n), min)
+                .unwrap_or(default),
+            Err(_) => {
+                self.fail(
+                    &origin,
+                    format!("`{ms}` is not a whole number of milliseconds"),
+                );
                 default
             }
         }

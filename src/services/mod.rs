@@ -21,17 +21,18 @@ use serde::Deserialize;
 use crate::aws::operation::{Operation, GET_CALLER_IDENTITY};
 use crate::aws::{Connection, Target};
 use crate::config::check::Check;
-use crate::doctor::SourceReport;
+use crate::doctor::findings::SourceReport;
 use crate::exposition::metric::MetricDef;
 use crate::exposition::self_metrics;
-use crate::services::source::Source;
+use crate::services::source::{Runner, Source};
 use crate::tags::TagsConfig;
 
-/// Declares the registry from one entry per service: `module: "docs/metrics.md section title"`.
-/// Each module provides `config::{Config, Raw}` (with `enabled`, `tags` and `Raw::validate`), `build`,
+/// Declares the registry from one entry per service: `module(Type): "docs/metrics.md section
+/// title"`, where `Type` implements [`source::Service`]. Each module provides
+/// `config::{Config, Raw}` (with `enabled`, `poll_interval`, `tags` and `Raw::validate`),
 /// `metrics::DEFS`, `client::OPERATIONS` and `doctor::check`.
 macro_rules! registry {
-    ($($service:ident: $title:literal),+ $(,)?) => {
+    ($($service:ident($implementation:ident): $title:literal),+ $(,)?) => {
         /// The `sources` section of the file, validated: one section per service.
         #[derive(Debug, Clone)]
         pub struct SourcesConfig {
@@ -106,7 +107,13 @@ macro_rules! registry {
             let mut out: Vec<Box<dyn Source>> = Vec::new();
             for target in targets {
                 $(if sources.$service.enabled {
-                    out.push($service::build(target.clone(), &sources.$service, started_at));
+                    out.push(Runner::<$service::$implementation>::boxed(
+                        stringify!($service),
+                        target.clone(),
+                        &sources.$service,
+                        sources.$service.poll_interval,
+                        started_at,
+                    ));
                 })+
             }
             out
@@ -152,9 +159,9 @@ macro_rules! registry {
 }
 
 registry! {
-    sfn_map_runs: "Step Functions Map Runs (source `sfn_map_runs`)",
-    transfer_workflows: "Transfer Family workflows (source `transfer_workflows`)",
-    appflow_flows: "AppFlow flows (source `appflow_flows`)",
+    sfn_map_runs(SfnMapRuns): "Step Functions Map Runs (source `sfn_map_runs`)",
+    transfer_workflows(TransferWorkflows): "Transfer Family workflows (source `transfer_workflows`)",
+    appflow_flows(AppflowFlows): "AppFlow flows (source `appflow_flows`)",
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::sfn::MapRunSpec;
-use super::{Fault, FaultKind, Simulator, World, REGION};
+use super::{unix_now, Fault, FaultKind, Simulator, World, REGION};
 use crate::app::Exporter;
 use crate::aws::StaticCredentials;
-use crate::config::targets::TargetConfig;
+use crate::config::target::TargetConfig;
 use crate::config::Config;
 
 /// The running demo: keep it alive as long as the exporter serves.
@@ -571,14 +571,6 @@ pub fn demo_config(endpoint: &str, poll_interval: Duration) -> Config {
     }];
     config.sources.set_poll_interval(poll_interval);
     config
-}
-
-/// Unix seconds now. The simulator keeps its own clock helper: it shares no code with services/.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -76,6 +76,15 @@ pub enum FaultKind {
 /// [`Fault::operation`] matching every operation of the service (a throttle storm, an outage).
 pub const ANY_OPERATION: &str = "*";
 
+/// Unix seconds now, the clock of the simulator's worlds (for building them in tests and
+/// benchmarks). The simulator keeps its own: it shares no code with services/.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 /// A fault injected into matching requests.
 #[derive(Debug, Clone)]
 pub struct Fault {

@@ -51,6 +51,8 @@ pub struct SimExecution {
     pub redrive_date: Option<f64>,
     /// Not in ListExecutions answers yet: AWS's listing is eventually consistent.
     pub unlisted: bool,
+    /// The published version it runs (started with a version or an alias ARN).
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,9 +175,28 @@ impl SfnWorld {
                 redrive_count: 0,
                 redrive_date: None,
                 unlisted: false,
+                version: None,
             },
         );
         self.event(&arn, "ExecutionStarted", start, json!({}));
+        arn
+    }
+
+    /// StartExecution with a version's ARN (or an alias pointing at it).
+    pub fn start_execution_of_version(
+        &mut self,
+        version_arn: &str,
+        name: &str,
+        start: f64,
+    ) -> String {
+        let state_machine_arn = version_arn
+            .rsplit_once(':')
+            .map_or(version_arn, |(sm, _)| sm)
+            .to_owned();
+        let arn = self.start_execution(&state_machine_arn, name, start);
+        if let Some(e) = self.executions.get_mut(&arn) {
+            e.version = Some(version_arn.to_owned());
+        }
         arn
     }
 
@@ -520,6 +541,7 @@ pub fn handle(w: &mut SfnWorld, operation: &str, input: &Value) -> Result<Value,
                         "stopDate": e.stop,
                         "redriveCount": e.redrive_count,
                         "redriveDate": e.redrive_date,
+                        "stateMachineVersionArn": e.version,
                     })
                 })
                 .collect();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::aws::Connection;
-use crate::doctor::{pages, per_hour, select, CallEstimate, Findings};
+use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings};
 use crate::services::appflow_flows::client::{
     AppflowClient, DESCRIBE_FLOW_EXECUTION_RECORDS, LIST_FLOWS,
 };

@@ -11,52 +11,66 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::aws::{check_token, Target};
+use crate::aws::{check_token, Connection};
 use crate::error::AwsError;
-use crate::exposition::hub::Snapshot;
+use crate::exposition::family::Family;
 use crate::services::appflow_flows::client::{AppflowClient, DESCRIBE_FLOW_EXECUTION_RECORDS};
 use crate::services::appflow_flows::config::Config;
 use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
-use crate::services::source::{unix_now, BoxFuture, Progress, Source};
+use crate::services::source::{unix_now, BoxFuture, PollCx, RenderCx, Service};
 use crate::tags::TagCache;
 
-/// The source for one target.
-pub fn build(target: Arc<Target>, config: &Config, started_at: f64) -> Box<dyn Source> {
-    Box::new(AppflowFlows::new(target, config.clone(), started_at))
-}
-
 pub struct AppflowFlows {
-    target: Arc<Target>,
     config: Config,
-    client: Option<AppflowClient>,
     tracker: AppflowTracker,
     /// The selected flows' tags, by flow name, from the last ListFlows.
     tags: TagCache,
 }
 
-impl AppflowFlows {
-    pub fn new(target: Arc<Target>, config: Config, started_at: f64) -> Self {
-        let tracker = AppflowTracker::new(started_at, config.retention.as_secs_f64());
+impl Service for AppflowFlows {
+    type Config = Config;
+    type Client = AppflowClient;
+
+    fn new(config: &Config, started_at: f64) -> Self {
         Self {
-            target,
-            config,
-            client: None,
-            tracker,
+            config: config.clone(),
+            tracker: AppflowTracker::new(started_at, config.retention.as_secs_f64()),
             tags: TagCache::default(),
         }
     }
 
+    fn client(conn: Arc<Connection>) -> AppflowClient {
+        AppflowClient::new(conn)
+    }
+
+    fn poll<'a>(
+        &'a mut self,
+        client: &'a AppflowClient,
+        cx: &'a mut PollCx<'_>,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(self.poll_inner(client, cx))
+    }
+
+    fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {
+        metrics::render(&self.tracker, &cx.account_id, &cx.region, out);
+        let tags = (&self.tags, &self.config.tags);
+        metrics::render_info(tags, &cx.account_id, &cx.region, out);
+    }
+
+    fn tracked(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("flow", self.tracker.flows().len()),
+            ("flow_run", self.tracker.tracked_runs()),
+        ]
+    }
+}
+
+impl AppflowFlows {
     async fn poll_inner(
         &mut self,
-        errors: &mut Vec<AwsError>,
-        progress: &dyn Progress,
+        client: &AppflowClient,
+        cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
-        let conn = self.target.connect().await?;
-        if self.client.is_none() {
-            self.client = Some(AppflowClient::new(conn.clone()));
-        }
-        let client = self.client.as_ref().expect("client set above");
-
         let now = unix_now();
         let mut tags = TagCache::default();
         let selected: BTreeMap<String, LastRunDetails> = client
@@ -68,7 +82,7 @@ impl AppflowFlows {
                 self.config
                     .flows
                     .matches_tagged(&f.name, &f.arn, Some(&f.tags))
-                    && conn.owns(&f.arn)
+                    && cx.conn.owns(&f.arn)
             })
             .map(|f| {
                 tags.set(&f.name, f.tags, None, now);
@@ -119,7 +133,7 @@ impl AppflowFlows {
                         self.tracker.refresh_caught();
                     }
                     self.tracker.records_read(flow, details.clone(), now);
-                    progress.publish(false, &mut || self.snapshot(unix_now()));
+                    cx.publish(self, false);
                 }
                 Err(AwsError::NotFound { .. }) => {
                     // Deleted between ListFlows and now: the next ListFlows drops it.
@@ -127,48 +141,11 @@ impl AppflowFlows {
                 }
                 Err(e) => {
                     tracing::warn!(flow = %flow, error = %e, "reading flow runs failed; keeping its last values");
-                    errors.push(e);
+                    cx.errors.push(e);
                 }
             }
         }
         self.tracker.expire(unix_now());
         Ok(())
-    }
-}
-
-impl Source for AppflowFlows {
-    fn name(&self) -> &'static str {
-        "appflow_flows"
-    }
-
-    fn target(&self) -> &Arc<Target> {
-        &self.target
-    }
-
-    fn interval(&self) -> std::time::Duration {
-        self.config.poll_interval
-    }
-
-    fn poll<'a>(
-        &'a mut self,
-        errors: &'a mut Vec<AwsError>,
-        progress: &'a dyn Progress,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors, progress))
-    }
-
-    fn snapshot(&self, _now: f64) -> Snapshot {
-        let (account_id, region) = self.target.labels();
-        let mut families = Vec::new();
-        metrics::render(&self.tracker, &account_id, &region, &mut families);
-        let tags = (&self.tags, &self.config.tags);
-        metrics::render_info(tags, &account_id, &region, &mut families);
-        Snapshot {
-            families,
-            tracked: vec![
-                ("flow", self.tracker.flows().len()),
-                ("flow_run", self.tracker.tracked_runs()),
-            ],
-        }
     }
 }

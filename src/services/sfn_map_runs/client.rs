@@ -11,10 +11,10 @@ use aws_sdk_sfn::operation::list_state_machines::ListStateMachinesOutput;
 use aws_sdk_sfn::types::{ExecutionRedriveFilter, ExecutionStatus, StateMachineType};
 
 use crate::aws::operation::{AwsBucket, Operation};
-use crate::aws::{Connection, Pace};
+use crate::aws::{unfinished, Connection, Pace};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::convert;
-use crate::services::sfn_map_runs::state::{ExecutionEvents, ExecutionObs, MapRunObs};
+use crate::services::sfn_map_runs::obs::{ExecutionEvents, ExecutionObs, MapRunObs};
 
 /// Pages of 1,000 events one read of an execution's events goes back at most; an execution
 /// with more new events than that has its map runs listed instead (ListMapRuns).
@@ -220,10 +220,10 @@ impl SfnClient {
         state_machine_arn: &str,
         which: Executions,
     ) -> Result<Vec<ExecutionObs>, AwsError> {
-        let listed = self
-            .list_executions_paced(state_machine_arn, which, None)
-            .await?;
-        Ok(listed.expect("an unpaced listing always finishes"))
+        // Only a paced listing stops at a deadline.
+        self.list_executions_paced(state_machine_arn, which, None)
+            .await?
+            .ok_or_else(|| unfinished(LIST_EXECUTIONS.name))
     }
 
     /// As [`Self::list_executions`]; with `pace`, every page waits for a spare token and the

@@ -7,7 +7,7 @@ use aws_sdk_sfn::types::{
 };
 use aws_smithy_types::DateTime;
 
-use crate::services::sfn_map_runs::state::{
+use crate::services::sfn_map_runs::obs::{
     Counts, ExecutionEvents, ExecutionObs, MapRunObs, MapRunStatus,
 };
 
@@ -25,6 +25,7 @@ pub fn execution(item: &ExecutionListItem) -> ExecutionObs {
         stop: item.stop_date().map(secs),
         redrive_count: item.redrive_count().unwrap_or(0).into(),
         redrive_date: item.redrive_date().map(secs),
+        version: item.state_machine_version_arn().map(str::to_owned),
     }
 }
 

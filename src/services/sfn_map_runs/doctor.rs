@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aws::Connection;
-use crate::doctor::{pages, per_hour, select, CallEstimate, Findings, Watched};
+use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings, Watched};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
     Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
@@ -15,7 +15,7 @@ use crate::services::sfn_map_runs::client::{
     LIST_STATE_MACHINE_VERSIONS, LIST_TAGS_FOR_RESOURCE,
 };
 use crate::services::sfn_map_runs::config::Config;
-use crate::services::sfn_map_runs::state::REDRIVE_SCAN_EVERY_POLLS;
+use crate::services::sfn_map_runs::plan::REDRIVE_SCAN_EVERY_POLLS;
 use crate::services::source::unix_now;
 
 /// Definitions are read for this long at most; the rest are counted as not read.

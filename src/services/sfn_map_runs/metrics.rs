@@ -1,12 +1,14 @@
 //! Metric families of the Step Functions Map Run source, built from the state store.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+
 use crate::exposition::family::{
     gather_sections, Family, FamilyBuilder, Sections, SectionsBuilder,
 };
 use crate::exposition::metric::{def, MetricDef};
-use crate::services::sfn_map_runs::state::{
-    MapRunObs, MapRunStatus, MapRunTracker, RunLabels, FINISHED_ITEM_STATUSES,
-};
+use crate::services::sfn_map_runs::obs::{MapRunObs, MapRunStatus, FINISHED_ITEM_STATUSES};
+use crate::services::sfn_map_runs::tracker::{MapRunTracker, RunLabels, ShownRun};
 
 const RUN: &[&str] = &[
     "account_id",
@@ -282,33 +284,41 @@ fn run_series(
     b.finish()
 }
 
+/// Each shown run's per-run series as rendered after its last describe, by the describe's serial
+/// number: an unchanged run costs no rendering and no copy per publish.
+#[derive(Debug, Default)]
+pub struct RunSeriesCache(Mutex<HashMap<u64, Sections>>);
+
 /// Builds every family of the source for one target.
 pub fn render(
     tracker: &MapRunTracker,
+    cache: &RunSeriesCache,
     account_id: &str,
     region: &str,
     now: f64,
     out: &mut Vec<Family>,
 ) {
-    // A run's cached series carry the account and region labels as they were when it was
-    // rendered; should those change (the account id learned late), a stale cache is rendered
-    // afresh at every snapshot until the run's next describe replaces it.
+    // Cached series carry the account and region labels as they were when rendered: should
+    // those change (the account id learned late), they are rendered afresh.
     let key = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (account_id, region).hash(&mut h);
         h.finish()
     };
-    let mut cached = Vec::new();
-    let mut fresh = Vec::new();
-    for (l, obs, series) in tracker.visible_runs(now) {
-        let s = series.get_or_init(|| run_series(key, account_id, region, l, obs));
-        if s.key() == key {
-            cached.push(s);
-        } else {
-            fresh.push(run_series(key, account_id, region, l, obs));
+    let shown: Vec<ShownRun> = tracker.visible_runs(now).collect();
+    let mut cached = cache.0.lock().unwrap_or_else(PoisonError::into_inner);
+    for run in &shown {
+        if cached.get(&run.describe).is_none_or(|s| s.key() != key) {
+            let series = run_series(key, account_id, region, run.labels, run.obs);
+            cached.insert(run.describe, series);
         }
     }
+    if cached.len() > shown.len() {
+        let live: HashSet<u64> = shown.iter().map(|r| r.describe).collect();
+        cached.retain(|describe, _| live.contains(describe));
+    }
+    let mut fresh = Vec::new();
     // Runs known only from their MapRunStarted event: running since then, counts to come.
     let statuses: Vec<&str> = MapRunStatus::ALL.iter().map(|s| s.as_label()).collect();
     for (l, start) in tracker.started_runs() {
@@ -319,7 +329,14 @@ pub fn render(
         b.family(&START).add(&labels, start);
         fresh.push(b.finish());
     }
-    gather_sections(cached.into_iter().chain(&fresh), out);
+    let cached = &*cached;
+    gather_sections(
+        shown
+            .iter()
+            .filter_map(|r| cached.get(&r.describe))
+            .chain(&fresh),
+        out,
+    );
 
     let mut open = FamilyBuilder::new(&OPEN);
     for ((sm, map_state), n) in tracker.open_runs() {
@@ -359,7 +376,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::sfn_map_runs::state::{Counts, ExecutionObs, Listing};
+    use crate::services::sfn_map_runs::obs::{Counts, ExecutionObs, Listing};
 
     const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:etl";
     const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:etl:run-1";
@@ -387,9 +404,16 @@ mod tests {
         }
     }
 
-    fn text(tracker: &MapRunTracker, account_id: &str) -> String {
+    fn text(tracker: &MapRunTracker, cache: &RunSeriesCache, account_id: &str) -> String {
         let mut families = Vec::new();
-        render(tracker, account_id, "us-east-1", 2000.0, &mut families);
+        render(
+            tracker,
+            cache,
+            account_id,
+            "us-east-1",
+            2000.0,
+            &mut families,
+        );
         families
             .iter()
             .flat_map(|f| &f.blocks)
@@ -409,23 +433,25 @@ mod tests {
             stop: None,
             redrive_count: 0,
             redrive_date: None,
+            version: None,
         };
         t.observe_listing(SM, Listing::Newest, vec![exec], 0.0, 1000.0);
         t.record_map_runs(EXEC, vec![RUN.into()]);
         t.apply_describe(described(3), 1000.0);
+        let cache = RunSeriesCache::default();
         let failed = |account: &str, n: u32| {
             format!("aws_sfn_map_run_items{{account_id=\"{account}\",region=\"us-east-1\",state_machine=\"etl\",map_state=\"Fan Out\",execution=\"run-1\",map_run=\"5f2a\",status=\"failed\"}} {n}\n")
         };
 
-        let first = text(&t, "unknown");
+        let first = text(&t, &cache, "unknown");
         assert!(first.contains(&failed("unknown", 3)), "{first}");
         // The account id learned after the run was rendered: no series keeps the old label.
-        let learned = text(&t, "123456789012");
+        let learned = text(&t, &cache, "123456789012");
         assert!(learned.contains(&failed("123456789012", 3)), "{learned}");
         assert!(!learned.contains("unknown"), "{learned}");
         // A new describe replaces the cached series.
         t.apply_describe(described(7), 1060.0);
-        let refreshed = text(&t, "123456789012");
+        let refreshed = text(&t, &cache, "123456789012");
         assert!(
             refreshed.contains(&failed("123456789012", 7)),
             "{refreshed}"
@@ -434,9 +460,14 @@ mod tests {
         // Every per-run family is there once per run, in one piece per run.
         assert_eq!(refreshed.matches("aws_sfn_map_run_status{").count(), 4);
         assert_eq!(
-            text(&t, "123456789012"),
+            text(&t, &cache, "123456789012"),
             refreshed,
             "a snapshot of cached runs is stable"
+        );
+        assert_eq!(
+            cache.0.lock().unwrap().len(),
+            1,
+            "only the last describe is kept"
         );
     }
 }

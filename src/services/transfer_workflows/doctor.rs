@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::aws::Connection;
-use crate::doctor::{pages, per_hour, select, CallEstimate, Findings};
+use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings};
 use crate::services::transfer_workflows::client::{
     TransferClient, DESCRIBE_EXECUTION, DESCRIBE_WORKFLOW, LIST_EXECUTIONS, LIST_WORKFLOWS,
 };

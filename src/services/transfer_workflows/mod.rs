@@ -12,10 +12,10 @@ pub mod state;
 
 use std::sync::Arc;
 
-use crate::aws::Target;
+use crate::aws::Connection;
 use crate::error::AwsError;
-use crate::exposition::hub::Snapshot;
-use crate::services::source::{unix_now, BoxFuture, Progress, Source};
+use crate::exposition::family::Family;
+use crate::services::source::{unix_now, BoxFuture, PollCx, RenderCx, Service};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
 use crate::services::transfer_workflows::state::TransferTracker;
@@ -24,49 +24,63 @@ use crate::tags::{TagCache, Wanted};
 /// Share of the poll interval first reads of tags that selection depends on may wait for tokens.
 const TAGS_SHARE_OF_INTERVAL: f64 = 0.5;
 
-/// The source for one target.
-pub fn build(target: Arc<Target>, config: &Config, _started_at: f64) -> Box<dyn Source> {
-    Box::new(TransferWorkflows::new(target, config.clone()))
-}
-
 pub struct TransferWorkflows {
-    target: Arc<Target>,
     config: Config,
-    client: Option<TransferClient>,
     tracker: TransferTracker,
     /// The workflows' tags as last read (DescribeWorkflow).
     tags: TagCache,
 }
 
-impl TransferWorkflows {
-    pub fn new(target: Arc<Target>, config: Config) -> Self {
+impl Service for TransferWorkflows {
+    type Config = Config;
+    type Client = TransferClient;
+
+    fn new(config: &Config, _started_at: f64) -> Self {
         Self {
-            target,
-            config,
-            client: None,
+            config: config.clone(),
             tracker: TransferTracker::new(),
             tags: TagCache::default(),
         }
     }
 
+    fn client(conn: Arc<Connection>) -> TransferClient {
+        TransferClient::new(conn)
+    }
+
+    fn poll<'a>(
+        &'a mut self,
+        client: &'a TransferClient,
+        cx: &'a mut PollCx<'_>,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(self.poll_inner(client, cx))
+    }
+
+    fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {
+        let tags = (&self.tags, &self.config.tags);
+        metrics::render(&self.tracker, tags, &cx.account_id, &cx.region, out);
+    }
+
+    fn tracked(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("workflow", self.tracker.tracked_workflows()),
+            ("workflow_execution", self.tracker.tracked_executions()),
+        ]
+    }
+}
+
+impl TransferWorkflows {
     async fn poll_inner(
         &mut self,
-        errors: &mut Vec<AwsError>,
-        _progress: &dyn Progress,
+        client: &TransferClient,
+        cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
-        let conn = self.target.connect().await?;
-        if self.client.is_none() {
-            self.client = Some(TransferClient::new(conn.clone()));
-        }
-        let client = self.client.as_ref().expect("client set above");
-
         // A failed ListWorkflows fails the poll and keeps every series as it was.
         let listed: Vec<_> = client
             .list_workflows()
             .await?
             .into_iter()
             // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|w| conn.owns(&w.id))
+            .filter(|w| cx.conn.owns(&w.id))
             .collect();
         // Tags: of workflows only their tags can select, and of the selected ones when exported.
         let (selection, config) = (&self.config.workflows, &self.config.tags);
@@ -78,7 +92,15 @@ impl TransferWorkflows {
         let deadline =
             std::time::Instant::now() + self.config.poll_interval.mul_f64(TAGS_SHARE_OF_INTERVAL);
         let refresh = self.config.tags.refresh();
-        crate::tags::read(&mut self.tags, &wanted, refresh, deadline, client, errors).await;
+        crate::tags::read(
+            &mut self.tags,
+            &wanted,
+            refresh,
+            deadline,
+            client,
+            cx.errors,
+        )
+        .await;
         let selected: Vec<_> = listed
             .into_iter()
             .filter(|w| selection.matches_tagged(&w.description, &w.id, self.tags.get(&w.id)))
@@ -97,7 +119,7 @@ impl TransferWorkflows {
                 }
                 Err(e) => {
                     tracing::warn!(workflow_id = %id, error = %e, "listing workflow executions failed; keeping its last values");
-                    errors.push(e);
+                    cx.errors.push(e);
                 }
             }
         }
@@ -111,46 +133,10 @@ impl TransferWorkflows {
                 }
                 Err(e) => {
                     tracing::warn!(%workflow_id, %execution_id, error = %e, "describing workflow execution failed; retried next poll");
-                    errors.push(e);
+                    cx.errors.push(e);
                 }
             }
         }
         Ok(())
-    }
-}
-
-impl Source for TransferWorkflows {
-    fn name(&self) -> &'static str {
-        "transfer_workflows"
-    }
-
-    fn target(&self) -> &Arc<Target> {
-        &self.target
-    }
-
-    fn interval(&self) -> std::time::Duration {
-        self.config.poll_interval
-    }
-
-    fn poll<'a>(
-        &'a mut self,
-        errors: &'a mut Vec<AwsError>,
-        progress: &'a dyn Progress,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(errors, progress))
-    }
-
-    fn snapshot(&self, _now: f64) -> Snapshot {
-        let (account_id, region) = self.target.labels();
-        let mut families = Vec::new();
-        let tags = (&self.tags, &self.config.tags);
-        metrics::render(&self.tracker, tags, &account_id, &region, &mut families);
-        Snapshot {
-            families,
-            tracked: vec![
-                ("workflow", self.tracker.tracked_workflows()),
-                ("workflow_execution", self.tracker.tracked_executions()),
-            ],
-        }
     }
 }
