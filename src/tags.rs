@@ -339,6 +339,36 @@ pub async fn read<R: ReadTags>(
     }
 }
 
+/// The tags of the `listed` resources (name, id) only their tags can select, as many as
+/// `reader` reads within `time`, for `doctor` to select by tag as a poll does. A failed read
+/// leaves the resource out (doctor's probe reports the failure).
+pub async fn read_within<'a, R: ReadTags>(
+    reader: &R,
+    selection: &Selection,
+    listed: impl Iterator<Item = (&'a str, &'a str)>,
+    time: Duration,
+) -> BTreeMap<String, Tags> {
+    let ids: Vec<&str> = listed
+        .filter(|(name, id)| selection.needs_tags(name, id))
+        .map(|(_, id)| id)
+        .collect();
+    let deadline = Instant::now() + time;
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match reader.read_tags(id).await {
+            Ok(tags) => {
+                out.insert(id.to_owned(), tags);
+            }
+            Err(e) if e.is_access_denied() => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
