@@ -339,6 +339,36 @@ pub async fn read<R: ReadTags>(
     }
 }
 
+/// The tags of the `listed` resources (name, id) only their tags can select, as many as
+/// `reader` reads within `time`, for `doctor` to select by tag as a poll does. A failed read
+/// leaves the resource out (doctor's probe reports the failure).
+pub async fn read_within<'a, R: ReadTags>(
+    reader: &R,
+    selection: &Selection,
+    listed: impl Iterator<Item = (&'a str, &'a str)>,
+    time: Duration,
+) -> BTreeMap<String, Tags> {
+    let ids: Vec<&str> = listed
+        .filter(|(name, id)| selection.needs_tags(name, id))
+        .map(|(_, id)| id)
+        .collect();
+    let deadline = Instant::now() + time;
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match reader.read_tags(id).await {
+            Ok(tags) => {
+                out.insert(id.to_owned(), tags);
+            }
+            Err(e) if e.is_access_denied() => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +467,49 @@ mod tests {
         assert_eq!(cache.due("a", None, 200.0, hour), Due::Fresh);
         cache.retain(|id| id != "a");
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn tags_are_wanted_when_they_select_or_are_exported_for_a_selected_resource() {
+        let mut c = Check::default();
+        let raw: BTreeMap<String, Vec<String>> =
+            [("team".to_string(), vec!["data".to_string()])].into();
+        let selection = Selection {
+            names: ["named".to_string()].into(),
+            tags: TagFilter::validate(&mut c, "sel.tags", &raw),
+            ..Selection::default()
+        };
+        // Selected by name: its tags decide nothing, and nothing is exported.
+        let none = TagsConfig::default();
+        assert!(none.wanted(&selection, "named", "arn:1", None).is_none());
+        let w = none
+            .wanted(&selection, "other", "arn:2", Some(5.0))
+            .unwrap();
+        assert!(w.selects);
+        assert_eq!((w.id.as_str(), w.created), ("arn:2", Some(5.0)));
+        let export = RawTagsConfig {
+            export: Some(vec!["team".into()]),
+            refresh: None,
+        }
+        .validate(&mut c, "tags");
+        assert!(
+            !export
+                .wanted(&selection, "named", "arn:1", None)
+                .unwrap()
+                .selects
+        );
+        // Only tags select, and they match: selected; without tags known, not.
+        let team = tags(&[("team", "data")]);
+        assert!(selection.matches_tagged("other", "arn:2", Some(&team)));
+        assert!(!selection.matches_tagged("other", "arn:2", None));
+        assert!(!selection.matches("other", "arn:2"));
+        assert!(selection.matches("named", "arn:1"));
+        // No selection at all: everything, and no tags needed for it.
+        assert!(Selection::default().matches_tagged("x", "y", None));
+        assert!(!Selection::default().needs_tags("x", "y"));
+        assert!(export
+            .wanted(&Selection::default(), "x", "y", None)
+            .is_some());
     }
 
     #[test]

@@ -413,3 +413,27 @@ async fn denying_any_one_action_fails_the_run_on_that_action_only() {
         assert_eq!(denied, [(action.to_string(), "denied".to_string())]);
     }
 }
+
+/// A selection by tag is counted as a poll selects: doctor reads the tags of the resources only
+/// their tags can select (the demo tags each resource with its team).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_by_tag_is_counted_with_the_tags() {
+    let sim = simulator("", vec![]).await;
+    let extra = "sources:\n  sfn_map_runs:\n    state_machines:\n      tags:\n        team: [data]\n  transfer_workflows:\n    workflows:\n      tags:\n        team: [data, media]\n";
+    let out = doctor(&config(&sim, extra), &["--output", "json"]);
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let target = &doc["targets"][0];
+    let sfn = &source(target, "sfn_map_runs")["watched"][0];
+    assert_eq!(
+        (&sfn["listed"], &sfn["watched"]),
+        (&3.into(), &1.into()),
+        "{sfn:#}"
+    );
+    let transfer = &source(target, "transfer_workflows")["watched"][0];
+    assert_eq!(
+        (&transfer["listed"], &transfer["watched"]),
+        (&3.into(), &2.into()),
+        "{transfer:#}"
+    );
+}

@@ -463,3 +463,49 @@ async fn step_functions_tags_against_moto() {
     })
     .await;
 }
+
+/// A denied ListTagsForResource degrades the poll (counted, logged) but the state machines are
+/// still watched, their series without tag labels, and their map runs still read; once
+/// allowed, the tags come at the next poll.
+#[tokio::test]
+async fn a_denied_tag_read_degrades_the_poll_and_nothing_else() {
+    use aws_workflow_exporter::simulator::{Fault, FaultKind};
+    let yaml = "sources:\n  sfn_map_runs:\n    tags:\n      export: [team]\n";
+    let mut h = Harness::start(SFN, |c| apply(c, yaml)).await;
+    {
+        let mut w = h.world();
+        let sm = w.sfn.add_state_machine("etl", unix_now() - 100.0);
+        w.sfn.set_tags(&sm, &[("team", "data")]);
+        w.sfn.start_execution(&sm, "nightly", unix_now() - 50.0);
+        w.faults.push(Fault {
+            service: "sfn",
+            operation: "ListTagsForResource",
+            body_contains: None,
+            kind: FaultKind::AccessDenied,
+            remaining: None,
+        });
+    }
+    h.poll().await;
+    let s = h.scrape().await;
+    let success = |s: &Scrape| {
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")],
+        )
+    };
+    assert_eq!(success(&s), Some(0.0));
+    let info = common_info(&s);
+    assert!(tag_labels(&info["etl"]).is_empty());
+    let c = h.take_calls();
+    assert_eq!(calls(&c, "sfn", "ListTagsForResource"), 1, "{c:?}");
+    assert!(calls(&c, "sfn", "ListExecutions") > 0, "{c:?}");
+
+    h.world().faults.clear();
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(success(&s), Some(1.0));
+    assert_eq!(
+        tag_labels(&common_info(&s)["etl"]),
+        vec![("tag_team", "data")]
+    );
+}

@@ -47,11 +47,17 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
     // Selected as a poll selects them (see `SfnMapRuns::state_machines`): STANDARD ones only.
     let (standard, express): (Vec<StateMachine>, Vec<StateMachine>) =
         listed.iter().cloned().partition(|sm| sm.standard);
+    // State machines only their tags can select: read as a poll reads them (for a while).
+    let sel = &config.state_machines;
+    let named = standard
+        .iter()
+        .map(|sm| (sm.name.as_str(), sm.arn.as_str()));
+    let tags = crate::tags::read_within(&client, sel, named, DESCRIBE_TIME).await;
     let (selected, selection) = select(
         "state machine",
         "state_machines",
         &standard,
-        |sm| config.state_machines.matches(&sm.name, &sm.arn),
+        |sm| sel.matches_tagged(&sm.name, &sm.arn, tags.get(&sm.arn)),
         |sm| client.owns(&sm.arn),
     );
 

@@ -11,6 +11,9 @@ use crate::services::transfer_workflows::client::{
 };
 use crate::services::transfer_workflows::config::Config;
 
+/// Tags of workflows only their tags can select are read for this long at most.
+const TAGS_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
     let client = TransferClient::new(conn.clone());
     let mut f = Findings::default();
@@ -34,11 +37,17 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
         }
     }
     // Selected as a poll selects them (see `TransferWorkflows::poll_inner`).
+    // Workflows only their tags can select: read as a poll reads them (for a while).
+    let sel = &config.workflows;
+    let named = listed
+        .iter()
+        .map(|w| (w.description.as_str(), w.id.as_str()));
+    let tags = crate::tags::read_within(&client, sel, named, TAGS_TIME).await;
     let (selected, watched) = select(
         "workflow",
         "workflows",
         &listed,
-        |w| config.workflows.matches(&w.description, &w.id),
+        |w| sel.matches_tagged(&w.description, &w.id, tags.get(&w.id)),
         |w| conn.owns(&w.id),
     );
     f.watched.push(watched);
