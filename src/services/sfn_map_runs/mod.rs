@@ -64,8 +64,7 @@ impl Service for SfnMapRuns {
     type Client = SfnClient;
 
     fn new(config: &Config, started_at: f64) -> Self {
-        let mut tracker = MapRunTracker::new(started_at, config.retention.as_secs_f64());
-        tracker.set_poll_interval(config.poll_interval.as_secs_f64());
+        let tracker = MapRunTracker::new(started_at, config.retention.as_secs_f64());
         Self {
             config: config.clone(),
             tracker,

@@ -49,8 +49,8 @@ pub struct DescribePlan {
     /// first seen after it stopped), failed or aborted runs whose parent was redriven, and runs
     /// the parent's history shows ended or redriven since their last describe.
     pub required: Vec<String>,
-    /// Runs nearing their tolerated failures not described for half a poll interval (or one
-    /// pass): the alert's, before any other refresh, first describes of new runs included.
+    /// Runs nearing their tolerated failures, least lately described first: the alert's, once a
+    /// poll, before any other refresh, first describes of new runs included.
     pub nearing: Vec<String>,
     /// The other runs of running executions, most urgent first: never described ones, overdue ones (not
     /// described for `due_after` seconds, one pass over the open runs), then by how long ago
@@ -214,8 +214,8 @@ impl MapRunTracker {
     /// reruns those, never a succeeded run).
     pub fn runs_to_describe(&self, now: f64, due_after: f64) -> DescribePlan {
         let mut plan = DescribePlan::default();
-        // (tier, urgency): runs nearing their tolerance not described for a poll interval first
-        // (they serve the alert; a new run is shown running from its start event meanwhile),
+        // (tier, urgency): runs nearing their tolerance first, once a poll, least lately described
+        // first (they serve the alert; a new run is shown running from its start event meanwhile),
         // then never described ones, overdue ones, the rest; within a tier by how long ago they
         // were described, weighted up for runs near their tolerance or that changed at their
         // last describe.
@@ -252,7 +252,9 @@ impl MapRunTracker {
                         1.0
                     };
                     // Half an interval: a run described late in one poll is due at the next.
-                    let tier = if nearing && age >= (self.poll_interval / 2.0).min(due_after) {
+                    // Every poll: a run described late in one poll is described again in the
+                    // next, so none waits two intervals.
+                    let tier = if nearing {
                         0
                     } else if age >= due_after {
                         2
@@ -473,15 +475,17 @@ mod tests {
         describe(&mut t, "calm", 1, 40, 110.0);
         // `near` failed 3 of its 13 processed items against 10% tolerated (only 3 of its 100
         // items so far); `moving` changed at its last describe.
+        // `near` goes first at every poll, however lately described; `stale` is overdue (110 s
+        // since its describe against a pass of 100 s), and then weights order the rest.
         let plan = t.runs_to_describe(120.0, 100.0);
         assert!(plan.required.is_empty());
-        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
+        assert_eq!(plan.nearing, [arn("near")]);
+        assert_eq!(plan.refresh, ["stale", "moving", "calm"].map(arn));
         // Not overdue, `stale` still comes first: 110 s since its describe (which was news)
-        // outweighs `near`'s 20 s; weights order the rest.
+        // outweighs `moving`'s 10 s doubled.
         let plan = t.runs_to_describe(120.0, 1000.0);
-        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
-        let plan = t.runs_to_describe(115.0, 1000.0);
-        assert_eq!(plan.refresh, ["stale", "near", "moving", "calm"].map(arn));
+        assert_eq!(plan.nearing, [arn("near")]);
+        assert_eq!(plan.refresh, ["stale", "moving", "calm"].map(arn));
     }
 
     #[test]

@@ -137,8 +137,6 @@ pub struct MapRunTracker {
     /// Whether each published version read has a Distributed Map. Versions never change, so
     /// each is read once; executions of a version without one are not searched for map runs.
     pub(super) versions: BTreeMap<String, bool>,
-    /// A run nearing its tolerance is refreshed ahead of others once not described this long.
-    pub(super) poll_interval: f64,
 }
 
 impl MapRunTracker {
@@ -155,13 +153,7 @@ impl MapRunTracker {
             discoveries: 0,
             describes: 0,
             versions: BTreeMap::new(),
-            poll_interval: 60.0,
         }
-    }
-
-    /// The source's poll interval (seconds): runs nearing their tolerance are refreshed every poll.
-    pub fn set_poll_interval(&mut self, secs: f64) {
-        self.poll_interval = secs;
     }
 
     /// Records this poll's (selected) state machines. Everything of state machines that are gone
@@ -669,7 +661,7 @@ mod tests {
         assert_eq!(t.executions_to_list(), vec![EXEC.to_string()]);
         t.record_map_runs(EXEC, vec![RUN.into()]);
         assert_eq!(t.runs_to_describe(0.0, 1.0).refresh, vec![RUN.to_string()]);
-        t.apply_describe(run(MapRunStatus::Running, 10, 1, None, 0), 1100.0);
+        t.apply_describe(run(MapRunStatus::Running, 50, 1, None, 0), 1100.0);
         assert_eq!(t.aggregates()[&key()], Aggregate::default());
         assert_eq!(t.open_runs()[&key()], 1);
         assert_eq!(
