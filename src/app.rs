@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::aws::instrument::ApiInstrumentation;
 use crate::aws::organization::{Lister, OrganizationMetrics};
 use crate::aws::{AccountRegistry, StaticCredentials, Target};
+use crate::clock::unix_now;
 use crate::config::organization::{Account, OrganizationTarget};
 use crate::config::targets::AwsApiConfig;
 use crate::config::Config;
@@ -20,7 +21,7 @@ use crate::exposition::self_metrics::SelfMetrics;
 use crate::reload::{self, Supervisor};
 use crate::scheduler::{self, Readiness};
 use crate::services;
-use crate::services::source::{unix_now, Source};
+use crate::services::source::Source;
 use crate::web::{self, HttpState, ReloadReply, Web};
 
 pub struct Exporter {

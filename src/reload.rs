@@ -15,13 +15,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::{AccountRegistry, StaticCredentials, Target};
+use crate::clock::unix_now;
 use crate::config::organization::OrganizationTarget;
 use crate::config::target::TargetConfig;
 use crate::config::Config;
 use crate::exposition::hub::MetricsHub;
 use crate::scheduler::{self, Readiness};
 use crate::services;
-use crate::services::source::{unix_now, Source};
+use crate::services::source::Source;
 use crate::web::WebConfigHandle;
 
 /// How long a stopped source may take to finish; then its task is aborted.

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::clock::unix_now;
 use crate::config::check::MAX_DURATION;
 use crate::config::format_duration;
 use crate::error::AwsError;
 use crate::exposition::hub::{MetricsHub, Snapshot};
 use crate::services;
-use crate::services::source::{unix_now, Progress, Source};
+use crate::services::source::{Progress, Source};
 use crate::status::{self, ErrorRecord, PollReport};
 
 /// Which (source, target) pairs have finished a first poll; /readyz is 200 once all have.

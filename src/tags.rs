@@ -14,12 +14,10 @@ use serde::Deserialize;
 
 use crate::aws::operation::Operation;
 use crate::aws::Connection;
-use crate::config::check::{Check, DurationText, Selection};
+use crate::config::check::{Check, DurationText};
+use crate::config::selection::{Selection, Tags};
 use crate::error::AwsError;
 use crate::services::source::BoxFuture;
-
-/// A resource's tags, key to value.
-pub type Tags = BTreeMap<String, String>;
 
 /// How long a resource's tags are trusted unless the file says otherwise.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
@@ -158,42 +156,6 @@ impl TagsConfig {
     }
 }
 
-/// `tags:` of a selection block: a resource matches when, for every key listed, its tag has one
-/// of the listed values (AND across keys, OR across values).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TagFilter(BTreeMap<String, BTreeSet<String>>);
-
-impl TagFilter {
-    /// `raw` as written at `path`: each key with at least one value.
-    pub fn validate(c: &mut Check, path: &str, raw: &BTreeMap<String, Vec<String>>) -> Self {
-        for (key, values) in raw {
-            if key.is_empty() {
-                c.fail(path, "a tag key must not be empty");
-            } else if values.is_empty() {
-                c.fail(
-                    format!("{path}.{key}"),
-                    "list at least one value (a resource matches when its tag has one of them)",
-                );
-            }
-        }
-        Self(
-            raw.iter()
-                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
-                .collect(),
-        )
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn matches(&self, tags: &Tags) -> bool {
-        self.0
-            .iter()
-            .all(|(key, values)| tags.get(key).is_some_and(|v| values.contains(v)))
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Entry {
     tags: Tags,
@@ -303,7 +265,7 @@ pub async fn read<R: ReadTags>(
     errors: &mut Vec<AwsError>,
 ) {
     let (conn, op) = (reader.connection(), R::OPERATION);
-    let now = crate::services::source::unix_now();
+    let now = crate::clock::unix_now();
     let mut first: Vec<&Wanted> = Vec::new();
     let mut stale: Vec<&Wanted> = Vec::new();
     for w in wanted {
@@ -325,7 +287,7 @@ pub async fn read<R: ReadTags>(
         }
         tokio::time::sleep(wait).await;
         match reader.read_tags(&w.id).await {
-            Ok(tags) => cache.set(&w.id, tags, w.created, crate::services::source::unix_now()),
+            Ok(tags) => cache.set(&w.id, tags, w.created, crate::clock::unix_now()),
             Err(AwsError::NotFound { .. }) => {}
             Err(e) => {
                 let denied = e.is_access_denied();
@@ -372,6 +334,7 @@ pub async fn read_within<'a, R: ReadTags>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::selection::TagFilter;
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs

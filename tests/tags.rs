@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_workflow_exporter::config::{inline_path, Config};
-use aws_workflow_exporter::services::source::unix_now;
+use aws_workflow_exporter::simulator::unix_now;
 use common::{assert_promtool_clean, wait_until, Harness, Scrape};
 
 /// Parses `yaml` (a whole configuration file) and copies its sources' tag settings and selection

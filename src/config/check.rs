@@ -9,7 +9,6 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::FieldError;
-use crate::tags::{TagFilter, Tags};
 
 /// How often sources poll unless the file says otherwise.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -18,48 +17,6 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 /// The longest duration any field accepts (90 days, as long as AWS keeps execution history):
 /// a bound that keeps every deadline computed from a duration far from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(90 * 86400);
-
-/// Which resources a source watches: all when every list is empty, otherwise any match (OR).
-/// `tags` is one more alternative: a resource whose tags match it is selected too.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    pub names: BTreeSet<String>,
-    pub name_regex: Option<Regex>,
-    pub ids: BTreeSet<String>,
-    pub tags: TagFilter,
-}
-
-impl Selection {
-    /// `name` is what the regex and the names list are checked against, `id` the ARN or id. A
-    /// resource that only its tags could select does not match (see [`Selection::matches_tagged`]).
-    pub fn matches(&self, name: &str, id: &str) -> bool {
-        self.matches_tagged(name, id, None)
-    }
-
-    /// As [`Selection::matches`], with the resource's tags when known.
-    pub fn matches_tagged(&self, name: &str, id: &str, tags: Option<&Tags>) -> bool {
-        if self.names.is_empty()
-            && self.name_regex.is_none()
-            && self.ids.is_empty()
-            && self.tags.is_empty()
-        {
-            return true;
-        }
-        self.by_name_or_id(name, id)
-            || (!self.tags.is_empty() && tags.is_some_and(|t| self.tags.matches(t)))
-    }
-
-    /// Whether only the resource's tags can tell if it is selected.
-    pub fn needs_tags(&self, name: &str, id: &str) -> bool {
-        !self.tags.is_empty() && !self.by_name_or_id(name, id)
-    }
-
-    fn by_name_or_id(&self, name: &str, id: &str) -> bool {
-        self.names.contains(name)
-            || self.ids.contains(id)
-            || self.name_regex.as_ref().is_some_and(|r| r.is_match(name))
-    }
-}
 
 /// A duration kept as text until validation, so its error can name the field.
 #[derive(Debug, Deserialize)]

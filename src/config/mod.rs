@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod organization;
+pub mod selection;
 pub mod target;
 pub mod targets;
 
@@ -21,7 +22,8 @@ use crate::error::{ConfigError, FieldError};
 use crate::services::{RawSources, SourcesConfig};
 use crate::shard::Shard;
 
-pub use check::{format_duration, inline_path, parse_duration, DurationText, Selection};
+pub use check::{format_duration, inline_path, parse_duration, DurationText};
+pub use selection::Selection;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

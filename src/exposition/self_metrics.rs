@@ -334,7 +334,7 @@ impl SelfMetrics {
             reload_successful,
             reload_success_timestamp,
             declared: Mutex::new(Vec::new()),
-            status: StatusBoard::new(crate::status::unix_now()),
+            status: StatusBoard::new(crate::clock::unix_now()),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aws::{Connection, Target};
+use crate::clock::unix_now;
 use crate::error::AwsError;
 use crate::exposition::family::Family;
 use crate::exposition::hub::Snapshot;
@@ -184,12 +185,4 @@ impl<S: Service> Source for Runner<S> {
     fn backlog(&self) -> Vec<(&'static str, usize)> {
         self.service.backlog()
     }
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }

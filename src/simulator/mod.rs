@@ -77,13 +77,8 @@ pub enum FaultKind {
 pub const ANY_OPERATION: &str = "*";
 
 /// Unix seconds now, the clock of the simulator's worlds (for building them in tests and
-/// benchmarks). The simulator keeps its own: it shares no code with services/.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
+/// benchmarks).
+pub use crate::clock::unix_now;
 
 /// A fault injected into matching requests.
 #[derive(Debug, Clone)]

@@ -163,7 +163,7 @@ fn status_report(state: &HttpState) -> crate::status::StatusReport {
         .hub
         .self_metrics()
         .status()
-        .report(crate::status::unix_now())
+        .report(crate::clock::unix_now())
 }
 
 fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Chunks> {

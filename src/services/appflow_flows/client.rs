@@ -37,7 +37,7 @@ pub struct Flow {
     pub arn: String,
     pub last_run: LastRunDetails,
     /// The flow's tags, as ListFlows returns them.
-    pub tags: crate::tags::Tags,
+    pub tags: crate::config::selection::Tags,
 }
 
 pub struct AppflowClient {

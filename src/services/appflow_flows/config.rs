@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
-use crate::tags::{RawTagsConfig, TagFilter, TagsConfig};
+use crate::config::check::{Check, DurationText, DEFAULT_RETENTION};
+use crate::config::selection::Selection;
+use crate::config::selection::TagFilter;
+use crate::tags::{RawTagsConfig, TagsConfig};
 
 /// ListFlows' `lastRunExecutionDetails` is optional and may lag; an hour bounds what that can
 /// hide at one DescribeFlowExecutionRecords page per flow and hour.

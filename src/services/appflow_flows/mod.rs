@@ -12,12 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::aws::{check_token, Connection};
+use crate::clock::unix_now;
 use crate::error::AwsError;
 use crate::exposition::family::Family;
 use crate::services::appflow_flows::client::{AppflowClient, DESCRIBE_FLOW_EXECUTION_RECORDS};
 use crate::services::appflow_flows::config::Config;
 use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
-use crate::services::source::{unix_now, BoxFuture, PollCx, RenderCx, Service};
+use crate::services::source::{BoxFuture, PollCx, RenderCx, Service};
 use crate::tags::TagCache;
 
 pub struct AppflowFlows {

@@ -119,7 +119,8 @@ impl crate::tags::ReadTags for SfnClient {
     fn read_tags<'a>(
         &'a self,
         arn: &'a str,
-    ) -> crate::services::source::BoxFuture<'a, Result<crate::tags::Tags, AwsError>> {
+    ) -> crate::services::source::BoxFuture<'a, Result<crate::config::selection::Tags, AwsError>>
+    {
         Box::pin(self.tags(arn))
     }
 }
@@ -324,7 +325,7 @@ impl SfnClient {
     }
 
     /// A state machine's tags.
-    pub async fn tags(&self, arn: &str) -> Result<crate::tags::Tags, AwsError> {
+    pub async fn tags(&self, arn: &str) -> Result<crate::config::selection::Tags, AwsError> {
         let out = self
             .conn
             .call(LIST_TAGS_FOR_RESOURCE, || {

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::check::{Check, DurationText, Selection, DEFAULT_RETENTION};
-use crate::tags::{RawTagsConfig, TagFilter, TagsConfig};
+use crate::config::check::{Check, DurationText, DEFAULT_RETENTION};
+use crate::config::selection::Selection;
+use crate::config::selection::TagFilter;
+use crate::tags::{RawTagsConfig, TagsConfig};
 
 /// How far back the first poll looks for executions unless the file says otherwise.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(6 * 3600);

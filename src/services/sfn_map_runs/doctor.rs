@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aws::Connection;
+use crate::clock::unix_now;
 use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings, Watched};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
@@ -16,7 +17,6 @@ use crate::services::sfn_map_runs::client::{
 };
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::plan::REDRIVE_SCAN_EVERY_POLLS;
-use crate::services::source::unix_now;
 
 /// Definitions are read for this long at most; the rest are counted as not read.
 const DESCRIBE_TIME: Duration = Duration::from_secs(5);

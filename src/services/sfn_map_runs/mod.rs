@@ -15,6 +15,10 @@
 //! deadline, it reads history in the background (runs that finished before the exporter
 //! started, within `lookback`) newest first, with budget tokens open work does not need. Which
 //! calls are needed is decided in [`plan`]; the poll itself is in [`poll`].
+//!
+//! Words: *history* is what finished before the exporter started (within `lookback`), found by
+//! a state machine's first listing ([`obs::Listing::Lookback`]) and read in the background
+//! (the backfill); an execution's *events* are what GetExecutionHistory returns.
 
 pub mod client;
 pub mod config;

@@ -127,7 +127,7 @@ pub enum Listing {
     Newest,
     /// Newest first, down to `now - lookback`: the first listing, whose finished executions are
     /// history (described in the background, newest first).
-    History,
+    Lookback,
     /// `redriveFilter=REDRIVEN`: executions redriven at any time, however old.
     Redriven,
 }

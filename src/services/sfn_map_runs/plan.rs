@@ -109,7 +109,7 @@ impl TrackedRun {
 impl MapRunTracker {
     /// Where a state machine's first (history) listing stops: `since` (now - lookback), or
     /// earlier if its definition gained a Distributed Map after a check that showed none.
-    pub fn history_since(&self, arn: &str, since: f64) -> f64 {
+    pub fn lookback_since(&self, arn: &str, since: f64) -> f64 {
         self.state_machines
             .get(arn)
             .and_then(|sm| sm.plain_until)
@@ -369,11 +369,11 @@ mod tests {
         // Edited to a Distributed Map at some point after 100; read again at the refresh.
         t.set_definition(PLAIN, true, 3700.0);
         // With a lookback of 10 minutes, the first listing would stop at 3100.
-        assert_eq!(t.history_since(PLAIN, 3100.0), 100.0);
+        assert_eq!(t.lookback_since(PLAIN, 3100.0), 100.0);
         // A state machine distributed from its first read goes back `lookback` only.
         t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 3700.0);
         t.set_definition(SM, true, 3700.0);
-        assert_eq!(t.history_since(SM, 3100.0), 3100.0);
+        assert_eq!(t.lookback_since(SM, 3100.0), 3100.0);
     }
 
     #[test]
@@ -423,7 +423,7 @@ mod tests {
         let mut t = MapRunTracker::new(0.0, 60.0);
         t.observe_state_machines(vec![sm_obs(SM, "etl")], 3600.0, 100.0);
         t.set_definition(SM, true, 100.0);
-        t.observe_listing(SM, Listing::History, vec![exec(true, 0)], 50.0, 1100.0);
+        t.observe_listing(SM, Listing::Lookback, vec![exec(true, 0)], 50.0, 1100.0);
         let plan = &t.listing_plan()[0];
         assert!(
             plan.running,

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::aws::{Pace, Target};
+use crate::clock::unix_now;
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
     Executions, SfnClient, StateMachine, DESCRIBE_MAP_RUN, DESCRIBE_STATE_MACHINE,
@@ -13,7 +14,7 @@ use crate::services::sfn_map_runs::client::{
 use crate::services::sfn_map_runs::obs::{Listing, StateMachineObs};
 use crate::services::sfn_map_runs::plan::ListingPlan;
 use crate::services::sfn_map_runs::SfnMapRuns;
-use crate::services::source::{unix_now, PollCx};
+use crate::services::source::PollCx;
 use crate::tags::Wanted;
 
 /// A poll's work stops this far into the poll interval, so the next poll starts on time.
@@ -25,7 +26,7 @@ const EVENTS_DENIED_RETRY: Duration = Duration::from_secs(3600);
 
 /// The kinds of history work, each with its own budget bucket.
 #[derive(Debug, Clone, Copy)]
-enum History {
+enum HistoryWork {
     /// A state machine's first listing, down to `now - lookback`.
     Listing,
     /// The map runs of a finished execution found by it.
@@ -45,7 +46,7 @@ impl SfnMapRuns {
         self.open_work(client, definitions, deadline, cx).await;
         cx.publish(self, true);
         cx.ready();
-        self.history(client, deadline, cx).await;
+        self.backfill(client, deadline, cx).await;
         self.tracker.expire(unix_now());
         self.log_backlog(cx.target);
         Ok(())
@@ -360,7 +361,7 @@ impl SfnMapRuns {
     }
 
     /// History, newest first, with spare tokens only, until `deadline`.
-    async fn history(&mut self, client: &SfnClient, deadline: Instant, cx: &mut PollCx<'_>) {
+    async fn backfill(&mut self, client: &SfnClient, deadline: Instant, cx: &mut PollCx<'_>) {
         let lookback = self.config.lookback.as_secs_f64();
         // What the next poll's open work needs of each bucket stays there.
         let listings: usize = self
@@ -393,9 +394,9 @@ impl SfnMapRuns {
             let next_exec = execs.front().cloned();
             let next_run = runs.front().cloned();
             let work = [
-                next_sm.map(|a| (History::Listing, LIST_EXECUTIONS, listings as f64, a)),
-                next_exec.map(|a| (History::MapRuns, self.discovery_operation(), running, a)),
-                next_run.map(|a| (History::Describe, DESCRIBE_MAP_RUN, open, a)),
+                next_sm.map(|a| (HistoryWork::Listing, LIST_EXECUTIONS, listings as f64, a)),
+                next_exec.map(|a| (HistoryWork::MapRuns, self.discovery_operation(), running, a)),
+                next_run.map(|a| (HistoryWork::Describe, DESCRIBE_MAP_RUN, open, a)),
             ];
             let Some((wait, kind, arn)) = work
                 .into_iter()
@@ -410,17 +411,17 @@ impl SfnMapRuns {
             }
             tokio::time::sleep(wait).await;
             match kind {
-                History::Listing => {}
-                History::MapRuns => {
+                HistoryWork::Listing => {}
+                HistoryWork::MapRuns => {
                     execs.pop_front();
                 }
-                History::Describe => {
+                HistoryWork::Describe => {
                     runs.pop_front();
                 }
             }
             match kind {
-                History::Listing => {
-                    let since = self.tracker.history_since(&arn, unix_now() - lookback);
+                HistoryWork::Listing => {
+                    let since = self.tracker.lookback_since(&arn, unix_now() - lookback);
                     let pace = Pace {
                         keep: listings as f64,
                         deadline,
@@ -433,7 +434,7 @@ impl SfnMapRuns {
                         Ok(None) => return,
                         Ok(Some(listed)) => self.tracker.observe_listing(
                             &arn,
-                            Listing::History,
+                            Listing::Lookback,
                             listed,
                             since,
                             unix_now(),
@@ -445,12 +446,12 @@ impl SfnMapRuns {
                         }
                     }
                 }
-                History::MapRuns => {
+                HistoryWork::MapRuns => {
                     if !self.discover(client, &arn, cx.errors).await {
                         return;
                     }
                 }
-                History::Describe => {
+                HistoryWork::Describe => {
                     if !self.describe(client, &arn, cx.errors).await {
                         return;
                     }

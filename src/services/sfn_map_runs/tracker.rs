@@ -230,7 +230,7 @@ impl MapRunTracker {
     }
 
     /// Records a complete listing of one state machine's executions. `since` is where a
-    /// [`Listing::History`] listing stopped (`now - lookback`).
+    /// [`Listing::Lookback`] listing stopped (`now - lookback`).
     pub fn observe_listing(
         &mut self,
         state_machine_arn: &str,
@@ -260,7 +260,7 @@ impl MapRunTracker {
                     {
                         continue;
                     }
-                    let history = kind == Listing::History && !obs.running;
+                    let history = kind == Listing::Lookback && !obs.running;
                     self.executions.insert(
                         obs.arn.clone(),
                         TrackedExecution {
@@ -296,7 +296,7 @@ impl MapRunTracker {
                 sm.listed_at = self.discoveries;
             }
             match kind {
-                Listing::History => sm.watermark = Some(newest.unwrap_or(since).max(since)),
+                Listing::Lookback => sm.watermark = Some(newest.unwrap_or(since).max(since)),
                 Listing::Newest => {
                     if let (Some(w), Some(n)) = (sm.watermark, newest) {
                         sm.watermark = Some(w.max(n));
@@ -589,7 +589,7 @@ mod tests {
     use crate::services::sfn_map_runs::plan::Backlog;
 
     #[test]
-    fn history_events_track_new_runs_and_flag_ended_or_redriven_ones_for_a_describe_now() {
+    fn execution_events_track_new_runs_and_flag_ended_or_redriven_ones_for_a_describe_now() {
         let mut t = MapRunTracker::new(500.0, 3600.0);
         listing(&mut t, Listing::Running, vec![exec(true, 0)], 1100.0);
         assert_eq!(t.events_read(EXEC), 0);
@@ -810,7 +810,7 @@ mod tests {
         };
         t.observe_listing(
             SM,
-            Listing::History,
+            Listing::Lookback,
             vec![old("a", 3000.0), old("b", 4000.0), exec(true, 0)],
             1000.0,
             5000.0,

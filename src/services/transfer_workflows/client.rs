@@ -44,7 +44,8 @@ impl crate::tags::ReadTags for TransferClient {
     fn read_tags<'a>(
         &'a self,
         id: &'a str,
-    ) -> crate::services::source::BoxFuture<'a, Result<crate::tags::Tags, AwsError>> {
+    ) -> crate::services::source::BoxFuture<'a, Result<crate::config::selection::Tags, AwsError>>
+    {
         Box::pin(self.tags(id))
     }
 }
@@ -102,7 +103,10 @@ impl TransferClient {
     }
 
     /// A workflow's tags (DescribeWorkflow).
-    pub async fn tags(&self, workflow_id: &str) -> Result<crate::tags::Tags, AwsError> {
+    pub async fn tags(
+        &self,
+        workflow_id: &str,
+    ) -> Result<crate::config::selection::Tags, AwsError> {
         let request = || self.sdk.describe_workflow().workflow_id(workflow_id).send();
         let out = self.conn.call(DESCRIBE_WORKFLOW, request).await?;
         Ok(out

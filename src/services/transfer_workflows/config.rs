@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::check::{Check, DurationText, Selection};
-use crate::tags::{RawTagsConfig, TagFilter, TagsConfig};
+use crate::config::check::{Check, DurationText};
+use crate::config::selection::Selection;
+use crate::config::selection::TagFilter;
+use crate::tags::{RawTagsConfig, TagsConfig};
 
 /// The section, validated.
 #[derive(Debug, Clone)]

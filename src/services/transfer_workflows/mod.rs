@@ -13,9 +13,10 @@ pub mod state;
 use std::sync::Arc;
 
 use crate::aws::Connection;
+use crate::clock::unix_now;
 use crate::error::AwsError;
 use crate::exposition::family::Family;
-use crate::services::source::{unix_now, BoxFuture, PollCx, RenderCx, Service};
+use crate::services::source::{BoxFuture, PollCx, RenderCx, Service};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
 use crate::services::transfer_workflows::state::TransferTracker;
