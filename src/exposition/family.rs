@@ -58,10 +58,9 @@ impl<L: LabelSet> FamilyBuilder<L> {
         current: &str,
         labels: impl Fn(&'a str) -> L::Of<'a>,
     ) -> &mut Self {
-        for state in states {
-            let value = if *state == current { 1.0 } else { 0.0 };
-            self.add(&labels(state), value);
-        }
+        each_state(states, current, labels, |l, v| {
+            self.add(&l, v);
+        });
         self
     }
 
@@ -237,11 +236,22 @@ impl<L: LabelSet> Section<'_, L> {
         current: &str,
         labels: impl Fn(&'a str) -> L::Of<'a>,
     ) -> &mut Self {
-        for state in states {
-            let value = if *state == current { 1.0 } else { 0.0 };
-            self.add(&labels(state), value);
-        }
+        each_state(states, current, labels, |l, v| {
+            self.add(&l, v);
+        });
         self
+    }
+}
+
+/// Calls `add` with each state's labels, and 1 for `current`, 0 for the others.
+fn each_state<'a, S>(
+    states: &[&'a str],
+    current: &str,
+    labels: impl Fn(&'a str) -> S,
+    mut add: impl FnMut(S, f64),
+) {
+    for state in states {
+        add(labels(state), if *state == current { 1.0 } else { 0.0 });
     }
 }
 

@@ -59,11 +59,11 @@ pub trait Service: Send + Sized + 'static {
     fn new(config: &Self::Config, started_at: f64) -> Self;
     fn client(conn: Arc<Connection>) -> Self::Client;
     /// One poll (see [`Source::poll`]).
-    fn poll<'a>(
-        &'a mut self,
-        client: &'a Self::Client,
-        cx: &'a mut PollCx<'_>,
-    ) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn poll(
+        &mut self,
+        client: &Self::Client,
+        cx: &mut PollCx<'_>,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// The service's metric families at `cx.now`.
     fn render(&self, cx: &RenderCx, out: &mut Vec<Family>);
     /// Tracked resources by kind (`/status`, `aws_workflow_exporter_tracked_resources`).

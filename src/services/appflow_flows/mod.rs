@@ -18,7 +18,7 @@ use crate::exposition::family::Family;
 use crate::services::appflow_flows::client::{AppflowClient, DESCRIBE_FLOW_EXECUTION_RECORDS};
 use crate::services::appflow_flows::config::Config;
 use crate::services::appflow_flows::state::{AppflowTracker, LastRunDetails, RecordsDue};
-use crate::services::source::{BoxFuture, PollCx, RenderCx, Service};
+use crate::services::source::{PollCx, RenderCx, Service};
 use crate::tags::TagCache;
 
 pub struct AppflowFlows {
@@ -44,12 +44,8 @@ impl Service for AppflowFlows {
         AppflowClient::new(conn)
     }
 
-    fn poll<'a>(
-        &'a mut self,
-        client: &'a AppflowClient,
-        cx: &'a mut PollCx<'_>,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(client, cx))
+    async fn poll(&mut self, client: &AppflowClient, cx: &mut PollCx<'_>) -> Result<(), AwsError> {
+        self.poll_inner(client, cx).await
     }
 
     fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {

@@ -43,7 +43,7 @@ use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::metrics::RunSeriesCache;
 use crate::services::sfn_map_runs::plan::Backlog;
 use crate::services::sfn_map_runs::tracker::MapRunTracker;
-use crate::services::source::{BoxFuture, PollCx, RenderCx, Service};
+use crate::services::source::{PollCx, RenderCx, Service};
 use crate::tags::TagCache;
 
 pub struct SfnMapRuns {
@@ -85,12 +85,8 @@ impl Service for SfnMapRuns {
         SfnClient::new(conn)
     }
 
-    fn poll<'a>(
-        &'a mut self,
-        client: &'a SfnClient,
-        cx: &'a mut PollCx<'_>,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(client, cx))
+    async fn poll(&mut self, client: &SfnClient, cx: &mut PollCx<'_>) -> Result<(), AwsError> {
+        self.poll_inner(client, cx).await
     }
 
     fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {

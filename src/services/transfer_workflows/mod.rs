@@ -16,7 +16,7 @@ use crate::aws::Connection;
 use crate::clock::unix_now;
 use crate::error::AwsError;
 use crate::exposition::family::Family;
-use crate::services::source::{BoxFuture, PollCx, RenderCx, Service};
+use crate::services::source::{PollCx, RenderCx, Service};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
 use crate::services::transfer_workflows::state::TransferTracker;
@@ -48,12 +48,8 @@ impl Service for TransferWorkflows {
         TransferClient::new(conn)
     }
 
-    fn poll<'a>(
-        &'a mut self,
-        client: &'a TransferClient,
-        cx: &'a mut PollCx<'_>,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(self.poll_inner(client, cx))
+    async fn poll(&mut self, client: &TransferClient, cx: &mut PollCx<'_>) -> Result<(), AwsError> {
+        self.poll_inner(client, cx).await
     }
 
     fn render(&self, cx: &RenderCx, out: &mut Vec<Family>) {
