@@ -504,6 +504,7 @@ def check_dashboards_configmap(extract):
         error(f"{DASHBOARDS_KUSTOMIZATION}: configMapGenerator files {sorted(listed)} differ from "
               f"the dashboards {present}")
         return
+    configmaps = []
     for g in generators:
         data = {f: (DASHBOARDS_KUSTOMIZATION.parent / f).read_text(encoding="utf-8") for f in g.get("files") or []}
         cm = {"apiVersion": "v1", "kind": "ConfigMap",
@@ -515,9 +516,10 @@ def check_dashboards_configmap(extract):
         if size > 200 * 1024:
             error(f"{DASHBOARDS_KUSTOMIZATION}: ConfigMap {g.get('name')} holds {size} bytes; "
                   "split it (kubectl apply's annotation limit is 256 KiB)")
-        if extract:
-            Path(extract).write_text(yaml.safe_dump(cm, sort_keys=False), encoding="utf-8")
-    ok(f"{DASHBOARDS_KUSTOMIZATION}: {len(listed)} dashboards in ConfigMaps labelled grafana_dashboard")
+        configmaps.append(cm)
+    if extract:
+        Path(extract).write_text(yaml.safe_dump_all(configmaps, sort_keys=False), encoding="utf-8")
+    ok(f"{DASHBOARDS_KUSTOMIZATION}: {len(listed)} dashboards in {len(configmaps)} ConfigMaps labelled grafana_dashboard")
 
 
 def check_prometheusrule(extract_rules):
