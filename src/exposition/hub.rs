@@ -60,7 +60,7 @@ struct Part {
 /// A wait of at least this long after publishes before assembling, so that sources finishing
 /// together cost one assembly.
 const COALESCE: Duration = Duration::from_millis(100);
-/// After an assembly that took `t`, the next one starts no sooner than `GAP_FACTOR * t` later.
+/// After an assembly that took `t`, publishes gather for `GAP_FACTOR * t` before the next.
 const GAP_FACTOR: u32 = 20;
 
 /// Collects each source's latest families and keeps the encoded exposition.
@@ -190,9 +190,12 @@ impl MetricsHub {
     }
 }
 
-/// The assembler thread: waits for publishes, lets them gather for [`COALESCE`], assembles,
-/// then rests [`GAP_FACTOR`] times what the assembly took. Ends when the hub is dropped.
+/// The assembler thread: waits for a publish, lets publishes gather for [`GAP_FACTOR`] times
+/// what the last assembly took (at least [`COALESCE`]), then assembles. Sources that publish
+/// over a few seconds (hundreds of targets finishing their polls) cost one assembly, and
+/// assemblies take at most a 21st of a core. Ends when the hub is dropped.
 fn assembler(hub: Weak<Shared>) {
+    let mut took = Duration::ZERO;
     loop {
         let Some(shared) = hub.upgrade() else { return };
         {
@@ -205,14 +208,14 @@ fn assembler(hub: Weak<Shared>) {
                 continue; // checks whether the hub still exists
             }
         }
-        std::thread::sleep(COALESCE);
+        drop(shared);
+        std::thread::sleep(COALESCE.max(took * GAP_FACTOR));
+        let Some(shared) = hub.upgrade() else { return };
         // Cleared before reading the parts: a publish from now on is assembled next time.
         *shared.dirty.lock().expect("hub dirty lock") = false;
         let started = Instant::now();
         shared.assemble(true);
-        let took = started.elapsed();
-        drop(shared);
-        std::thread::sleep(took * GAP_FACTOR);
+        took = started.elapsed();
     }
 }
 
