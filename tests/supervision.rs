@@ -215,7 +215,9 @@ impl Source for StuckSource {
                 tracked: Vec::new(),
             };
             progress.publish(true, &mut || snapshot());
-            // Longer than the supervisor's grace before it aborts a stopping task (5 s).
+            // Stands for synchronous work that holds the thread longer than the supervisor's
+            // grace before it aborts a stopping task (5 s). Not synchronisation: the test
+            // waits on `second_publish`.
             std::thread::sleep(Duration::from_secs(7));
             progress.publish(true, &mut || snapshot());
             self.second_publish.store(true, Ordering::SeqCst);

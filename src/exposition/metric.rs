@@ -47,6 +47,10 @@ macro_rules! labels {
             fn values(&self) -> impl Iterator<Item = &str> {
                 [$(self.$label),+].into_iter()
             }
+
+            fn with_slice<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+                f(&[$(self.$label),+])
+            }
         }
     };
 }
@@ -63,6 +67,8 @@ pub trait LabelSet {
 /// Label values in the order of their [`LabelSet::NAMES`].
 pub trait LabelValues {
     fn values(&self) -> impl Iterator<Item = &str>;
+    /// Calls `f` with the values as a slice on the stack (no allocation per series lookup).
+    fn with_slice<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R;
 }
 
 /// The labels of a metric without labels.
@@ -74,6 +80,10 @@ impl LabelSet for () {
 impl LabelValues for () {
     fn values(&self) -> impl Iterator<Item = &str> {
         std::iter::empty()
+    }
+
+    fn with_slice<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+        f(&[])
     }
 }
 

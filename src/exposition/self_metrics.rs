@@ -196,14 +196,12 @@ impl<L: LabelSet, V: Vector> LabeledVec<L, V> {
 
     /// The series of `labels`, created at 0 if new.
     pub fn with(&self, labels: &L::Of<'_>) -> V::Series {
-        let values: Vec<&str> = labels.values().collect();
-        self.vec.series(&values)
+        labels.with_slice(|values| self.vec.series(values))
     }
 
     /// Removes the series of `labels`, if any.
     pub fn remove(&self, labels: &L::Of<'_>) {
-        let values: Vec<&str> = labels.values().collect();
-        self.vec.remove(&values);
+        labels.with_slice(|values| self.vec.remove(values));
     }
 
     /// The vector, to register.
