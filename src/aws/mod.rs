@@ -7,7 +7,7 @@ pub mod operation;
 pub mod organization;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
@@ -262,6 +262,8 @@ pub struct Connection {
     pub region: String,
     pub identity: Arc<Identity>,
     pub sdk_config: SdkConfig,
+    /// Keeps the base `sdk_config` was made from shared while this connection lives.
+    _base: SharedBase,
     pub budget: ApiBudget,
     pub instrumentation: ApiInstrumentation,
     /// Attempts per call, retries included (`aws_api.max_attempts`).
@@ -558,32 +560,18 @@ impl Target {
     }
 
     async fn establish(&self) -> Result<Arc<Connection>, AwsError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(shared_http_client())
-            // Retries are made by `attempts`, out of the API budget.
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(self.api.connect_timeout)
-                    .operation_timeout(self.api.operation_timeout)
-                    .build(),
-            );
-        if let Some(region) = &self.config.region {
-            loader = loader.region(Region::new(region.clone()));
+        let (base, mut sdk_config) = BaseSettings {
+            region: self.config.region.clone(),
+            endpoint_url: self.config.endpoint_url.clone(),
+            static_credentials: self
+                .static_credentials
+                .as_ref()
+                .map(|c| (c.access_key_id.clone(), c.secret_access_key.clone())),
+            connect_timeout: self.api.connect_timeout,
+            operation_timeout: self.api.operation_timeout,
         }
-        if let Some(url) = &self.config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(c) = &self.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                &c.access_key_id,
-                &c.secret_access_key,
-                None,
-                None,
-                "simulator",
-            ));
-        }
-        let mut sdk_config = loader.load().await;
+        .shared()
+        .await;
         let region = sdk_config
             .region()
             .map(|r| r.to_string())
@@ -646,6 +634,7 @@ impl Target {
             region,
             identity: self.identity.clone(),
             sdk_config,
+            _base: base,
             budget,
             instrumentation,
             max_attempts: self.api.max_attempts,
@@ -674,6 +663,76 @@ impl Target {
         Some(aws_sdk_sts::Client::from_conf(
             sts.interceptor(conn.instrumentation.clone()).build(),
         ))
+    }
+}
+
+/// The settings a target's base SDK configuration is loaded from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BaseSettings {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    /// (access key id, secret access key) of [`StaticCredentials`].
+    static_credentials: Option<(String, String)>,
+    connect_timeout: Duration,
+    operation_timeout: Duration,
+}
+
+/// A base SDK configuration, loaded once by the first target that needs it.
+type SharedBase = Arc<OnceCell<SdkConfig>>;
+
+/// Base configurations some connection uses, by their settings.
+static BASES: Mutex<Vec<(BaseSettings, Weak<OnceCell<SdkConfig>>)>> = Mutex::new(Vec::new());
+
+impl BaseSettings {
+    /// The base configuration of these settings, shared by every connection with the same
+    /// settings (an organisation's member targets): the default credentials chain alone (its
+    /// profile, web identity and instance metadata providers, each with its own client) is
+    /// about 60 KB, and its credentials cache then fetches the exporter's own credentials once,
+    /// not once per target. A base no connection uses any more is loaded anew, so targets a
+    /// reload adds after every old one is gone see the environment and profile as they are then.
+    async fn shared(self) -> (SharedBase, SdkConfig) {
+        let cell = {
+            let mut bases = BASES.lock().expect("base configurations lock");
+            bases.retain(|(_, base)| base.strong_count() > 0);
+            match bases
+                .iter()
+                .find(|(settings, _)| *settings == self)
+                .and_then(|(_, base)| base.upgrade())
+            {
+                Some(cell) => cell,
+                None => {
+                    let cell = SharedBase::default();
+                    bases.push((self.clone(), Arc::downgrade(&cell)));
+                    cell
+                }
+            }
+        };
+        let config = cell.get_or_init(|| self.load()).await.clone();
+        (cell, config)
+    }
+
+    async fn load(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared_http_client())
+            // Retries are made by `attempts`, out of the API budget.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .operation_timeout(self.operation_timeout)
+                    .build(),
+            );
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some((id, secret)) = &self.static_credentials {
+            loader =
+                loader.credentials_provider(Credentials::new(id, secret, None, None, "simulator"));
+        }
+        loader.load().await
     }
 }
 
@@ -728,5 +787,35 @@ async fn learn_account_from_sts(sts: aws_sdk_sts::Client, identity: Arc<Identity
             let e = AwsError::from_sdk(GET_CALLER_IDENTITY.name, e);
             tracing::warn!(target_key = %identity.key, error = %e, "STS is not reachable; learning the account id from the resources' ARNs instead");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(region: &str) -> BaseSettings {
+        BaseSettings {
+            region: Some(region.into()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            static_credentials: Some(("id".into(), "secret".into())),
+            connect_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_with_the_same_settings_share_one_base_configuration_while_one_is_in_use() {
+        let (first, config) = settings("eu-west-3").shared().await;
+        let (second, _) = settings("eu-west-3").shared().await;
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-3"));
+        let (other, _) = settings("eu-north-1").shared().await;
+        assert!(!Arc::ptr_eq(&first, &other));
+        let stale = Arc::downgrade(&first);
+        drop((first, second));
+        let (again, _) = settings("eu-west-3").shared().await;
+        assert!(stale.upgrade().is_none(), "no connection used it any more");
+        assert!(again.get().is_some());
     }
 }

@@ -6,11 +6,12 @@
 //! pieces concatenate into one deflate stream) are compressed once, by the next assembly. An
 //! assembly lays the parts out family by family (one header each, families contiguous) and
 //! concatenates the cached pieces into one gzip member, its CRC-32 combined from theirs; only the
-//! exporter's own metrics are encoded and compressed anew. Assemblies
+//! exporter's few process-wide metrics are encoded and compressed anew; each account's own
+//! series are a part too, rendered and compressed again only when they changed. Assemblies
 //! run on one thread, coalesced: many sources publishing together cost one assembly, and
 //! assemblies never take more than about 1/[`GAP_FACTOR`] of a core.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,12 +50,24 @@ pub struct Snapshot {
     pub tracked: Vec<(&'static str, usize)>,
 }
 
-/// One source instance's latest snapshot, with its deflate pieces once compressed.
+/// One source instance's latest snapshot, or one account's own series, with its deflate pieces
+/// once compressed.
 #[derive(Debug)]
 struct Part {
-    snapshot: Snapshot,
-    /// One deflate piece per family of `snapshot`, in order.
+    families: Arc<[Family]>,
+    tracked: Vec<(&'static str, usize)>,
+    /// One deflate piece per family, in order.
     gzip: OnceLock<Option<Vec<Deflated>>>,
+}
+
+impl Part {
+    fn new(families: Arc<[Family]>, tracked: Vec<(&'static str, usize)>) -> Self {
+        Self {
+            families,
+            tracked,
+            gzip: OnceLock::new(),
+        }
+    }
 }
 
 /// A wait of at least this long after publishes before assembling, so that sources finishing
@@ -79,7 +92,7 @@ struct Shared {
     /// Held through a whole assembly: assemblies run one at a time, each from the parts as they
     /// are when it starts, so a slow assembly of older parts never replaces a newer exposition
     /// (a scrape could otherwise see a counter go down).
-    rebuilding: Mutex<Headers>,
+    rebuilding: Mutex<Kept>,
     current: RwLock<Arc<Exposition>>,
     /// Set by a publish, cleared by the assembler when it starts; it waits on `wake`.
     dirty: Mutex<bool>,
@@ -89,8 +102,15 @@ struct Shared {
 /// The latest part per (source, target key).
 type Parts = BTreeMap<(String, String), Arc<Part>>;
 
-/// Each family's header, as text and as a deflate piece, by family name.
-type Headers = BTreeMap<&'static str, (Bytes, Deflated)>;
+/// What one assembly keeps for the next.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Each family's header, as text and as a deflate piece, by family name.
+    headers: BTreeMap<&'static str, (Bytes, Deflated)>,
+    /// The parts of the accounts' own series, whose deflate pieces serve again while their
+    /// families are the same (the same `Arc`).
+    accounts: Vec<Arc<Part>>,
+}
 
 impl MetricsHub {
     /// An empty hub, assembled once, with its assembler thread (which ends with the hub).
@@ -98,7 +118,7 @@ impl MetricsHub {
         let shared = Arc::new(Shared {
             self_metrics,
             published: Mutex::new((BTreeMap::new(), 0)),
-            rebuilding: Mutex::new(BTreeMap::new()),
+            rebuilding: Mutex::new(Kept::default()),
             current: RwLock::new(Arc::new(Exposition::default())),
             dirty: Mutex::new(false),
             wake: Condvar::new(),
@@ -124,10 +144,7 @@ impl MetricsHub {
     /// Replaces one source instance's snapshot; the next assembly (soon, coalesced with other
     /// publishes) shows it. Returns the publish's number (see [`Exposition::covers`]).
     pub fn publish(&self, source: &str, target: &str, snapshot: Snapshot) -> u64 {
-        let part = Arc::new(Part {
-            snapshot,
-            gzip: OnceLock::new(),
-        });
+        let part = Arc::new(Part::new(snapshot.families.into(), snapshot.tracked));
         let seq = {
             let mut published = self.shared.published.lock().expect("hub lock");
             published
@@ -148,10 +165,7 @@ impl MetricsHub {
             published.0.remove(&(source.to_owned(), target.to_owned()))
         };
         // Kinds only the removed instance tracked would keep their last count otherwise.
-        for (kind, _) in removed
-            .map(|p| p.snapshot.tracked.clone())
-            .unwrap_or_default()
-        {
+        for (kind, _) in removed.map(|p| p.tracked.clone()).unwrap_or_default() {
             self.shared.self_metrics.set_tracked(kind, 0);
         }
         self.changed();
@@ -242,7 +256,7 @@ impl Shared {
     /// [`Self::rebuild`]; with `if_stale`, only if the exposition does not show every publish
     /// yet (checked once this assembly's turn has come: one just before may have shown them).
     fn assemble(&self, if_stale: bool) {
-        let mut headers = self.rebuilding.lock().expect("rebuild lock");
+        let mut kept = self.rebuilding.lock().expect("rebuild lock");
         let started = Instant::now();
         let (parts, covers) = {
             let published = self.published.lock().expect("hub lock");
@@ -254,24 +268,40 @@ impl Shared {
                 published.1,
             )
         };
+        // The accounts' own series: an account whose series did not change since the last
+        // assembly has the same families, and its part keeps its deflate pieces.
+        let accounts: Vec<Arc<Part>> = {
+            let last: HashMap<*const Family, &Arc<Part>> = kept
+                .accounts
+                .iter()
+                .map(|p| (p.families.as_ptr(), p))
+                .collect();
+            self.self_metrics
+                .account_families()
+                .into_iter()
+                .map(|families| match last.get(&families.as_ptr()) {
+                    Some(part) => Arc::clone(part),
+                    None => Arc::new(Part::new(families, Vec::new())),
+                })
+                .collect()
+        };
         let mut tracked: BTreeMap<&str, usize> = BTreeMap::new();
         let mut by_name: BTreeMap<&'static str, Vec<(&Family, Option<&Deflated>)>> =
             BTreeMap::new();
         let mut z = Compress::new(Compression::fast(), false);
         let mut gzip_ok = true;
-        for part in &parts {
-            for (kind, n) in &part.snapshot.tracked {
+        for part in parts.iter().chain(&accounts) {
+            for (kind, n) in &part.tracked {
                 *tracked.entry(kind).or_default() += n;
             }
             let pieces = part.gzip.get_or_init(|| {
-                part.snapshot
-                    .families
+                part.families
                     .iter()
                     .map(|f| deflated(&mut z, &f.blocks))
                     .collect()
             });
             gzip_ok &= pieces.is_some();
-            for (i, f) in part.snapshot.families.iter().enumerate() {
+            for (i, f) in part.families.iter().enumerate() {
                 let piece = pieces.as_ref().and_then(|p| p.get(i));
                 by_name.entry(f.def.name).or_default().push((f, piece));
             }
@@ -282,16 +312,16 @@ impl Shared {
         let mut chunks = Vec::new();
         let mut gzip = Gzip::new();
         for (name, families) in by_name {
-            if !headers.contains_key(name) {
+            if !kept.headers.contains_key(name) {
                 let text = Bytes::from(text::header(families[0].0.def));
                 match deflated(&mut z, std::slice::from_ref(&text)) {
                     Some(piece) => {
-                        headers.insert(name, (text, piece));
+                        kept.headers.insert(name, (text, piece));
                     }
                     None => gzip_ok = false,
                 }
             }
-            match headers.get(name) {
+            match kept.headers.get(name) {
                 Some((text, piece)) => {
                     chunks.push(text.clone());
                     gzip.push(piece);
@@ -316,6 +346,7 @@ impl Shared {
             None => gzip_ok = false,
         }
         chunks.push(own);
+        kept.accounts = accounts;
         let gzip = if gzip_ok {
             gzip.finish()
         } else {
@@ -389,6 +420,9 @@ fn deflated(z: &mut Compress, chunks: &[Bytes]) -> Option<Deflated> {
         deflate(z, c, &mut out, FlushCompress::None)?;
     }
     deflate(z, &[], &mut out, FlushCompress::Full)?;
+    // Held until the part is published again: give back what growing `out` reserved (most
+    // pieces compress to a fraction of the 1 KiB reserved for them).
+    out.shrink_to_fit();
     Some(Deflated {
         bytes: Bytes::from(out),
         crc,
@@ -557,6 +591,44 @@ mod tests {
             "b untouched"
         );
         assert!(after.covers > before.covers);
+    }
+
+    #[test]
+    fn an_accounts_own_series_are_compressed_again_only_when_they_changed() {
+        let metrics = Arc::new(SelfMetrics::new());
+        let hub = MetricsHub::new(metrics.clone());
+        let call = |account: &str, outcome: &str| {
+            metrics.record_api_call("states", "ListExecutions", outcome, (account, "r"), None)
+        };
+        call("111111111111", "ok");
+        call("222222222222", "ok");
+        hub.publish("s", "a", snapshot(1, 1.0));
+        let before = hub.flush();
+        call("222222222222", "throttled");
+        hub.publish("s", "a", snapshot(1, 2.0));
+        let after = hub.flush();
+        let text = text_of(&after);
+        assert_eq!(gunzip(&after), text);
+        let family = "aws_workflow_exporter_api_requests_total";
+        assert_eq!(
+            text.matches(&format!("# TYPE {family} counter\n")).count(),
+            1
+        );
+        assert_eq!(text.matches(&format!("\n{family}{{")).count(), 3, "{text}");
+        // Pieces: the gzip header; api_requests_total's header and the two accounts' parts;
+        // test_series' header and a's part; the process-wide metrics; the trailer.
+        let piece = |e: &Exposition, i: usize| e.gzip[i].as_ptr();
+        assert_eq!(after.gzip.len(), 8);
+        assert_eq!(
+            piece(&before, 2),
+            piece(&after, 2),
+            "the first account's part is kept"
+        );
+        assert_ne!(
+            piece(&before, 3),
+            piece(&after, 3),
+            "the second account's changed"
+        );
     }
 
     #[test]

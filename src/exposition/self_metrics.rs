@@ -1,25 +1,26 @@
-//! The exporter's own metrics, kept in a live registry and encoded with each exposition.
+//! The exporter's own metrics: those of each account and region in [`AccountSeriesStore`],
+//! rendered only when they change; the few others in a prometheus registry encoded with each
+//! exposition.
 
-use std::collections::BTreeSet;
 use std::marker::PhantomData;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::MetricFamily;
-use prometheus::{
-    Counter, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts,
-    Registry,
-};
+use prometheus::{Counter, CounterVec, Gauge, GaugeVec, IntCounterVec, Opts, Registry};
 
+use crate::exposition::account_series::AccountSeriesStore;
+use crate::exposition::family::Family;
 use crate::exposition::metric::{def, labels, LabelSet, LabelValues, Metric, MetricDef};
 use crate::status::StatusBoard;
 
 labels!(pub struct Build { version, revision });
-labels!(pub struct Poll { source, account_id, region });
-labels!(pub struct Restart { source, account_id, region, reason });
-labels!(pub struct ApiCall { service, operation, outcome, account_id, region });
-labels!(pub struct Api { service, operation, account_id, region });
+// In alphabetical order, as the prometheus crate wrote them when it kept these series.
+labels!(pub struct Poll { account_id, region, source });
+labels!(pub struct Restart { account_id, reason, region, source });
+labels!(pub struct ApiCall { account_id, operation, outcome, region, service });
+labels!(pub struct Api { account_id, operation, region, service });
 labels!(pub struct Kind { kind });
 
 def!(
@@ -230,14 +231,8 @@ pub type Counters<L> = LabeledVec<L, CounterVec>;
 #[derive(Debug)]
 pub struct SelfMetrics {
     registry: Registry,
-    poll_success: Gauges<Poll<'static>>,
-    poll_duration: Gauges<Poll<'static>>,
-    last_poll_success: Gauges<Poll<'static>>,
-    poll_interval: Gauges<Poll<'static>>,
-    source_restarts: IntCounters<Restart<'static>>,
-    api_requests: IntCounters<ApiCall<'static>>,
-    api_duration: LabeledVec<Api<'static>, HistogramVec>,
-    api_budget_wait: Counters<Api<'static>>,
+    /// Polls, restarts and AWS calls, by account and region.
+    accounts: AccountSeriesStore,
     tracked: Gauges<Kind<'static>>,
     rebuilds: Counter,
     rebuild_seconds: Counter,
@@ -245,8 +240,6 @@ pub struct SelfMetrics {
     total_shards: Gauge,
     reload_successful: Gauge,
     reload_success_timestamp: Gauge,
-    /// (service, operation, outcome) of every call counter a target starts at 0.
-    declared: Mutex<Vec<(&'static str, &'static str, &'static str)>>,
     /// What /status shows, recorded next to the self-metrics.
     status: StatusBoard,
 }
@@ -261,23 +254,6 @@ impl SelfMetrics {
                 revision: option_env!("GIT_REVISION").unwrap_or("unknown"),
             })
             .set(1.0);
-        let poll_success = Gauges::new(&POLL_SUCCESS, gauge);
-        let poll_duration = Gauges::new(&POLL_DURATION, gauge);
-        let last_poll_success = Gauges::new(&LAST_POLL_SUCCESS, gauge);
-        let poll_interval = Gauges::new(&POLL_INTERVAL, gauge);
-        let source_restarts =
-            IntCounters::new(&SOURCE_RESTARTS, |d| IntCounterVec::new(opts(d), d.labels));
-        let api_requests =
-            IntCounters::new(&API_REQUESTS, |d| IntCounterVec::new(opts(d), d.labels));
-        let api_duration = LabeledVec::new(&API_DURATION, |d| {
-            let buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-            HistogramVec::new(
-                HistogramOpts::new(d.name, d.help).buckets(buckets),
-                d.labels,
-            )
-        });
-        let api_budget_wait =
-            Counters::new(&API_BUDGET_WAIT, |d| CounterVec::new(opts(d), d.labels));
         let tracked = Gauges::new(&TRACKED, gauge);
         let counter = |m: &Metric<()>| Counter::with_opts(opts(&m.def)).expect("valid metric");
         let single = |m: &Metric<()>| Gauge::with_opts(opts(&m.def)).expect("valid metric");
@@ -290,14 +266,6 @@ impl SelfMetrics {
         let reload_success_timestamp = single(&CONFIG_RELOAD_SUCCESS_TIMESTAMP);
         for c in [
             build_info.collector(),
-            poll_success.collector(),
-            poll_duration.collector(),
-            last_poll_success.collector(),
-            poll_interval.collector(),
-            source_restarts.collector(),
-            api_requests.collector(),
-            api_duration.collector(),
-            api_budget_wait.collector(),
             tracked.collector(),
             Box::new(rebuilds.clone()),
             Box::new(rebuild_seconds.clone()),
@@ -316,14 +284,7 @@ impl SelfMetrics {
             .expect("process collector");
         Self {
             registry,
-            poll_success,
-            poll_duration,
-            last_poll_success,
-            poll_interval,
-            source_restarts,
-            api_requests,
-            api_duration,
-            api_budget_wait,
+            accounts: AccountSeriesStore::default(),
             tracked,
             rebuilds,
             rebuild_seconds,
@@ -331,7 +292,6 @@ impl SelfMetrics {
             total_shards,
             reload_successful,
             reload_success_timestamp,
-            declared: Mutex::new(Vec::new()),
             status: StatusBoard::new(crate::clock::unix_now()),
         }
     }
@@ -358,31 +318,13 @@ impl SelfMetrics {
 
     /// Remembers a call counter that every target starts at 0 once its labels are known
     /// ([`Self::start_api_calls`]), so the first throttle shows up in increase().
-    pub fn declare_api_call(
-        &self,
-        service: &'static str,
-        operation: &'static str,
-        outcome: &'static str,
-    ) {
-        self.declared
-            .lock()
-            .expect("declared calls lock")
-            .push((service, operation, outcome));
+    pub fn declare_api_call(&self, service: &str, operation: &str, outcome: &str) {
+        self.accounts.declare_call(service, operation, outcome);
     }
 
     /// Starts every declared call counter of a target at 0.
     pub fn start_api_calls(&self, account_id: &str, region: &str) {
-        for (service, operation, outcome) in
-            self.declared.lock().expect("declared calls lock").iter()
-        {
-            self.api_requests.with(&ApiCall {
-                service,
-                operation,
-                outcome,
-                account_id,
-                region,
-            });
-        }
+        self.accounts.start_calls((account_id, region));
     }
 
     pub fn record_api_call(
@@ -390,57 +332,28 @@ impl SelfMetrics {
         service: &str,
         operation: &str,
         outcome: &str,
-        (account_id, region): (&str, &str),
+        labels: (&str, &str),
         elapsed: Option<Duration>,
     ) {
-        self.api_requests
-            .with(&ApiCall {
-                service,
-                operation,
-                outcome,
-                account_id,
-                region,
-            })
-            .inc();
-        if let Some(d) = elapsed {
-            self.api_duration
-                .with(&Api {
-                    service,
-                    operation,
-                    account_id,
-                    region,
-                })
-                .observe(d.as_secs_f64());
-        }
+        self.accounts
+            .record_call(service, operation, outcome, labels, elapsed);
     }
 
     pub fn record_budget_wait(
         &self,
         service: &str,
         operation: &str,
-        (account_id, region): (&str, &str),
+        labels: (&str, &str),
         waited: Duration,
     ) {
-        self.api_budget_wait
-            .with(&Api {
-                service,
-                operation,
-                account_id,
-                region,
-            })
-            .inc_by(waited.as_secs_f64());
+        self.accounts
+            .record_budget_wait(service, operation, labels, waited);
     }
 
     /// Counts a poll the supervisor ended (`reason`: panic or deadline).
     pub fn record_restart(&self, source: &str, account_id: &str, region: &str, reason: &str) {
-        self.source_restarts
-            .with(&Restart {
-                source,
-                account_id,
-                region,
-                reason,
-            })
-            .inc();
+        self.accounts
+            .record_restart(source, (account_id, region), reason);
     }
 
     /// Records a finished poll. `finished_at` is Unix seconds.
@@ -455,77 +368,34 @@ impl SelfMetrics {
         interval: Duration,
         finished_at: f64,
     ) {
-        let labels = Poll {
+        self.accounts.record_poll(
             source,
-            account_id,
-            region,
-        };
-        self.poll_interval.with(&labels).set(interval.as_secs_f64());
-        self.poll_success
-            .with(&labels)
-            .set(if success { 1.0 } else { 0.0 });
-        self.poll_duration.with(&labels).set(duration.as_secs_f64());
-        if success {
-            self.last_poll_success.with(&labels).set(finished_at);
-        }
+            (account_id, region),
+            success,
+            duration,
+            interval,
+            finished_at,
+        );
     }
 
     /// Forgets a label set that no longer applies (a target whose account id became known).
     pub fn forget_poll_labels(&self, source: &str, account_id: &str, region: &str) {
-        let labels = Poll {
-            source,
-            account_id,
-            region,
-        };
-        self.poll_success.remove(&labels);
-        self.poll_duration.remove(&labels);
-        self.last_poll_success.remove(&labels);
-        self.poll_interval.remove(&labels);
+        self.accounts.forget_polls(source, (account_id, region));
     }
 
     /// Forgets every API call series of an account and region no target polls any more.
     pub fn forget_api_calls(&self, account_id: &str, region: &str) {
-        let declared = self.declared.lock().expect("declared calls lock");
-        for &(service, operation, outcome) in declared.iter() {
-            self.api_requests.remove(&ApiCall {
-                service,
-                operation,
-                outcome,
-                account_id,
-                region,
-            });
-        }
-        // One duration and budget series per operation, whatever the outcomes.
-        let operations: BTreeSet<(&str, &str)> = declared.iter().map(|d| (d.0, d.1)).collect();
-        for (service, operation) in operations {
-            let labels = Api {
-                service,
-                operation,
-                account_id,
-                region,
-            };
-            self.api_duration.remove(&labels);
-            self.api_budget_wait.remove(&labels);
-        }
+        self.accounts.forget_calls((account_id, region));
     }
 
     /// Per account id: how many (source, region) last polls succeeded and how many failed.
     pub fn poll_outcomes(&self) -> std::collections::BTreeMap<String, (usize, usize)> {
-        let mut out = std::collections::BTreeMap::<String, (usize, usize)>::new();
-        for family in self.poll_success.collect() {
-            for m in family.get_metric() {
-                let Some(account) = m.get_label().iter().find(|l| l.name() == "account_id") else {
-                    continue;
-                };
-                let entry = out.entry(account.value().to_owned()).or_default();
-                if m.get_gauge().get_value() == 1.0 {
-                    entry.0 += 1;
-                } else {
-                    entry.1 += 1;
-                }
-            }
-        }
-        out
+        self.accounts.poll_outcomes()
+    }
+
+    /// The series of each account and region, as families (see [`AccountSeriesStore::families`]).
+    pub fn account_families(&self) -> Vec<Arc<[Family]>> {
+        self.accounts.families()
     }
 
     pub fn set_tracked(&self, kind: &str, count: usize) {
