@@ -59,6 +59,15 @@ pub enum AwsError {
 }
 
 impl AwsError {
+    /// The operation that failed.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::Throttled { operation, .. }
+            | Self::NotFound { operation, .. }
+            | Self::Other { operation, .. } => operation,
+        }
+    }
+
     /// Builds an error from any SDK error, keeping the AWS error code in the message. Errors
     /// without a code say what happened in one line (timeout, transport failure, an answer
     /// that is not the protocol's), never dumping the raw response.

@@ -7,8 +7,8 @@ mod common;
 
 use std::process::Output;
 
-use aws_workflow_exporter::simulator::{demo, Fault, FaultKind, Simulator};
-use common::{fault, Binary};
+use aws_workflow_exporter::simulator::{demo, Fault, FaultKind, OrgAccount, Simulator};
+use common::{fault, Binary, FaultExt};
 use serde_json::Value;
 
 const DENIED: &str = "appflow:ListFlows";
@@ -436,4 +436,116 @@ async fn a_selection_by_tag_is_counted_with_the_tags() {
         (&3.into(), &2.into()),
         "{transfer:#}"
     );
+}
+
+/// An organisation of four accounts (one SUSPENDED, one left out by the name filter), listed
+/// through the simulator's AWS Organizations, with staging's role denying the exporter.
+async fn organization(faults: Vec<Fault>) -> (Simulator, String) {
+    let sim = simulator("", faults).await;
+    sim.world().organization = [
+        ("111111111111", "prod", "ACTIVE"),
+        ("222222222222", "staging", "ACTIVE"),
+        ("333333333333", "closed", "SUSPENDED"),
+        ("444444444444", "sandbox", "ACTIVE"),
+    ]
+    .into_iter()
+    .map(|(id, name, status)| OrgAccount {
+        id: id.into(),
+        name: name.into(),
+        status,
+    })
+    .collect();
+    // The members' own resources: none, but their roles hand out their own credentials.
+    for id in ["111111111111", "222222222222"] {
+        sim.world().accounts.insert(id.into(), Default::default());
+    }
+    let config = format!(
+        "targets:\n  - name: org\n    regions: [us-east-1]\n    endpoint_url: {0}\n    sts_endpoint_url: {0}\n    organization:\n      role_name: WorkflowExporter\n      account_name_regex: \"^(prod|staging|closed)$\"\n",
+        sim.endpoint
+    );
+    (sim, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_is_listed_and_each_selected_member_is_checked_through_its_role() {
+    let deny_staging = fault("sts", "AssumeRole", FaultKind::AccessDenied).matching("222222222222");
+    let (sim, config) = organization(vec![deny_staging]).await;
+    let out = doctor(&config, &["--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let doc = json(&out);
+    let org = &doc["organizations"][0];
+    assert_eq!(org["organization"], "org");
+    assert_eq!(org["accounts_listed"], 3, "ACTIVE accounts only: {org:#}");
+    assert_eq!(org["accounts_selected"], 2, "{org:#}");
+    assert_eq!(org["checks"][0]["check"], "organizations:ListAccounts");
+    assert_eq!(org["checks"][0]["status"], "ok");
+
+    let targets: Vec<&str> = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        ["org/111111111111/us-east-1", "org/222222222222/us-east-1"]
+    );
+    let prod = &doc["targets"][0];
+    assert_eq!(
+        prod["role_arn"],
+        "arn:aws:iam::111111111111:role/WorkflowExporter"
+    );
+    assert_eq!(prod["account_id"], "111111111111");
+    assert_eq!(
+        source(prod, "sfn_map_runs")["checks"][0]["status"],
+        "ok",
+        "{prod:#}"
+    );
+    // Only staging's role fails, and nothing is tried there after it.
+    assert_eq!(
+        doc["failed"],
+        serde_json::json!(["org/222222222222/us-east-1: sts:AssumeRole"])
+    );
+    assert!(doc["targets"][1]["sources"].as_array().unwrap().is_empty());
+    assert_eq!(sim.world().count("organizations", "ListAccounts"), 1);
+
+    let table = doctor(&config, &[]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("ORGANIZATION org\n"), "{table}");
+    assert!(
+        table.contains("accounts 3 ACTIVE listed, 2 selected"),
+        "{table}"
+    );
+    assert!(
+        table.contains("TARGET org/111111111111/us-east-1"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_that_cannot_be_listed_fails_with_where_to_list_it_from() {
+    let deny = fault("organizations", "ListAccounts", FaultKind::AccessDenied);
+    let (sim, config) = organization(vec![deny]).await;
+    let out = doctor(&config, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    assert_eq!(
+        doc["failed"],
+        serde_json::json!(["org: organizations:ListAccounts"])
+    );
+    let check = &doc["organizations"][0]["checks"][0];
+    assert_eq!(check["status"], "denied", "{check:#}");
+    let fix = check["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("management account") && fix.contains("organization-policy.json"),
+        "{fix}"
+    );
+    assert!(doc["organizations"][0]["accounts_listed"].is_null());
+    assert!(doc["targets"].as_array().unwrap().is_empty());
+    assert_eq!(sim.world().count("sts", "AssumeRole"), 0);
 }

@@ -6,7 +6,8 @@
 //! which each service drives from its `doctor.rs` through the registry in `services`. This module
 //! knows no service by name: it resolves the target, checks the identity, hands the connection to
 //! every enabled source, and renders what they found as a table or as JSON
-//! (docs/doctor.schema.json).
+//! (docs/doctor.schema.json). An organisation target is listed as the daemon lists it, and each
+//! selected member account and region is checked as a target of its own.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -16,11 +17,19 @@ use aws_config::meta::region::ProvideRegion;
 use aws_credential_types::provider::ProvideCredentials;
 use serde::Serialize;
 
+use tokio::task::JoinHandle;
+
 use crate::aws::operation::GET_CALLER_IDENTITY;
+use crate::aws::organization::{self, Lister};
 use crate::aws::{AccountRegistry, StaticCredentials, Target};
+use crate::config::organization::OrganizationTarget;
+use crate::config::target::TargetConfig;
+use crate::config::targets::AwsApiConfig;
 use crate::config::Config;
+use crate::error::AwsError;
 use crate::exposition::self_metrics::SelfMetrics;
 use crate::services;
+use crate::shard::Shard;
 
 pub mod findings;
 use findings::{CallEstimate, Probe, SourceReport};
@@ -87,22 +96,29 @@ pub struct Report {
     pub ok: bool,
     /// `target: check` of each failed check.
     pub failed: Vec<String>,
+    /// Organisation targets' listings.
+    pub organizations: Vec<OrganizationReport>,
+    /// The file's targets, then the organisations' member targets.
     pub targets: Vec<TargetReport>,
 }
 
 impl Report {
-    fn new(targets: Vec<TargetReport>) -> Self {
-        let failed: Vec<String> = targets
+    fn new(organizations: Vec<OrganizationReport>, targets: Vec<TargetReport>) -> Self {
+        let listings = organizations
             .iter()
-            .flat_map(|t| {
-                t.probes()
-                    .filter(|p| p.status.failed())
-                    .map(|p| format!("{}: {}", t.target, p.check))
-            })
+            .flat_map(|o| o.checks.iter().map(|p| (&o.organization, p)));
+        let checks = targets
+            .iter()
+            .flat_map(|t| t.probes().map(|p| (&t.target, p)));
+        let failed: Vec<String> = listings
+            .chain(checks)
+            .filter(|(_, p)| p.status.failed())
+            .map(|(name, p)| format!("{name}: {}", p.check))
             .collect();
         Self {
             ok: failed.is_empty(),
             failed,
+            organizations,
             targets,
         }
     }
@@ -116,28 +132,85 @@ impl Report {
     }
 }
 
-/// Checks every target of `config`, all at once. `static_credentials` is for the simulator only.
+/// What every target is checked with: the daemon's settings, the doctor's caps.
+struct Checker {
+    api: AwsApiConfig,
+    shard: Shard,
+    static_credentials: Option<StaticCredentials>,
+    metrics: Arc<SelfMetrics>,
+    registry: Arc<AccountRegistry>,
+}
+
+impl Checker {
+    fn target(&self, config: TargetConfig) -> Target {
+        Target::new(
+            config,
+            self.api.clone(),
+            self.shard,
+            self.static_credentials.clone(),
+            self.metrics.clone(),
+            self.registry.clone(),
+        )
+    }
+}
+
+/// Checks every target of `config` and every member target of its organisations, all at once
+/// (an organisation's members [`MEMBER_CHECKS_AT_ONCE`] at a time). `static_credentials` is for
+/// the simulator only.
 pub async fn run(config: &Config, static_credentials: Option<StaticCredentials>) -> Report {
     let mut api = config.aws_api.clone();
     api.operation_timeout = api.operation_timeout.min(MAX_OPERATION_TIMEOUT);
     api.max_attempts = api.max_attempts.min(MAX_ATTEMPTS);
-    let metrics = Arc::new(SelfMetrics::new());
-    let registry = Arc::new(AccountRegistry::default());
+    let checker = Arc::new(Checker {
+        api,
+        shard: config.shard,
+        static_credentials,
+        metrics: Arc::new(SelfMetrics::new()),
+        registry: Arc::new(AccountRegistry::default()),
+    });
     let mut tasks = Vec::new();
     for t in &config.targets {
-        let target = Arc::new(Target::new(
-            t.clone(),
-            api.clone(),
-            config.shard,
-            static_credentials.clone(),
-            metrics.clone(),
-            registry.clone(),
-        ));
+        let target = Arc::new(checker.target(t.clone()));
         let sources = config.sources.clone();
         let checked = target.clone();
         let task = tokio::spawn(async move { check_target(&checked, &sources).await });
         tasks.push((target, task));
     }
+    let organizations: Vec<_> = config
+        .organizations
+        .iter()
+        .map(|org| {
+            let listing = check_organization(org.clone(), checker.clone(), config.sources.clone());
+            (org.name.clone(), tokio::spawn(listing))
+        })
+        .collect();
+    let mut targets = joined(tasks).await;
+    let mut listed = Vec::new();
+    for (name, task) in organizations {
+        match task.await {
+            Ok((report, members)) => {
+                listed.push(report);
+                targets.extend(members);
+            }
+            Err(e) => listed.push(OrganizationReport {
+                organization: name,
+                role_arn: None,
+                accounts_listed: None,
+                accounts_selected: None,
+                checks: vec![Probe::error(
+                    "doctor",
+                    format!("the check ended abnormally: {e}"),
+                    None,
+                )],
+            }),
+        }
+    }
+    refuse_duplicates(&mut targets);
+    Report::new(listed, targets)
+}
+
+/// Each target's report; a check that ended abnormally is reported as such.
+async fn joined(tasks: Vec<(Arc<Target>, JoinHandle<TargetReport>)>) -> Vec<TargetReport> {
     let mut targets = Vec::new();
     for (target, task) in tasks {
         targets.push(task.await.unwrap_or_else(|e| {
@@ -147,8 +220,94 @@ pub async fn run(config: &Config, static_credentials: Option<StaticCredentials>)
             report
         }));
     }
-    refuse_duplicates(&mut targets);
-    Report::new(targets)
+    targets
+}
+
+/// An organisation target's listing; its member targets are in [`Report::targets`].
+#[derive(Debug, Clone, Serialize)]
+pub struct OrganizationReport {
+    /// The target's name; its members are `NAME/ACCOUNT_ID/REGION`.
+    pub organization: String,
+    /// The role the organisation is listed with (`role_arn`), if any.
+    pub role_arn: Option<String>,
+    /// ACTIVE accounts listed; `None` if the listing failed.
+    pub accounts_listed: Option<usize>,
+    /// Those the filters select: each is checked in every region, as the daemon polls it.
+    pub accounts_selected: Option<usize>,
+    pub checks: Vec<Probe>,
+}
+
+const ORGANIZATION_POLICY_PATH: &str = "deploy/iam/organization-policy.json";
+
+/// Member targets checked at once: an organisation of hundreds of accounts is checked in
+/// batches, so the doctor stays well inside each account's API share and the management
+/// account's STS quota.
+const MEMBER_CHECKS_AT_ONCE: usize = 16;
+
+/// Lists `org`'s accounts as the daemon does, then checks every (selected account, region)
+/// target as a target of the file.
+async fn check_organization(
+    org: OrganizationTarget,
+    checker: Arc<Checker>,
+    sources: services::SourcesConfig,
+) -> (OrganizationReport, Vec<TargetReport>) {
+    let lister = Lister::new(
+        &org,
+        checker.api.clone(),
+        checker.static_credentials.clone(),
+        checker.metrics.clone(),
+    );
+    let mut report = OrganizationReport {
+        organization: org.name.clone(),
+        role_arn: org.lister.role.as_ref().map(|r| r.arn.clone()),
+        accounts_listed: None,
+        accounts_selected: None,
+        checks: Vec::new(),
+    };
+    let accounts = match lister.accounts(&org).await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            let op = organization::OPERATIONS
+                .iter()
+                .find(|op| op.name == e.operation())
+                .copied()
+                .unwrap_or(organization::LIST_ACCOUNTS);
+            let mut probe = Probe::of(op, &Err::<(), _>(e), |_| String::new());
+            probe.fix = Some(format!(
+                "list the organisation from its management account or a delegated administrator, allowed the actions of {ORGANIZATION_POLICY_PATH}"
+            ));
+            report.checks.push(probe);
+            return (report, Vec::new());
+        }
+    };
+    let selected = accounts.iter().filter(|a| org.selects(a)).count();
+    report.accounts_listed = Some(accounts.len());
+    report.accounts_selected = Some(selected);
+    let action = if org.organization.organizational_units.is_empty() {
+        organization::LIST_ACCOUNTS
+    } else {
+        organization::LIST_ACCOUNTS_FOR_PARENT
+    };
+    report
+        .checks
+        .push(Probe::of(action, &Ok::<_, AwsError>(()), |_| {
+            format!(
+                "{} ACTIVE accounts listed, {selected} selected by the filters",
+                accounts.len()
+            )
+        }));
+    let at_once = Arc::new(tokio::sync::Semaphore::new(MEMBER_CHECKS_AT_ONCE));
+    let mut tasks = Vec::new();
+    for member in org.members(&accounts) {
+        let target = Arc::new(checker.target(member));
+        let (sources, at_once, checked) = (sources.clone(), at_once.clone(), target.clone());
+        let task = tokio::spawn(async move {
+            let _turn = at_once.acquire().await;
+            check_target(&checked, &sources).await
+        });
+        tasks.push((target, task));
+    }
+    (report, joined(tasks).await)
 }
 
 /// A target reaching the account and region of an earlier one fails: the daemon polls only one
@@ -271,6 +430,9 @@ async fn region_source(target: &Target) -> (&'static str, String) {
 /// The report for people: one block per target.
 pub fn render_table(report: &Report) -> String {
     let mut out = String::new();
+    for o in &report.organizations {
+        render_organization(&mut out, o);
+    }
     for t in &report.targets {
         render_target(&mut out, t);
     }
@@ -285,6 +447,50 @@ pub fn render_table(report: &Report) -> String {
         );
     }
     out
+}
+
+fn render_organization(out: &mut String, o: &OrganizationReport) {
+    let _ = writeln!(out, "ORGANIZATION {}", o.organization);
+    let _ = writeln!(
+        out,
+        "  role     {}",
+        o.role_arn
+            .as_deref()
+            .unwrap_or("none (the default credentials)")
+    );
+    if let (Some(listed), Some(selected)) = (o.accounts_listed, o.accounts_selected) {
+        let _ = writeln!(
+            out,
+            "  accounts {listed} ACTIVE listed, {selected} selected: each a target per region below"
+        );
+    }
+    out.push('\n');
+    let probes: Vec<&Probe> = o.checks.iter().collect();
+    render_checks(out, &probes);
+    out.push('\n');
+}
+
+/// The checks as a table: status, check, detail, and the fix under a failed one.
+fn render_checks(out: &mut String, probes: &[&Probe]) {
+    let width = probes
+        .iter()
+        .map(|p| p.check.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let _ = writeln!(out, "  {:<8} {:<width$}  DETAIL", "STATUS", "CHECK");
+    for p in probes {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<width$}  {}",
+            p.status.word(),
+            p.check,
+            p.detail
+        );
+        if let Some(fix) = &p.fix {
+            let _ = writeln!(out, "  {:<8} {:<width$}  fix: {fix}", "", "");
+        }
+    }
 }
 
 fn render_target(out: &mut String, t: &TargetReport) {
@@ -314,35 +520,8 @@ fn render_target(out: &mut String, t: &TargetReport) {
     );
     out.push('\n');
 
-    let probes: Vec<(&str, &Probe)> = t
-        .checks
-        .iter()
-        .map(|p| ("", p))
-        .chain(
-            t.sources
-                .iter()
-                .flat_map(|s| s.findings.checks.iter().map(|p| (s.source, p))),
-        )
-        .collect();
-    let width = probes
-        .iter()
-        .map(|(_, p)| p.check.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    let _ = writeln!(out, "  {:<8} {:<width$}  DETAIL", "STATUS", "CHECK");
-    for (_, p) in &probes {
-        let _ = writeln!(
-            out,
-            "  {:<8} {:<width$}  {}",
-            p.status.word(),
-            p.check,
-            p.detail
-        );
-        if let Some(fix) = &p.fix {
-            let _ = writeln!(out, "  {:<8} {:<width$}  fix: {fix}", "", "");
-        }
-    }
+    let probes: Vec<&Probe> = t.probes().collect();
+    render_checks(out, &probes);
 
     if !t.sources.is_empty() {
         out.push('\n');

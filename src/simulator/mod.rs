@@ -338,10 +338,22 @@ fn error_response(
     resp
 }
 
-fn caller_identity() -> Response<Full<Bytes>> {
+/// Who the caller is: a role session of `account` (a role assumed into one of the world's
+/// [`World::accounts`]), else the simulator's own user.
+fn caller_identity(account: Option<&str>) -> Response<Full<Bytes>> {
+    let (account, arn) = match account {
+        Some(a) => (
+            a,
+            format!("arn:aws:sts::{a}:assumed-role/simulator/session"),
+        ),
+        None => (
+            ACCOUNT_ID,
+            format!("arn:aws:iam::{ACCOUNT_ID}:user/simulator"),
+        ),
+    };
     let xml = format!(
         "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
-         <Arn>arn:aws:iam::{ACCOUNT_ID}:user/simulator</Arn><UserId>AIDASIMULATOR</UserId><Account>{ACCOUNT_ID}</Account>\
+         <Arn>{arn}</Arn><UserId>AIDASIMULATOR</UserId><Account>{account}</Account>\
          </GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
     );
     Response::builder()
@@ -559,7 +571,9 @@ async fn handle(
         }
         other => other,
     };
-    let key = if service == "sts" {
+    // For AssumeRole, the key of the account the role is in; for any other call (GetCallerIdentity
+    // included), the key the request is signed with.
+    let key = if service == "sts" && operation == "AssumeRole" {
         role_account(&text).map(|a| account_access_key(&a))
     } else {
         Some(access_key(&parts.headers))
@@ -625,7 +639,7 @@ fn answer(
                     .unwrap_or_else(|| "ASIASIMULATOR".into()),
             )
         } else {
-            caller_identity()
+            caller_identity(account.as_deref())
         };
     }
     let input = match input {
