@@ -885,6 +885,7 @@ async fn run_accounts(opts: &Options, n: usize) {
         .await
         .unwrap_or_default();
     let (rebuilds0, rebuild_secs0) = before(&text);
+    let assume0 = sim.world().count("sts", "AssumeRole");
     let cpu0 = cpu_time(exporter.pid());
     let t0 = Instant::now();
     let mut scrapes = Vec::new();
@@ -900,6 +901,7 @@ async fn run_accounts(opts: &Options, n: usize) {
     }
     let cpu = cpu_time(exporter.pid()) - cpu0;
     let window = t0.elapsed();
+    let assumed = sim.world().count("sts", "AssumeRole") - assume0;
     let (_, text) = get_once(exporter.addr, "/metrics")
         .await
         .unwrap_or_default();
@@ -915,6 +917,9 @@ async fn run_accounts(opts: &Options, n: usize) {
             .unwrap_or_default()
             .as_secs_f64()
             * 1000.0
+    );
+    println!(
+        "sts:AssumeRole calls in the window: {assumed} (credentials are cached until they expire)"
     );
     let rebuilds = rebuilds1 - rebuilds0;
     println!(

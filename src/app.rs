@@ -222,10 +222,12 @@ impl Discovery {
 
     /// Counts polled and failing member accounts from the last polls.
     fn report(&self, supervisor: &Supervisor, hub: &MetricsHub) {
-        let outcomes = hub.self_metrics().poll_outcomes();
         for org in supervisor.organizations() {
             let accounts = supervisor.members_of(&org.name);
-            self.metrics.record_polls(&org.name, &accounts, &outcomes);
+            let (polled, failing) = hub
+                .self_metrics()
+                .poll_outcomes(accounts.iter().map(String::as_str));
+            self.metrics.record_polls(&org.name, polled, failing);
         }
     }
 

@@ -255,28 +255,15 @@ impl OrganizationMetrics {
         }
     }
 
-    /// How many of `accounts` poll fine and how many fail, from the last poll of each source.
-    pub fn record_polls(
-        &self,
-        organization: &str,
-        accounts: &BTreeSet<String>,
-        outcomes: &BTreeMap<String, (usize, usize)>,
-    ) {
-        let (mut polled, mut failing) = (0, 0);
-        for (ok, failed) in accounts.iter().filter_map(|a| outcomes.get(a)) {
-            if *failed > 0 {
-                failing += 1;
-            } else if *ok > 0 {
-                polled += 1;
-            }
-        }
+    /// How many member accounts poll fine and how many fail, from the last poll of each source.
+    pub fn record_polls(&self, organization: &str, polled: usize, failing: usize) {
         for (state, n) in [("polled", polled), ("failing", failing)] {
             self.accounts
                 .with(&OrganizationState {
                     organization,
                     state,
                 })
-                .set(f64::from(n));
+                .set(n as f64);
         }
     }
 

@@ -275,27 +275,29 @@ impl AccountSeriesStore {
         });
     }
 
-    /// Per account id: how many (source, region) last polls succeeded and how many failed.
-    pub fn poll_outcomes(&self) -> BTreeMap<String, (usize, usize)> {
-        let accounts = self.accounts.lock().expect("account series lock");
-        let mut out = BTreeMap::new();
-        for (account_id, regions) in accounts.iter() {
+    /// Of `accounts`, how many were polled (every last poll in every region succeeded) and how
+    /// many are failing (a last poll failed); accounts not polled yet count in neither.
+    pub fn poll_outcomes<'a>(&self, accounts: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
+        let all = self.accounts.lock().expect("account series lock");
+        let (mut polled, mut failing) = (0, 0);
+        for account in accounts {
+            let Some(regions) = all.get(account) else {
+                continue;
+            };
+            let (mut ok, mut failed) = (false, false);
             for series in regions.values() {
-                let series = series.lock().expect("account series lock");
-                if series.polls.is_empty() {
-                    continue;
-                }
-                let entry: &mut (usize, usize) = out.entry(account_id.clone()).or_default();
-                for poll in series.polls.values() {
-                    if poll.success {
-                        entry.0 += 1;
-                    } else {
-                        entry.1 += 1;
-                    }
+                for poll in series.lock().expect("account series lock").polls.values() {
+                    ok |= poll.success;
+                    failed |= !poll.success;
                 }
             }
+            if failed {
+                failing += 1;
+            } else if ok {
+                polled += 1;
+            }
         }
-        out
+        (polled, failing)
     }
 
     /// Each account and region's families, in account order; rendered again only for those
@@ -514,6 +516,15 @@ mod tests {
         store.forget_calls(ACCOUNT);
         let left = text(&store.families()[0]);
         assert!(!left.contains("api_requests_total") && left.contains("poll_success"));
-        assert_eq!(store.poll_outcomes().get("111122223333"), Some(&(1, 0)));
+        assert_eq!(
+            store.poll_outcomes(["111122223333", "444455556666"]),
+            (1, 0)
+        );
+        store.record_poll("t", ACCOUNT, false, Duration::ZERO, Duration::ZERO, 2.0);
+        assert_eq!(
+            store.poll_outcomes(["111122223333"]),
+            (0, 1),
+            "one source failing"
+        );
     }
 }

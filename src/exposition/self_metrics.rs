@@ -388,9 +388,10 @@ impl SelfMetrics {
         self.accounts.forget_calls((account_id, region));
     }
 
-    /// Per account id: how many (source, region) last polls succeeded and how many failed.
-    pub fn poll_outcomes(&self) -> std::collections::BTreeMap<String, (usize, usize)> {
-        self.accounts.poll_outcomes()
+    /// Of `accounts`, how many are polled and how many failing (see
+    /// [`AccountSeriesStore::poll_outcomes`]).
+    pub fn poll_outcomes<'a>(&self, accounts: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
+        self.accounts.poll_outcomes(accounts)
     }
 
     /// The series of each account and region, as families (see [`AccountSeriesStore::families`]).
