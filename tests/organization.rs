@@ -219,3 +219,40 @@ async fn against_moto_each_member_account_is_polled_with_its_own_state_machines(
         })
         .await;
 }
+
+/// An organisation of more members than one credentials cache holds (64 providers): each
+/// member keeps its own, so each role is assumed once, not again at nearly every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_member_role_is_assumed_once_however_many_members() {
+    const MEMBERS: usize = 70;
+    let (sim, _) = common::one_open_run().await;
+    {
+        let mut w = sim.world();
+        for i in 0..MEMBERS {
+            let id = format!("7000000000{i:02}");
+            w.organization
+                .push(account(&id, &format!("member-{i}"), "ACTIVE"));
+            w.accounts.insert(id, Default::default());
+        }
+    }
+    let endpoint = &sim.endpoint;
+    let daemon = Binary::new()
+        .config(&format!(
+            "poll_interval: 1s\ntargets:\n  - name: org\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\n    organization:\n      role_name: WorkflowExporter\nsources:\n  transfer_workflows:\n    enabled: false\n  appflow_flows:\n    enabled: false\n"
+        ))
+        .start();
+    let calls = (3 * MEMBERS) as f64;
+    daemon
+        .scrape_until("every member polled three times", |s| {
+            s.count(
+                "aws_workflow_exporter_poll_success",
+                &[("source", "sfn_map_runs")],
+            ) == MEMBERS
+                && s.sum(
+                    "aws_workflow_exporter_api_requests_total",
+                    &[("operation", "ListStateMachines"), ("outcome", "ok")],
+                ) >= calls
+        })
+        .await;
+    assert_eq!(sim.world().count("sts", "AssumeRole"), MEMBERS);
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -605,9 +606,13 @@ impl Target {
                 arn: role.arn.clone(),
                 inner: builder.configure(&sts_config).build().await,
             };
+            // Its own credentials cache: the base's is shared by every target of the same
+            // settings, and a cache keeps at most 64 providers' credentials, so 500 member roles
+            // in one would be assumed again at nearly every call.
             sdk_config = sdk_config
                 .into_builder()
                 .credentials_provider(SharedCredentialsProvider::new(provider))
+                .identity_cache(IdentityCache::lazy().build())
                 .build();
         }
         let instrumentation = ApiInstrumentation::new(self.metrics.clone(), self.identity.clone());
