@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::MetricFamily;
-use prometheus::{Counter, CounterVec, Gauge, GaugeVec, IntCounterVec, Opts, Registry};
+use prometheus::{Counter, Gauge, GaugeVec, IntCounterVec, Opts, Registry};
 
 use crate::exposition::account_series::AccountSeriesStore;
 use crate::exposition::family::Family;
@@ -225,7 +225,6 @@ pub fn gauge(def: &MetricDef) -> prometheus::Result<GaugeVec> {
 
 pub type Gauges<L> = LabeledVec<L, GaugeVec>;
 pub type IntCounters<L> = LabeledVec<L, IntCounterVec>;
-pub type Counters<L> = LabeledVec<L, CounterVec>;
 
 /// Live self-metrics, updated by the AWS layer and the scheduler.
 #[derive(Debug)]
