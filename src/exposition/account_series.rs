@@ -31,7 +31,7 @@ pub struct AccountSeriesStore {
 
 /// (service, operation, outcome) and (service, operation) names, numbered in the order first
 /// seen: an account keeps numbers, not strings, per series.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Names {
     calls: Vec<(String, String, String)>,
     operations: Vec<(String, String)>,
@@ -314,7 +314,9 @@ impl AccountSeriesStore {
                 })
                 .collect()
         };
-        let names = self.names.lock().expect("series names lock");
+        // A copy (a few hundred short names): rendering 500 accounts must not hold the lock
+        // every AWS call's record takes.
+        let names = self.names.lock().expect("series names lock").clone();
         all.into_iter()
             .map(|(account_id, region, series)| {
                 let mut series = series.lock().expect("account series lock");
