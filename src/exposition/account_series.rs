@@ -11,12 +11,78 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::exposition::family::{Family, FamilyBuilder};
-use crate::exposition::metric::Metric;
-use crate::exposition::self_metrics::{
-    Api, ApiCall, Poll, Restart, API_BUDGET_WAIT, API_DURATION, API_REQUESTS, LAST_POLL_SUCCESS,
-    POLL_DURATION, POLL_INTERVAL, POLL_SUCCESS, SOURCE_RESTARTS,
-};
+use crate::exposition::metric::{def, labels, Metric};
 use crate::histogram::HistogramData;
+
+// In alphabetical order, as the prometheus crate wrote them when it kept these series.
+labels!(pub struct Poll { account_id, region, source });
+labels!(pub struct Restart { account_id, reason, region, source });
+labels!(pub struct ApiCall { account_id, operation, outcome, region, service });
+labels!(pub struct Api { account_id, operation, region, service });
+
+def!(
+    POLL_SUCCESS,
+    "aws_workflow_exporter_poll_success",
+    Gauge,
+    Poll,
+    "1 if the last poll of the source completed without an AWS error, 0 otherwise. As of the last completed poll."
+);
+
+def!(
+    POLL_DURATION,
+    "aws_workflow_exporter_poll_duration_seconds",
+    Gauge,
+    Poll,
+    "Wall time of the last poll of the source, in seconds."
+);
+
+def!(
+    LAST_POLL_SUCCESS,
+    "aws_workflow_exporter_last_poll_success_timestamp_seconds",
+    Gauge,
+    Poll,
+    "Unix time at which the last successful poll of the source finished."
+);
+
+def!(
+    POLL_INTERVAL,
+    "aws_workflow_exporter_poll_interval_seconds",
+    Gauge,
+    Poll,
+    "Configured interval between polls of the source, in seconds."
+);
+
+def!(
+    SOURCE_RESTARTS,
+    "aws_workflow_exporter_source_restarts_total",
+    Counter,
+    Restart,
+    "Polls the exporter ended because they panicked or overran their deadline (reason panic or deadline); the source polls again after a backoff."
+);
+
+def!(
+    API_REQUESTS,
+    "aws_workflow_exporter_api_requests_total",
+    Counter,
+    ApiCall,
+    "AWS API call attempts made by the exporter (retries included), by outcome. account_id is unknown for calls made before the target's account id is known. As of the last completed poll."
+);
+
+def!(
+    API_DURATION,
+    "aws_workflow_exporter_api_request_duration_seconds",
+    Histogram,
+    Api,
+    "Duration of AWS API call attempts, in seconds. As of the last completed poll."
+);
+
+def!(
+    API_BUDGET_WAIT,
+    "aws_workflow_exporter_api_budget_wait_seconds_total",
+    Counter,
+    Api,
+    "Time the exporter waited for its own API budget (its share of the AWS token bucket of the account and region) before calling, in seconds."
+);
 
 /// Upper bounds of `aws_workflow_exporter_api_request_duration_seconds`' buckets.
 static DURATION_BOUNDS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

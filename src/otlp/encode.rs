@@ -36,7 +36,7 @@ pub fn default_resource(instance_id: &str) -> BTreeMap<String, String> {
 pub fn cloud_attributes(chunks: &[Bytes]) -> BTreeMap<String, String> {
     let prefix = format!(
         "{}{{",
-        crate::exposition::self_metrics::POLL_SUCCESS.def.name
+        crate::exposition::account_series::POLL_SUCCESS.def.name
     );
     let mut pairs = std::collections::BTreeSet::new();
     for line in chunks
