@@ -1,10 +1,11 @@
 //! Runs each source on its own interval, decoupled from scrapes: a poll that overruns its
 //! interval delays the next one instead of overlapping it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,23 +27,37 @@ pub struct Readiness {
     expected: BTreeSet<(String, String)>,
     /// Each pair done, with the hub's last publish number when it was first marked: it is
     /// ready once the served exposition covers that publish.
-    done: Mutex<BTreeMap<(String, String), u64>>,
+    done: Mutex<HashMap<(String, String), u64>>,
+    /// Set once nothing was pending: pairs are never unmarked and the exposition's `covers`
+    /// only grows, so from then on a probe answers without looking at the pairs.
+    ready: AtomicBool,
 }
 
 impl Readiness {
+    /// Waiting for each of `sources`.
     pub fn new(sources: &[Box<dyn Source>]) -> Self {
-        Self {
-            expected: sources
+        Self::of_pairs(
+            sources
                 .iter()
-                .map(|s| (s.name().to_owned(), s.target().key()))
-                .collect(),
-            done: Mutex::new(BTreeMap::new()),
+                .map(|s| (s.name().to_owned(), s.target().key())),
+        )
+    }
+
+    /// Waiting for each (source name, target key) pair.
+    pub fn of_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            expected: pairs.into_iter().collect(),
+            done: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
         }
     }
 
     /// Counts the pair as done once `hub`'s exposition shows what it published so far (also
     /// for a source a reload removed before its first poll).
     pub(crate) fn mark(&self, source: &str, target: &str, hub: &MetricsHub) {
+        if self.ready.load(Ordering::Relaxed) {
+            return; // every poll marks: nothing to keep once ready
+        }
         let published = hub.last_publish();
         self.done
             .lock()
@@ -52,14 +67,26 @@ impl Readiness {
     }
 
     /// The pairs still waiting for their first poll (or for it to be on the exposition, which
-    /// covers publishes up to `covers`), as `source@target`.
-    pub fn pending(&self, covers: u64) -> Vec<String> {
+    /// covers publishes up to `covers`), as `source@target`: how many, and the first `list`.
+    pub fn pending(&self, covers: u64, list: usize) -> (usize, Vec<String>) {
+        if self.ready.load(Ordering::Relaxed) {
+            return (0, Vec::new());
+        }
         let done = self.done.lock().expect("readiness lock");
-        self.expected
+        let mut waiting = self
+            .expected
             .iter()
-            .filter(|pair| done.get(*pair).is_none_or(|p| *p > covers))
+            .filter(|pair| done.get(*pair).is_none_or(|p| *p > covers));
+        let named = waiting
+            .by_ref()
+            .take(list)
             .map(|(s, t)| format!("{s}@{t}"))
-            .collect()
+            .collect::<Vec<_>>();
+        let count = named.len() + waiting.count();
+        if count == 0 {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+        (count, named)
     }
 }
 
@@ -362,3 +389,36 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// The default grace period for in-flight HTTP requests at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::self_metrics::SelfMetrics;
+
+    #[test]
+    fn readiness_counts_every_waiting_pair_names_a_few_and_waits_for_the_exposition() {
+        let hub = MetricsHub::new(Arc::new(SelfMetrics::new()));
+        let pairs = (0..30).map(|i| ("src".to_owned(), format!("t{i:02}")));
+        let readiness = Readiness::of_pairs(pairs);
+        let (count, named) = readiness.pending(hub.current().covers, 3);
+        assert_eq!(
+            (count, named),
+            (
+                30,
+                vec!["src@t00".into(), "src@t01".into(), "src@t02".into()]
+            )
+        );
+
+        for i in 0..30 {
+            hub.publish("src", &format!("t{i:02}"), Snapshot::default());
+            readiness.mark("src", &format!("t{i:02}"), &hub);
+        }
+        // Every pair polled, but the exposition served does not show the last publishes yet.
+        let stale = hub.current().covers;
+        assert!(stale < hub.last_publish());
+        assert!(readiness.pending(stale, 3).0 > 0);
+        assert_eq!(readiness.pending(hub.flush().covers, 3), (0, vec![]));
+        // Ready stays ready, whatever `covers` a later probe passes.
+        assert_eq!(readiness.pending(0, 3), (0, vec![]));
+    }
+}

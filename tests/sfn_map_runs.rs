@@ -560,6 +560,11 @@ async fn http_endpoints_serve_cached_metrics_gzip_and_readiness() {
     let mut h = Harness::start(SOURCE, |_| {}).await;
     let ready = common::http_get(h.http_addr, "/readyz", &[]).await;
     assert_eq!(ready.status, 503, "not ready before the first poll");
+    let waiting = String::from_utf8_lossy(&ready.body);
+    assert!(
+        waiting.starts_with("waiting for a first poll of 1 source instance(s): sfn_map_runs@"),
+        "{waiting}"
+    );
     assert_eq!(
         common::http_get(h.http_addr, "/healthz", &[]).await.status,
         200

@@ -19,6 +19,8 @@ use crate::scheduler::Readiness;
 
 const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+/// How many waiting source instances a /readyz answer names (it counts them all).
+const READYZ_NAMED: usize = 10;
 
 fn landing(telemetry_path: &str) -> String {
     format!(
@@ -128,11 +130,23 @@ async fn route(web: &Web, state: &HttpState, req: &Request<Incoming>) -> Respons
         "/-/reload" | "/-/quit" => lifecycle(web, path).await,
         "/healthz" => text(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" => {
-            let pending = state.readiness.pending(state.hub.current().covers);
-            if pending.is_empty() {
+            // A probe may come every second while hundreds of targets start: it names a few.
+            let (count, named) = state
+                .readiness
+                .pending(state.hub.current().covers, READYZ_NAMED);
+            if count == 0 {
                 text(StatusCode::OK, TEXT, "ready\n")
             } else {
-                let body = format!("waiting for a first poll of: {}\n", pending.join(", "));
+                let more = count - named.len();
+                let body = format!(
+                    "waiting for a first poll of {count} source instance(s): {}{}\n",
+                    named.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
                 text(StatusCode::SERVICE_UNAVAILABLE, TEXT, body)
             }
         }
