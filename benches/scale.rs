@@ -902,6 +902,15 @@ async fn run_accounts(opts: &Options, n: usize) {
     let cpu = cpu_time(exporter.pid()) - cpu0;
     let window = t0.elapsed();
     let assumed = sim.world().count("sts", "AssumeRole") - assume0;
+    // What the CPU went on: the AWS calls of the window, per operation and per account.
+    let calls: BTreeMap<(&str, String), usize> = {
+        let w = sim.world();
+        let mut out = BTreeMap::new();
+        for c in w.calls.iter().filter(|c| c.at >= t0) {
+            *out.entry((c.service, c.operation.clone())).or_default() += 1;
+        }
+        out
+    };
     let (_, text) = get_once(exporter.addr, "/metrics")
         .await
         .unwrap_or_default();
@@ -920,6 +929,16 @@ async fn run_accounts(opts: &Options, n: usize) {
     );
     println!(
         "sts:AssumeRole calls in the window: {assumed} (credentials are cached until they expire)"
+    );
+    println!(
+        "AWS calls in the window: {} ({:.1} per account): {}",
+        calls.values().sum::<usize>(),
+        calls.values().sum::<usize>() as f64 / n as f64,
+        calls
+            .iter()
+            .map(|((service, op), k)| format!("{service}:{op} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let rebuilds = rebuilds1 - rebuilds0;
     println!(

@@ -3,7 +3,8 @@
 //!
 //! A publish replaces one (source, target) part and costs only that part: its text is the
 //! source's own bytes, and its deflate pieces (one per family, each ended by a full flush, so
-//! pieces concatenate into one deflate stream) are compressed once, by the next assembly. An
+//! pieces concatenate into one deflate stream) are compressed once, by the next assembly; a
+//! family whose text did not change since the part it replaces keeps its piece. An
 //! assembly lays the parts out family by family (one header each, families contiguous) and
 //! concatenates the cached pieces into one gzip member, its CRC-32 combined from theirs; only the
 //! exporter's few process-wide metrics are encoded and compressed anew; each account's own
@@ -56,8 +57,11 @@ pub struct Snapshot {
 struct Part {
     families: Arc<[Family]>,
     tracked: Vec<(&'static str, usize)>,
+    /// The pieces of the families that are the same as in the part this one replaced, by
+    /// family index: a poll that changed a few families costs compressing those few.
+    carried: Vec<Option<Arc<Deflated>>>,
     /// One deflate piece per family, in order.
-    gzip: OnceLock<Option<Vec<Deflated>>>,
+    gzip: OnceLock<Option<Vec<Arc<Deflated>>>>,
 }
 
 impl Part {
@@ -65,9 +69,56 @@ impl Part {
         Self {
             families,
             tracked,
+            carried: Vec::new(),
             gzip: OnceLock::new(),
         }
     }
+
+    /// This part, keeping the deflate pieces of `previous` for each family whose text is the
+    /// same (compared byte for byte: far cheaper than compressing it again).
+    fn carrying(mut self, previous: &Part) -> Self {
+        let Some(Some(pieces)) = previous.gzip.get() else {
+            return self;
+        };
+        let old: HashMap<&str, (&Family, &Arc<Deflated>)> = previous
+            .families
+            .iter()
+            .zip(pieces)
+            .map(|(f, piece)| (f.def.name, (f, piece)))
+            .collect();
+        self.carried = self
+            .families
+            .iter()
+            .map(|f| {
+                let (was, piece) = old.get(f.def.name)?;
+                same_text(&was.blocks, &f.blocks).then(|| Arc::clone(piece))
+            })
+            .collect();
+        self
+    }
+
+    /// The deflate pieces, compressing (with `z`) the families not carried over.
+    fn pieces(&self, z: &mut Compress) -> &Option<Vec<Arc<Deflated>>> {
+        self.gzip.get_or_init(|| {
+            self.families
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match self.carried.get(i) {
+                    Some(Some(piece)) => Some(Arc::clone(piece)),
+                    _ => deflated(z, &f.blocks).map(Arc::new),
+                })
+                .collect()
+        })
+    }
+}
+
+/// Whether two runs of chunks hold the same bytes (however they are split).
+fn same_text(a: &[Bytes], b: &[Bytes]) -> bool {
+    let len = |c: &[Bytes]| c.iter().map(Bytes::len).sum::<usize>();
+    len(a) == len(b)
+        && a.iter()
+            .flat_map(|c| c.iter())
+            .eq(b.iter().flat_map(|c| c.iter()))
 }
 
 /// A wait of at least this long after publishes before assembling, so that sources finishing
@@ -144,15 +195,27 @@ impl MetricsHub {
     /// Replaces one source instance's snapshot; the next assembly (soon, coalesced with other
     /// publishes) shows it. Returns the publish's number (see [`Exposition::covers`]).
     pub fn publish(&self, source: &str, target: &str, snapshot: Snapshot) -> u64 {
-        let part = Arc::new(Part::new(snapshot.families.into(), snapshot.tracked));
-        let seq = {
+        let key = (source.to_owned(), target.to_owned());
+        let mut part = Part::new(snapshot.families.into(), snapshot.tracked);
+        let previous = self
+            .shared
+            .published
+            .lock()
+            .expect("hub lock")
+            .0
+            .get(&key)
+            .cloned();
+        if let Some(previous) = &previous {
+            part = part.carrying(previous);
+        }
+        let (seq, replaced) = {
             let mut published = self.shared.published.lock().expect("hub lock");
-            published
-                .0
-                .insert((source.to_owned(), target.to_owned()), part);
+            let replaced = published.0.insert(key, Arc::new(part));
             published.1 += 1;
-            published.1
+            (published.1, replaced)
         };
+        // Freed outside the lock: a part holds thousands of allocations.
+        drop((previous, replaced));
         self.changed();
         seq
     }
@@ -294,15 +357,10 @@ impl Shared {
             for (kind, n) in &part.tracked {
                 *tracked.entry(kind).or_default() += n;
             }
-            let pieces = part.gzip.get_or_init(|| {
-                part.families
-                    .iter()
-                    .map(|f| deflated(&mut z, &f.blocks))
-                    .collect()
-            });
+            let pieces = part.pieces(&mut z);
             gzip_ok &= pieces.is_some();
             for (i, f) in part.families.iter().enumerate() {
-                let piece = pieces.as_ref().and_then(|p| p.get(i));
+                let piece = pieces.as_ref().and_then(|p| p.get(i)).map(Arc::as_ref);
                 by_name.entry(f.def.name).or_default().push((f, piece));
             }
         }
@@ -467,6 +525,7 @@ mod tests {
 
     labels!(pub struct N { n });
     def!(SERIES, "test_series", Gauge, N, "A test series.");
+    def!(OTHER, "test_other", Gauge, N, "Another test series.");
 
     fn text_of(exposition: &Exposition) -> String {
         exposition
@@ -628,6 +687,36 @@ mod tests {
             piece(&before, 3),
             piece(&after, 3),
             "the second account's changed"
+        );
+    }
+
+    #[test]
+    fn a_republished_family_with_the_same_text_keeps_its_deflate_piece() {
+        let hub = MetricsHub::new(Arc::new(SelfMetrics::new()));
+        let two = |series: f64, other: f64| {
+            let mut s = snapshot(2, series);
+            let mut b = FamilyBuilder::new(&OTHER);
+            b.add(&N { n: "0" }, other);
+            b.finish(&mut s.families);
+            s
+        };
+        hub.publish("s", "a", two(1.0, 1.0));
+        let before = hub.flush();
+        // test_series changes (to text of the same length), test_other does not.
+        hub.publish("s", "a", two(2.0, 1.0));
+        let after = hub.flush();
+        let text = text_of(&after);
+        assert!(text.contains("test_series{n=\"1\"} 2\n"), "{text}");
+        assert_eq!(gunzip(&after), text);
+        // Pieces: the gzip header; test_other's header and part; test_series' header and
+        // part; the process-wide metrics; the trailer.
+        let piece = |e: &Exposition, i: usize| e.gzip[i].as_ptr();
+        assert_eq!(after.gzip.len(), 7);
+        assert_eq!(piece(&before, 2), piece(&after, 2), "test_other kept");
+        assert_ne!(
+            piece(&before, 4),
+            piece(&after, 4),
+            "test_series compressed again"
         );
     }
 
