@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,17 +26,22 @@ use tokio::sync::watch;
 #[derive(Clone, Copy)]
 enum Behaviour {
     Healthy,
-    /// Panics in its first polls, then recovers.
-    PanicsTwice,
-    /// Its first poll never ends.
-    HangsOnce,
+    /// Panics in every poll until the test releases it.
+    Panics,
+    /// Every poll never ends until the test releases it.
+    Hangs,
 }
 
+/// A source that misbehaves until `released`: the test holds the failure open until it has
+/// seen it served, so no scrape has to catch a window of a few hundred milliseconds.
 struct TestSource {
     name: &'static str,
     target: Arc<Target>,
     behaviour: Behaviour,
+    released: Arc<AtomicBool>,
     polls: Arc<AtomicU32>,
+    /// Polls that panicked or hung (each must be one restart).
+    failures: Arc<AtomicU32>,
 }
 
 impl Source for TestSource {
@@ -58,11 +63,16 @@ impl Source for TestSource {
         _progress: &'a dyn Progress,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         let n = self.polls.fetch_add(1, Ordering::SeqCst);
+        let fails =
+            !matches!(self.behaviour, Behaviour::Healthy) && !self.released.load(Ordering::SeqCst);
+        if fails {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
         let behaviour = self.behaviour;
         Box::pin(async move {
             match behaviour {
-                Behaviour::PanicsTwice if n < 2 => panic!("injected panic in poll {n}"),
-                Behaviour::HangsOnce if n == 0 => std::future::pending::<()>().await,
+                Behaviour::Panics if fails => panic!("injected panic in poll {n}"),
+                Behaviour::Hangs if fails => std::future::pending::<()>().await,
                 _ => {}
             }
             Ok(())
@@ -99,20 +109,24 @@ async fn a_panicking_or_hanging_poll_is_ended_counted_and_restarted() {
     let metrics = Arc::new(SelfMetrics::new());
     let registry = Arc::new(AccountRegistry::default());
     let hub = Arc::new(MetricsHub::new(metrics.clone()));
-    let counters: Vec<Arc<AtomicU32>> = (0..3).map(|_| Arc::default()).collect();
+    let released = Arc::new(AtomicBool::new(false));
+    let polls: Vec<Arc<AtomicU32>> = (0..3).map(|_| Arc::default()).collect();
+    let failures: Vec<Arc<AtomicU32>> = (0..3).map(|_| Arc::default()).collect();
     let sources: Vec<Box<dyn Source>> = [
-        ("sfn_map_runs", Behaviour::PanicsTwice, "us-east-1"),
-        ("transfer_workflows", Behaviour::HangsOnce, "eu-west-1"),
+        ("sfn_map_runs", Behaviour::Panics, "us-east-1"),
+        ("transfer_workflows", Behaviour::Hangs, "eu-west-1"),
         ("appflow_flows", Behaviour::Healthy, "ap-south-1"),
     ]
     .into_iter()
-    .zip(&counters)
-    .map(|((name, behaviour, t), polls)| {
+    .enumerate()
+    .map(|(i, (name, behaviour, t))| {
         Box::new(TestSource {
             name,
             target: target(&metrics, &registry, t),
             behaviour,
-            polls: polls.clone(),
+            released: released.clone(),
+            polls: polls[i].clone(),
+            failures: failures[i].clone(),
         }) as Box<dyn Source>
     })
     .collect();
@@ -140,41 +154,56 @@ async fn a_panicking_or_hanging_poll_is_ended_counted_and_restarted() {
         ));
     }
 
-    let value = |s: &Scrape, name: &str, labels: &[(&str, &str)]| s.value(name, labels);
-    let mut saw_failure = [false; 2];
-    let s = common::wait_for("the sources fail and recover", async || {
-        let s =
-            Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap());
-        let success = |source| {
-            value(
-                &s,
-                "aws_workflow_exporter_poll_success",
-                &[("source", source)],
-            )
-        };
-        for (i, source) in ["sfn_map_runs", "transfer_workflows"].iter().enumerate() {
-            saw_failure[i] |= success(source) == Some(0.0);
-        }
-        let recovered = ["sfn_map_runs", "transfer_workflows", "appflow_flows"]
-            .iter()
-            .all(|src| success(src) == Some(1.0));
-        (recovered && saw_failure == [true, true]).then_some(s)
-    })
-    .await;
-    let restarts = |source, reason| {
-        value(
-            &s,
+    let scrape = async || {
+        Scrape::parse(&String::from_utf8(http_get(addr, "/metrics", &[]).await.body).unwrap())
+    };
+    let success =
+        |s: &Scrape, source| s.value("aws_workflow_exporter_poll_success", &[("source", source)]);
+    let restarts = |s: &Scrape, source, reason| {
+        s.value(
             "aws_workflow_exporter_source_restarts_total",
             &[("source", source), ("reason", reason)],
         )
     };
-    assert_eq!(restarts("sfn_map_runs", "panic"), Some(2.0), "{}", s.text);
-    assert_eq!(restarts("transfer_workflows", "deadline"), Some(1.0));
-    assert_eq!(restarts("appflow_flows", "panic"), None);
-    // The healthy source kept polling every interval throughout; the others were restarted.
-    assert!(counters[2].load(Ordering::SeqCst) >= 5);
-    assert!(counters[0].load(Ordering::SeqCst) >= 3);
-    assert!(counters[1].load(Ordering::SeqCst) >= 2);
+    // Failing: both misbehaving sources are served as failed and restarted, at least twice
+    // for the panicking one (the backoff grows), while the healthy one goes on.
+    let s = common::wait_for(
+        "the sources are served as failed and restarted",
+        async || {
+            let s = scrape().await;
+            let failed = success(&s, "sfn_map_runs") == Some(0.0)
+                && success(&s, "transfer_workflows") == Some(0.0)
+                && restarts(&s, "sfn_map_runs", "panic") >= Some(2.0)
+                && restarts(&s, "transfer_workflows", "deadline") >= Some(1.0);
+            failed.then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(success(&s, "appflow_flows"), Some(1.0), "{}", s.text);
+    let healthy_polls = polls[2].load(Ordering::SeqCst);
+
+    // Released: every source is served as succeeding again, each failed poll was one restart
+    // of the right reason, and the healthy source was never restarted.
+    released.store(true, Ordering::SeqCst);
+    let s = common::wait_for("the sources recover", async || {
+        let s = scrape().await;
+        ["sfn_map_runs", "transfer_workflows", "appflow_flows"]
+            .iter()
+            .all(|src| success(&s, src) == Some(1.0))
+            .then_some(s)
+    })
+    .await;
+    let failed = |i: usize| Some(f64::from(failures[i].load(Ordering::SeqCst)));
+    assert_eq!(
+        restarts(&s, "sfn_map_runs", "panic"),
+        failed(0),
+        "{}",
+        s.text
+    );
+    assert_eq!(restarts(&s, "transfer_workflows", "deadline"), failed(1));
+    assert_eq!(restarts(&s, "appflow_flows", "panic"), None);
+    assert_eq!(restarts(&s, "appflow_flows", "deadline"), None);
+    assert!(polls[2].load(Ordering::SeqCst) > healthy_polls);
     assert_eq!(http_get(addr, "/readyz", &[]).await.status, 200);
     let _ = tx.send(true);
 }
@@ -183,7 +212,7 @@ async fn a_panicking_or_hanging_poll_is_ended_counted_and_restarted() {
 /// signal), publishes again and only then yields.
 struct StuckSource {
     target: Arc<Target>,
-    second_publish: Arc<std::sync::atomic::AtomicBool>,
+    second_publish: Arc<AtomicBool>,
 }
 
 impl Source for StuckSource {
@@ -238,7 +267,7 @@ async fn a_source_stopped_mid_poll_leaves_no_series_behind_even_if_aborted() {
     let metrics = Arc::new(SelfMetrics::new());
     let registry = Arc::new(AccountRegistry::default());
     let hub = Arc::new(MetricsHub::new(metrics.clone()));
-    let second_publish = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let second_publish = Arc::new(AtomicBool::new(false));
     let sources: Vec<Box<dyn Source>> = vec![Box::new(StuckSource {
         target: target(&metrics, &registry, "us-east-1"),
         second_publish: second_publish.clone(),
