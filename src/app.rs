@@ -226,6 +226,7 @@ impl Discovery {
             let accounts = supervisor.members_of(&org.name);
             let (polled, failing) = hub
                 .self_metrics()
+                .accounts()
                 .poll_outcomes(accounts.iter().map(String::as_str));
             self.metrics.record_polls(&org.name, polled, failing);
         }

@@ -132,7 +132,8 @@ impl Supervisor {
         if !polled.contains(&(source.clone(), account_id.clone(), region.clone())) {
             self.hub
                 .self_metrics()
-                .forget_poll_labels(source, &account_id, &region);
+                .accounts()
+                .forget_polls(source, (&account_id, &region));
         }
         self.hub
             .self_metrics()
@@ -278,7 +279,7 @@ impl Supervisor {
                 .iter()
                 .any(|t| t.holds_claim() && t.labels() == (account_id.clone(), region.clone()));
             if gone.holds_claim() && !still_polled {
-                metrics.forget_api_calls(&account_id, &region);
+                metrics.accounts().forget_calls((&account_id, &region));
             }
         }
         self.targets = targets.into_iter().map(|t| (t.key(), t)).collect();

@@ -210,21 +210,20 @@ pub async fn poll_and_publish(
     let name = source.name();
     let target_key = source.target().key();
     let (account_id, region) = source.target().labels();
-    let metrics = hub.self_metrics();
+    let metrics = hub.self_metrics().accounts();
     if before != (account_id.clone(), region.clone()) {
-        metrics.forget_poll_labels(name, &before.0, &before.1);
+        metrics.forget_polls(name, (&before.0, &before.1));
     }
     metrics.record_poll(
         name,
-        &account_id,
-        &region,
+        (&account_id, &region),
         errors.is_empty(),
         elapsed,
         source.interval(),
         now,
     );
     if let Some(r) = restart {
-        metrics.record_restart(name, &account_id, &region, r.as_str());
+        metrics.record_restart(name, (&account_id, &region), r.as_str());
     }
     if errors.is_empty() {
         tracing::debug!(source = name, target_key = %target_key, duration_ms = elapsed.as_millis() as u64, "poll finished");

@@ -165,8 +165,12 @@ impl ApiBudget {
         }
         if !waited.is_zero() {
             let (account_id, region) = self.identity.labels();
-            self.metrics
-                .record_budget_wait(op.service, op.name, (&account_id, &region), waited);
+            self.metrics.accounts().record_budget_wait(
+                op.service,
+                op.name,
+                (&account_id, &region),
+                waited,
+            );
         }
     }
 }

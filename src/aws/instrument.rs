@@ -116,7 +116,9 @@ impl ApiInstrumentation {
     pub fn declare(metrics: &SelfMetrics, operations: &[Operation]) {
         for op in operations {
             for outcome in Outcome::ALL {
-                metrics.declare_api_call(op.service, op.name, outcome.as_str());
+                metrics
+                    .accounts()
+                    .declare_call(op.service, op.name, outcome.as_str());
             }
         }
     }
@@ -171,7 +173,7 @@ impl Intercept for ApiInstrumentation {
         };
         let service = meta.service().to_ascii_lowercase();
         let (account_id, region) = self.identity.labels();
-        self.metrics.record_api_call(
+        self.metrics.accounts().record_call(
             &service,
             meta.name(),
             outcome.as_str(),

@@ -184,7 +184,7 @@ impl Identity {
                     tracing::info!(target_key = %self.key, account_id = %account, %region, was_polled_by = %other, "the other target is gone: this one polls the account and region now");
                 }
                 *claim = Claim::Held;
-                self.metrics.start_api_calls(account, region);
+                self.metrics.accounts().start_calls((account, region));
             }
             Err(other) => {
                 if *claim != Claim::RefusedBy(other.clone()) {

@@ -340,7 +340,8 @@ impl Shared {
                 .map(|p| (p.families.as_ptr(), p))
                 .collect();
             self.self_metrics
-                .account_families()
+                .accounts()
+                .families()
                 .into_iter()
                 .map(|families| match last.get(&families.as_ptr()) {
                     Some(part) => Arc::clone(part),
@@ -657,7 +658,13 @@ mod tests {
         let metrics = Arc::new(SelfMetrics::new());
         let hub = MetricsHub::new(metrics.clone());
         let call = |account: &str, outcome: &str| {
-            metrics.record_api_call("states", "ListExecutions", outcome, (account, "r"), None)
+            metrics.accounts().record_call(
+                "states",
+                "ListExecutions",
+                outcome,
+                (account, "r"),
+                None,
+            )
         };
         call("111111111111", "ok");
         call("222222222222", "ok");

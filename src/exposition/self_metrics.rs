@@ -3,7 +3,6 @@
 //! exposition.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
@@ -14,7 +13,6 @@ use crate::exposition::account_series::{
     AccountSeriesStore, API_BUDGET_WAIT, API_DURATION, API_REQUESTS, LAST_POLL_SUCCESS,
     POLL_DURATION, POLL_INTERVAL, POLL_SUCCESS, SOURCE_RESTARTS,
 };
-use crate::exposition::family::Family;
 use crate::exposition::metric::{def, labels, LabelSet, LabelValues, Metric, MetricDef};
 use crate::status::StatusBoard;
 
@@ -257,87 +255,9 @@ impl SelfMetrics {
         self.total_shards.set(f64::from(total));
     }
 
-    /// Remembers a call counter that every target starts at 0 once its labels are known
-    /// ([`Self::start_api_calls`]), so the first throttle shows up in increase().
-    pub fn declare_api_call(&self, service: &str, operation: &str, outcome: &str) {
-        self.accounts.declare_call(service, operation, outcome);
-    }
-
-    /// Starts every declared call counter of a target at 0.
-    pub fn start_api_calls(&self, account_id: &str, region: &str) {
-        self.accounts.start_calls((account_id, region));
-    }
-
-    pub fn record_api_call(
-        &self,
-        service: &str,
-        operation: &str,
-        outcome: &str,
-        labels: (&str, &str),
-        elapsed: Option<Duration>,
-    ) {
-        self.accounts
-            .record_call(service, operation, outcome, labels, elapsed);
-    }
-
-    pub fn record_budget_wait(
-        &self,
-        service: &str,
-        operation: &str,
-        labels: (&str, &str),
-        waited: Duration,
-    ) {
-        self.accounts
-            .record_budget_wait(service, operation, labels, waited);
-    }
-
-    /// Counts a poll the supervisor ended (`reason`: panic or deadline).
-    pub fn record_restart(&self, source: &str, account_id: &str, region: &str, reason: &str) {
-        self.accounts
-            .record_restart(source, (account_id, region), reason);
-    }
-
-    /// Records a finished poll. `finished_at` is Unix seconds.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_poll(
-        &self,
-        source: &str,
-        account_id: &str,
-        region: &str,
-        success: bool,
-        duration: Duration,
-        interval: Duration,
-        finished_at: f64,
-    ) {
-        self.accounts.record_poll(
-            source,
-            (account_id, region),
-            success,
-            duration,
-            interval,
-            finished_at,
-        );
-    }
-
-    /// Forgets a label set that no longer applies (a target whose account id became known).
-    pub fn forget_poll_labels(&self, source: &str, account_id: &str, region: &str) {
-        self.accounts.forget_polls(source, (account_id, region));
-    }
-
-    /// Forgets every API call series of an account and region no target polls any more.
-    pub fn forget_api_calls(&self, account_id: &str, region: &str) {
-        self.accounts.forget_calls((account_id, region));
-    }
-
-    /// Of `accounts`, how many are polled and how many failing (see
-    /// [`AccountSeriesStore::poll_outcomes`]).
-    pub fn poll_outcomes<'a>(&self, accounts: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
-        self.accounts.poll_outcomes(accounts)
-    }
-
-    /// The series of each account and region, as families (see [`AccountSeriesStore::families`]).
-    pub fn account_families(&self) -> Vec<Arc<[Family]>> {
-        self.accounts.families()
+    /// Polls, restarts and AWS calls, by account and region.
+    pub fn accounts(&self) -> &AccountSeriesStore {
+        &self.accounts
     }
 
     pub fn set_tracked(&self, kind: &str, count: usize) {
