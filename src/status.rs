@@ -140,7 +140,8 @@ struct Inner {
     shard: (u32, u32),
     reload: Option<ReloadStatus>,
     sources: BTreeMap<(String, String), SourceStatus>,
-    budgets: BTreeMap<(String, &'static str, &'static str), BudgetStatus>,
+    /// By target, then (service, operation): a call finds its entry without allocating.
+    budgets: BTreeMap<String, BTreeMap<(&'static str, &'static str), BudgetStatus>>,
 }
 
 /// Where the status is kept; shared by the writers and the web layer.
@@ -288,11 +289,16 @@ impl StatusBoard {
         s.backlog = to_map(&report.backlog);
     }
 
-    /// A source instance is gone (a reload removed it).
+    /// A source instance is gone (a reload removed it, or its account left the organisation);
+    /// with the last source of its target go the target's budgets.
     pub fn forget_source(&self, source: &str, target: &str) {
-        self.lock()
+        let mut inner = self.lock();
+        inner
             .sources
             .remove(&(source.to_owned(), target.to_owned()));
+        if !inner.sources.keys().any(|(_, t)| t == target) {
+            inner.budgets.remove(target);
+        }
     }
 
     /// A call took a token (`waited`: after waiting that many seconds, 0 when it did not wait).
@@ -317,6 +323,7 @@ impl StatusBoard {
         let waiting: BTreeSet<(&str, &str)> = inner
             .budgets
             .values()
+            .flat_map(BTreeMap::values)
             .filter(|b| b.waiting)
             .map(|b| (b.target.as_str(), b.service.as_str()))
             .collect();
@@ -355,7 +362,11 @@ impl StatusBoard {
             },
             reload: inner.reload.clone(),
             sources,
-            budgets: inner.budgets.values().cloned().collect(),
+            budgets: inner
+                .budgets
+                .values()
+                .flat_map(|b| b.values().cloned())
+                .collect(),
         }
     }
 }
@@ -365,9 +376,14 @@ fn to_map(pairs: &[(&'static str, usize)]) -> BTreeMap<String, usize> {
 }
 
 fn budget_entry<'a>(inner: &'a mut Inner, b: BucketReport<'_>) -> &'a mut BudgetStatus {
+    if !inner.budgets.contains_key(b.target) {
+        inner.budgets.insert(b.target.to_owned(), BTreeMap::new());
+    }
     let entry = inner
         .budgets
-        .entry((b.target.to_owned(), b.service, b.operation))
+        .get_mut(b.target)
+        .expect("inserted above")
+        .entry((b.service, b.operation))
         .or_insert_with(|| BudgetStatus {
             target: b.target.to_owned(),
             service: b.service.to_owned(),
@@ -448,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn a_poll_waiting_for_a_token_shows_as_waiting_for_budget() {
+    fn a_poll_waiting_for_a_token_shows_as_waiting_for_budget_until_its_target_goes() {
         let board = StatusBoard::new(0.0);
         board.declare_source("s", "t", vec!["appflow"]);
         board.poll_started("s", "t", 1.0, 60.0);
@@ -467,6 +483,13 @@ mod tests {
         let r = board.report(1.0);
         assert_eq!(r.sources[0].state, State::Pending);
         assert_eq!((r.budgets[0].waits, r.budgets[0].wait_seconds), (1, 2.0));
+        // The target's last source gone (removed on reload, or its account left the
+        // organisation), its budgets go with it.
+        board.declare_source("s2", "t", vec!["appflow"]);
+        board.forget_source("s", "t");
+        assert_eq!(board.report(1.0).budgets.len(), 1);
+        board.forget_source("s2", "t");
+        assert!(board.report(1.0).budgets.is_empty());
     }
 
     #[test]
