@@ -96,7 +96,9 @@ struct PollProgress<'a> {
     readiness: &'a Readiness,
     source: &'static str,
     target: String,
-    last: Mutex<Option<Instant>>,
+    /// The last publish, or the poll's start: a poll that ends within a second publishes only
+    /// what it forces and its final state.
+    last: Mutex<Instant>,
 }
 
 /// The shortest time between two publishes of one source during a poll.
@@ -106,10 +108,10 @@ impl Progress for PollProgress<'_> {
     fn publish(&self, force: bool, snapshot: &mut dyn FnMut() -> Snapshot) {
         {
             let mut last = self.last.lock().expect("progress lock");
-            if !force && last.is_some_and(|t| t.elapsed() < PUBLISH_EVERY) {
+            if !force && last.elapsed() < PUBLISH_EVERY {
                 return;
             }
-            *last = Some(Instant::now());
+            *last = Instant::now();
         }
         self.hub.publish(self.source, &self.target, snapshot());
     }
@@ -181,7 +183,7 @@ pub async fn poll_and_publish(
         readiness,
         source: source.name(),
         target: source.target().key(),
-        last: Mutex::new(None),
+        last: Mutex::new(Instant::now()),
     };
     let ended =
         tokio::time::timeout(deadline, CatchUnwind(source.poll(&mut errors, &progress))).await;
