@@ -174,8 +174,9 @@ async fn a_denied_action_fails_the_run_and_is_named_with_its_fix() {
     assert!(sfn["watched"][0]["watched"].as_u64() > Some(0), "{sfn:#}");
     let list = &sfn["api_calls"][0];
     assert_eq!(list["operation"], "ListStateMachines");
-    // One page every poll of the default 60 s; half (quota_share 0.5) of AWS's 5 per second.
-    assert_eq!(list["calls_per_hour"], 60.0);
+    // One page every discovery_interval (by default 5 polls of 60 s); half (quota_share 0.5) of
+    // AWS's 5 per second.
+    assert_eq!(list["calls_per_hour"], 12.0);
     assert_eq!(list["share_per_hour"], 9000.0);
 
     // Read-only: nothing but List, Describe and Get was sent.

@@ -71,9 +71,11 @@ impl Daemon {
         Self(
             Binary::new()
                 .config(&format!(
-                    // The smallest poll interval the configuration allows; an operation timeout that a loaded
-                    // test machine does not hit by accident.
+                    // The smallest poll interval the configuration allows; listings every poll, so a
+                    // fault on any call meets every poll; an operation timeout that a loaded test
+                    // machine does not hit by accident.
                     "poll_interval: 1s\n\
+                     sources:\n  sfn_map_runs:\n    discovery_interval: 0s\n  transfer_workflows:\n    discovery_interval: 0s\n\
                      aws_api:\n  max_attempts: 2\n  connect_timeout: 1s\n  operation_timeout: 3s\n  quota_share: 1\n\
                      targets:\n  - name: sim\n    regions: [us-east-1]\n    {target}\n"
                 ))

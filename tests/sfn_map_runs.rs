@@ -324,7 +324,11 @@ async fn runs_finished_before_the_first_poll_feed_no_counter() {
 
 #[tokio::test]
 async fn a_throttled_describe_degrades_one_run_for_one_poll() {
-    let mut h = Harness::start(SOURCE, |_| {}).await;
+    // Listed every poll, so that the listing's fault below is met.
+    let mut h = Harness::start(SOURCE, |c| {
+        c.sources.sfn_map_runs.discovery_interval = std::time::Duration::ZERO
+    })
+    .await;
     let now = unix_now();
     let (a, b) = {
         let mut w = h.world();
@@ -491,13 +495,15 @@ async fn steady_state_costs_no_describes_of_finished_runs() {
         "one page of events each"
     );
     assert_eq!(get(&first, "ListMapRuns"), 0);
-    // Steady state: 1 ListStateMachines, the definition cached, RUNNING list (1 page) + newest
+    // Steady state: no ListStateMachines (listed again every discovery_interval, 5 polls by
+    // default), the definition cached, RUNNING list (1 page) + newest
     // first down to the newest execution already seen (1 page of 7; this poll is not the state
     // machine's turn to look for redrives), the new events and DescribeMapRun for the 2 running
     // executions only.
     assert_eq!(get(&first, "DescribeStateMachine"), 1);
     assert_eq!(get(&steady, "DescribeStateMachine"), 0);
-    assert_eq!(get(&steady, "ListStateMachines"), 1);
+    assert_eq!(get(&first, "ListStateMachines"), 1);
+    assert_eq!(get(&steady, "ListStateMachines"), 0);
     assert_eq!(get(&steady, "ListExecutions"), 1 + 1);
     assert_eq!(get(&steady, "GetExecutionHistory"), 2);
     assert_eq!(get(&steady, "ListMapRuns"), 0);
@@ -1054,4 +1060,64 @@ async fn executions_of_a_published_version_without_a_distributed_map_are_not_sea
         1,
         "only the execution of version 1 is searched for map runs: {calls:?}"
     );
+}
+
+#[tokio::test]
+async fn state_machines_are_listed_every_discovery_interval_and_a_deleted_one_goes_at_once() {
+    // Polls are driven by the test, back to back; the listing is due by the clock.
+    let interval = std::time::Duration::from_secs(2);
+    let mut h = Harness::start(SOURCE, |c| {
+        let sfn = &mut c.sources.sfn_map_runs;
+        sfn.poll_interval = std::time::Duration::from_secs(1);
+        sfn.discovery_interval = interval;
+    })
+    .await;
+    let now = unix_now();
+    open_run(&mut h.world(), now, "etl", "e1", spec("a", 10));
+    h.poll().await;
+    assert_eq!(calls(&h, "ListStateMachines"), 1);
+    let s = h.scrape().await;
+    assert!(s.count("aws_sfn_map_run_status", &[("map_run", "a")]) > 0);
+
+    // A state machine created after the listing is found at the next one, within the interval;
+    // the polls in between go on from the last listing.
+    let started = std::time::Instant::now();
+    let late = open_run(&mut h.world(), now, "late", "e2", spec("b", 10));
+    let mut polls = 0;
+    loop {
+        h.poll().await;
+        polls += 1;
+        let s = h.scrape().await;
+        if s.count("aws_sfn_map_run_status", &[("map_run", "b")]) > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < interval * 5,
+            "the new state machine is not on /metrics after {polls} polls"
+        );
+    }
+    let listings = calls(&h, "ListStateMachines");
+    assert_eq!(listings, 2, "one more listing for {polls} polls");
+    assert!(polls > 1, "at least one poll went on from the last listing");
+
+    // A deleted state machine: its ListExecutions answers StateMachineDoesNotExist, its series
+    // go at that poll without failing it, and the next poll lists again.
+    h.world().sfn.delete_state_machine(&late.state_machine);
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(s.count("aws_sfn_map_run_status", &[("map_run", "b")]), 0);
+    assert!(s.count("aws_sfn_map_run_status", &[("map_run", "a")]) > 0);
+    assert_eq!(
+        s.count("aws_sfn_state_machine_info", &[("state_machine", "late")]),
+        0
+    );
+    assert_eq!(
+        s.value(
+            "aws_workflow_exporter_poll_success",
+            &[("source", "sfn_map_runs")]
+        ),
+        Some(1.0)
+    );
+    h.poll().await;
+    assert_eq!(calls(&h, "ListStateMachines"), listings + 1);
 }

@@ -56,7 +56,12 @@ const SFN: &[&str] = &["sfn_map_runs"];
 async fn state_machine_info_carries_exported_tags_read_once_per_state_machine() {
     // The top-level `tags.export` applies to every source that sets none.
     let yaml = "tags:\n  export: [team, cost-center]\n";
-    let mut h = Harness::start(SFN, |c| apply(c, yaml)).await;
+    let mut h = Harness::start(SFN, |c| {
+        apply(c, yaml);
+        // Listed every poll, so that the re-creation below is seen at the next one.
+        c.sources.sfn_map_runs.discovery_interval = std::time::Duration::ZERO;
+    })
+    .await;
     let now = unix_now();
     let etl = {
         let mut w = h.world();

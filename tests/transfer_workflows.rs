@@ -388,7 +388,8 @@ async fn steady_state_with_10_workflows_and_50_executions() {
         0,
         "IN_PROGRESS executions cannot show a failed step: none described"
     );
-    assert_eq!(get(&steady, "ListWorkflows"), 1);
+    // Listed again every discovery_interval (5 polls by default).
+    assert_eq!(get(&steady, "ListWorkflows"), 0);
     assert_eq!(get(&steady, "ListExecutions"), 10);
     assert_eq!(get(&steady, "DescribeExecution"), 0);
     assert_eq!(get(&change, "DescribeExecution"), 5);
@@ -404,4 +405,63 @@ async fn steady_state_with_10_workflows_and_50_executions() {
         ),
         5.0
     );
+}
+
+#[tokio::test]
+async fn workflows_are_listed_every_discovery_interval_and_relisted_after_one_is_deleted() {
+    // Polls are driven by the test, back to back; the listing is due by the clock.
+    let interval = std::time::Duration::from_secs(2);
+    let mut h = Harness::start(SOURCE, |c| {
+        let transfer = &mut c.sources.transfer_workflows;
+        transfer.poll_interval = std::time::Duration::from_secs(1);
+        transfer.discovery_interval = interval;
+    })
+    .await;
+    let listings = |h: &Harness| h.world().count("transfer", "ListWorkflows");
+    {
+        let mut w = h.world();
+        w.transfer.add_workflow(WF, Some("ingest"));
+        w.transfer.start_execution(WF, "exec-1", "s-1");
+    }
+    h.poll().await;
+    assert_eq!(listings(&h), 1);
+    assert_eq!(executions(&h.scrape().await, WF, "in_progress"), Some(1.0));
+
+    // A workflow created after the listing is found at the next one, within the interval; the
+    // polls in between list the executions of the workflows already known.
+    let started = std::time::Instant::now();
+    {
+        let mut w = h.world();
+        w.transfer.add_workflow(OTHER, Some("archive"));
+        w.transfer.start_execution(OTHER, "exec-2", "s-1");
+    }
+    let mut polls = 0;
+    while executions(&h.scrape().await, OTHER, "in_progress") != Some(1.0) {
+        assert!(
+            started.elapsed() < interval * 5,
+            "the new workflow is not on /metrics after {polls} polls"
+        );
+        h.poll().await;
+        polls += 1;
+    }
+    assert_eq!(listings(&h), 2, "one more listing for {polls} polls");
+    assert!(polls > 1, "at least one poll went on from the last listing");
+    assert_eq!(
+        h.world().count("transfer", "ListExecutions"),
+        // The first poll, then one workflow a poll until the last, which lists both.
+        1 + (polls - 1) + 2,
+        "every poll lists the executions of every known workflow"
+    );
+
+    // A deleted workflow goes at the poll whose ListExecutions says so; the next poll lists.
+    h.world().transfer.delete_workflow(OTHER);
+    h.poll().await;
+    let s = h.scrape().await;
+    assert_eq!(
+        s.count("aws_transfer_workflow_info", &[("workflow_id", OTHER)]),
+        0
+    );
+    assert_eq!(executions(&s, WF, "in_progress"), Some(1.0));
+    h.poll().await;
+    assert_eq!(listings(&h), 3);
 }

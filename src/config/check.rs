@@ -12,6 +12,9 @@ use crate::error::FieldError;
 
 /// How often sources poll unless the file says otherwise.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Sources that list their resources apart from polling them (state machines, workflows) list
+/// them every this many polls unless the file says otherwise.
+pub const DISCOVERY_EVERY_POLLS: u32 = 5;
 /// How long series of finished runs stay exported unless the file says otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 /// The longest duration any field accepts (90 days, as long as AWS keeps execution history):
@@ -59,6 +62,23 @@ impl Check {
             value,
             top_level,
             Duration::from_secs(1),
+        )
+    }
+
+    /// A section's `discovery_interval` (at `{path}.discovery_interval`): how often it lists its
+    /// resources again; [`DISCOVERY_EVERY_POLLS`] polls when absent, every poll at or below
+    /// `poll_interval`.
+    pub fn discovery_interval(
+        &mut self,
+        path: &str,
+        value: &Option<DurationText>,
+        poll_interval: Duration,
+    ) -> Duration {
+        self.duration(
+            &format!("{path}.discovery_interval"),
+            value,
+            poll_interval.saturating_mul(DISCOVERY_EVERY_POLLS),
+            Duration::ZERO,
         )
     }
 

@@ -216,6 +216,37 @@ mod tests {
     }
 
     #[test]
+    fn discovery_interval_defaults_to_five_of_the_sections_polls() {
+        let c = Config::parse(
+            "poll_interval: 2m
+sources:
+  sfn_map_runs:
+    poll_interval: 30s
+  transfer_workflows:
+    discovery_interval: 0s
+",
+            &inline_path(),
+        )
+        .unwrap();
+        let sfn = &c.sources.sfn_map_runs;
+        assert_eq!(sfn.discovery_interval, Duration::from_secs(150));
+        assert_eq!(
+            c.sources.transfer_workflows.discovery_interval,
+            Duration::ZERO
+        );
+        let err = Config::parse(
+            "sources:\n  sfn_map_runs:\n    discovery_interval: soon\n",
+            &inline_path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sources.sfn_map_runs.discovery_interval"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn selection_is_an_or_of_its_parts() {
         let c = Config::parse(
             "sources:\n  sfn_map_runs:\n    state_machines:\n      names: [ingest]\n      name_regex: '^etl-'\n",

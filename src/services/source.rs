@@ -186,3 +186,113 @@ impl<S: Service> Source for Runner<S> {
         self.service.backlog()
     }
 }
+
+/// When a source lists its resources (state machines, workflows) again. Listing every poll is
+/// one call per target and poll whether or not anything changed: at 500 accounts, a fifth of
+/// all calls. So a source lists on its first poll, at the poll after a resource it knew was
+/// found gone, and then every `interval`, going on from its last listing in between. The first
+/// wait is a share of the interval fixed by the target's key, so that the targets' listings
+/// spread over the interval instead of falling on the same poll, the same way on every run.
+#[derive(Debug)]
+pub struct Rediscovery {
+    interval: Duration,
+    /// When the next listing is due; `None`: at the next poll.
+    next: Option<std::time::Instant>,
+    /// Whether a listing succeeded yet.
+    listed_once: bool,
+}
+
+impl Rediscovery {
+    /// `interval` at or below `poll_interval` lists every poll.
+    pub fn new(interval: Duration, poll_interval: Duration) -> Self {
+        // A poll may start a little before the listing is due: half a poll of slack keeps the
+        // listing on that poll instead of one poll later.
+        let interval = interval.saturating_sub(poll_interval / 2);
+        Self {
+            interval,
+            next: None,
+            listed_once: false,
+        }
+    }
+
+    /// Whether the poll starting `now` lists.
+    pub fn due(&self, now: std::time::Instant) -> bool {
+        self.next.is_none_or(|next| now >= next)
+    }
+
+    /// A listing for the target keyed `target_key` succeeded at `now`.
+    pub fn listed(&mut self, now: std::time::Instant, target_key: &str) {
+        use std::hash::{Hash, Hasher};
+        let wait = if self.listed_once {
+            self.interval
+        } else {
+            // DefaultHasher::new() has fixed keys: the same share for a target on every run.
+            let mut hasher = std::hash::DefaultHasher::new();
+            target_key.hash(&mut hasher);
+            let share = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+            self.interval.mul_f64(share)
+        };
+        self.listed_once = true;
+        self.next = now.checked_add(wait);
+    }
+
+    /// A resource from the last listing is gone: list again at the next poll.
+    pub fn relist(&mut self) {
+        self.next = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Rediscovery;
+
+    #[test]
+    fn lists_at_the_first_poll_then_within_the_interval_and_again_after_a_resource_went() {
+        let minute = Duration::from_secs(60);
+        // The first wait is a share of the interval (less half a poll of slack) fixed by the
+        // target's key: targets spread over the polls of an interval.
+        let mut second_listing_poll = std::collections::BTreeSet::new();
+        let t0 = Instant::now();
+        for target in 0..50 {
+            let key = format!("account-{target}/us-east-1");
+            let mut r = Rediscovery::new(5 * minute, minute);
+            assert!(r.due(t0));
+            r.listed(t0, &key);
+            let poll = (1..=5).find(|p| r.due(t0 + minute * *p));
+            second_listing_poll.insert(poll.expect("listed again within the interval"));
+            // The same target gets the same share.
+            let mut again = Rediscovery::new(5 * minute, minute);
+            again.listed(t0, &key);
+            assert_eq!((1..=5).find(|p| again.due(t0 + minute * *p)), poll);
+        }
+        assert_eq!(second_listing_poll.len(), 5, "{second_listing_poll:?}");
+        let mut r = Rediscovery::new(5 * minute, minute);
+        r.listed(t0, "a/us-east-1");
+        let second = t0 + 5 * minute;
+        r.listed(second, "a/us-east-1");
+        // Then every interval: not at the next four polls, at the fifth.
+        for poll in 1..=4 {
+            assert!(!r.due(second + minute * poll), "poll {poll}");
+        }
+        // A poll a second early still lists.
+        assert!(r.due(second + 5 * minute - Duration::from_secs(1)));
+        r.relist();
+        assert!(r.due(second + minute));
+    }
+
+    #[test]
+    fn an_interval_at_or_below_the_poll_interval_lists_every_poll() {
+        let minute = Duration::from_secs(60);
+        for interval in [Duration::ZERO, Duration::from_secs(30), minute] {
+            let mut r = Rediscovery::new(interval, minute);
+            let mut t = Instant::now();
+            for _ in 0..3 {
+                assert!(r.due(t), "{interval:?}");
+                r.listed(t, "a/us-east-1");
+                t += minute;
+            }
+        }
+    }
+}

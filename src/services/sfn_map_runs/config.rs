@@ -21,6 +21,8 @@ pub struct Config {
     pub enabled: bool,
     /// Time between two polls of one target.
     pub poll_interval: Duration,
+    /// How often the state machines are listed again (new ones are found within this long).
+    pub discovery_interval: Duration,
     /// The state machines watched; `ids` holds state machine ARNs.
     pub state_machines: Selection,
     /// How far back executions are listed: Map Runs of executions started earlier are not seen
@@ -44,6 +46,9 @@ pub struct Raw {
     pub enabled: Option<bool>,
     /// Time between polls (default: the top-level `poll_interval`; at least 1s).
     pub poll_interval: Option<DurationText>,
+    /// How often ListStateMachines runs again (default: every 5 polls; every poll at or below
+    /// `poll_interval`).
+    pub discovery_interval: Option<DurationText>,
     /// Which state machines to watch; all when empty.
     #[serde(default)]
     pub state_machines: RawStateMachines,
@@ -80,9 +85,15 @@ pub struct RawStateMachines {
 impl Raw {
     /// `path` is the section's place in the file, `poll_interval` the top-level default.
     pub fn validate(self, c: &mut Check, path: &str, poll_interval: Duration) -> Config {
+        let section_poll_interval = c.poll_interval(path, &self.poll_interval, poll_interval);
         Config {
             enabled: self.enabled.unwrap_or(true),
-            poll_interval: c.poll_interval(path, &self.poll_interval, poll_interval),
+            poll_interval: section_poll_interval,
+            discovery_interval: c.discovery_interval(
+                path,
+                &self.discovery_interval,
+                section_poll_interval,
+            ),
             state_machines: Selection {
                 names: c.non_empty_items(
                     &format!("{path}.state_machines.names"),

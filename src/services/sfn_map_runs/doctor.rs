@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::aws::Connection;
 use crate::clock::unix_now;
+use crate::config::format_duration;
 use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings, Watched};
 use crate::error::AwsError;
 use crate::services::sfn_map_runs::client::{
@@ -242,14 +243,18 @@ fn calls(
     distributed: usize,
 ) {
     let polls = per_hour(config.poll_interval);
+    let listing_every = config.discovery_interval.max(config.poll_interval);
     let refresh = config.definition_refresh.as_secs_f64();
     let every = REDRIVE_SCAN_EVERY_POLLS as f64;
     f.api_calls = vec![
         CallEstimate::new(
             conn,
             LIST_STATE_MACHINES,
-            pages(listed, 1000) * polls,
-            format!("{listed} state machines, 1000 a page, every poll"),
+            pages(listed, 1000) * per_hour(listing_every),
+            format!(
+                "{listed} state machines, 1000 a page, every {} (discovery_interval)",
+                format_duration(listing_every)
+            ),
         ),
         CallEstimate::new(
             conn,

@@ -38,12 +38,12 @@ use std::time::Instant;
 use crate::aws::Connection;
 use crate::error::AwsError;
 use crate::exposition::family::Family;
-use crate::services::sfn_map_runs::client::SfnClient;
+use crate::services::sfn_map_runs::client::{SfnClient, StateMachine};
 use crate::services::sfn_map_runs::config::Config;
 use crate::services::sfn_map_runs::metrics::RunSeriesCache;
 use crate::services::sfn_map_runs::plan::Backlog;
 use crate::services::sfn_map_runs::tracker::MapRunTracker;
-use crate::services::source::{PollCx, RenderCx, Service};
+use crate::services::source::{PollCx, Rediscovery, RenderCx, Service};
 use crate::tags::TagCache;
 
 pub struct SfnMapRuns {
@@ -61,6 +61,11 @@ pub struct SfnMapRuns {
     tags: TagCache,
     /// The selected state machines (name, ARN), for their info series.
     watched: Vec<(String, String)>,
+    /// The last ListStateMachines (standard state machines of this replica's share), used until
+    /// the next one.
+    listed: Vec<StateMachine>,
+    /// When ListStateMachines runs again.
+    discovery: Rediscovery,
 }
 
 impl Service for SfnMapRuns {
@@ -78,6 +83,8 @@ impl Service for SfnMapRuns {
             events_denied_until: None,
             tags: TagCache::default(),
             watched: Vec::new(),
+            listed: Vec::new(),
+            discovery: Rediscovery::new(config.discovery_interval, config.poll_interval),
         }
     }
 

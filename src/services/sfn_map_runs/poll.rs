@@ -42,7 +42,7 @@ impl SfnMapRuns {
         cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
         let deadline = Instant::now() + self.config.poll_interval.mul_f64(WORK_SHARE_OF_INTERVAL);
-        let definitions = self.state_machines(client, deadline, cx.errors).await?;
+        let definitions = self.state_machines(client, deadline, cx).await?;
         self.open_work(client, definitions, deadline, cx).await;
         cx.publish(self, true);
         cx.ready();
@@ -52,22 +52,28 @@ impl SfnMapRuns {
         Ok(())
     }
 
-    /// Lists state machines; returns the ones whose definition must be read (new, re-created,
-    /// or not checked lately).
+    /// Lists state machines when the listing is due (see [`Rediscovery`]), otherwise goes on
+    /// with the last listing; reads the tags due and applies the selection. Returns the state
+    /// machines whose definition must be read (new, re-created, or not checked lately).
     async fn state_machines(
         &mut self,
         client: &SfnClient,
         deadline: Instant,
-        errors: &mut Vec<AwsError>,
+        cx: &mut PollCx<'_>,
     ) -> Result<Vec<String>, AwsError> {
-        let listed: Vec<StateMachine> = client
-            .list_state_machines()
-            .await?
-            .into_iter()
-            // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|sm| sm.standard && client.owns(&sm.arn))
-            .collect();
-        self.read_tags(client, &listed, deadline, errors).await;
+        let now = Instant::now();
+        if self.discovery.due(now) {
+            self.listed = client
+                .list_state_machines()
+                .await?
+                .into_iter()
+                // Listing is every replica's cost; only this replica's share is polled further.
+                .filter(|sm| sm.standard && client.owns(&sm.arn))
+                .collect();
+            self.discovery.listed(now, &cx.target.key());
+        }
+        let listed = self.listed.clone();
+        self.read_tags(client, &listed, deadline, cx.errors).await;
         let selection = &self.config.state_machines;
         let selected: Vec<StateMachineObs> = listed
             .into_iter()
@@ -111,8 +117,10 @@ impl SfnMapRuns {
     async fn definition(&mut self, client: &SfnClient, arn: &str, errors: &mut Vec<AwsError>) {
         let latest = match client.has_distributed_map(arn).await {
             Ok(distributed) => distributed,
-            // Deleted since it was listed: the next ListStateMachines drops it.
-            Err(AwsError::NotFound { .. }) => return,
+            Err(AwsError::NotFound { .. }) => {
+                self.forget(arn);
+                return;
+            }
             Err(e) => {
                 tracing::warn!(state_machine = %arn, error = %e, "reading the state machine definition failed; retried next poll");
                 errors.push(e);
@@ -123,6 +131,8 @@ impl SfnMapRuns {
             true => true,
             false => match self.version_distributed(client, arn).await {
                 Ok(distributed) => distributed,
+                // The state machine or one of its versions went since it was listed: read
+                // again next poll.
                 Err(AwsError::NotFound { .. }) => return,
                 // Retried next poll.
                 Err(e @ AwsError::Throttled { .. }) => {
@@ -309,11 +319,22 @@ impl SfnMapRuns {
                 self.tracker
                     .observe_listing(state_machine_arn, kind, listed, 0.0, unix_now())
             }
+            Err(AwsError::NotFound { .. }) => self.forget(state_machine_arn),
             Err(e) => {
                 tracing::warn!(state_machine = %state_machine_arn, listing = ?kind, error = %e, "listing executions failed");
                 errors.push(e);
             }
         }
+    }
+
+    /// A state machine deleted since it was listed: it goes at once, with its series, and the
+    /// next poll lists the state machines again (it may have been created again).
+    fn forget(&mut self, arn: &str) {
+        tracing::info!(state_machine = %arn, "state machine deleted");
+        self.tracker.forget_state_machine(arn);
+        self.listed.retain(|sm| sm.arn != arn);
+        self.watched.retain(|(_, watched)| watched != arn);
+        self.discovery.relist();
     }
 
     /// How this poll finds executions' map runs.
@@ -439,6 +460,10 @@ impl SfnMapRuns {
                             since,
                             unix_now(),
                         ),
+                        Err(AwsError::NotFound { .. }) => {
+                            self.forget(&arn);
+                            return;
+                        }
                         Err(e) => {
                             tracing::warn!(state_machine = %arn, error = %e, "listing execution history failed");
                             cx.errors.push(e);

@@ -184,6 +184,24 @@ impl MapRunTracker {
             keep.insert(sm.arn, tracked);
         }
         self.state_machines = keep;
+        self.drop_orphans();
+        self.state_machines
+            .iter()
+            .filter(|(_, s)| s.distributed.is_none() || now - s.checked_at >= refresh_secs)
+            .map(|(arn, _)| arn.clone())
+            .collect()
+    }
+
+    /// A state machine AWS no longer knows (a call about it answered that it does not exist):
+    /// dropped with its executions, runs and aggregates, as if a listing had left it out.
+    pub fn forget_state_machine(&mut self, arn: &str) {
+        if self.state_machines.remove(arn).is_some() {
+            self.drop_orphans();
+        }
+    }
+
+    /// Drops what belongs to a state machine no longer tracked.
+    fn drop_orphans(&mut self) {
         let sms = &self.state_machines;
         self.executions
             .retain(|_, e| sms.contains_key(&e.obs.state_machine_arn));
@@ -193,11 +211,6 @@ impl MapRunTracker {
         let names: BTreeSet<&str> = sms.values().map(|s| s.name.as_str()).collect();
         self.aggregates
             .retain(|(sm, _), _| names.contains(sm.as_str()));
-        self.state_machines
-            .iter()
-            .filter(|(_, s)| s.distributed.is_none() || now - s.checked_at >= refresh_secs)
-            .map(|(arn, _)| arn.clone())
-            .collect()
     }
 
     /// Records what a state machine's definition says: only state machines with a Distributed

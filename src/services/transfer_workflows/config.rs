@@ -17,6 +17,8 @@ pub struct Config {
     pub enabled: bool,
     /// Time between two polls of one target.
     pub poll_interval: Duration,
+    /// How often the workflows are listed again (new ones are found within this long).
+    pub discovery_interval: Duration,
     /// The workflows watched: `ids` holds workflow ids; `name_regex` is matched against the description.
     pub workflows: Selection,
     /// Tags exported on `aws_transfer_workflow_info`, and how long they are trusted
@@ -32,6 +34,9 @@ pub struct Raw {
     pub enabled: Option<bool>,
     /// Time between polls (default: the top-level `poll_interval`; at least 1s).
     pub poll_interval: Option<DurationText>,
+    /// How often ListWorkflows runs again (default: every 5 polls; every poll at or below
+    /// `poll_interval`).
+    pub discovery_interval: Option<DurationText>,
     /// Which workflows to watch; all when empty.
     #[serde(default)]
     pub workflows: RawWorkflows,
@@ -58,9 +63,15 @@ pub struct RawWorkflows {
 impl Raw {
     /// `path` is the section's place in the file, `poll_interval` the top-level default.
     pub fn validate(self, c: &mut Check, path: &str, poll_interval: Duration) -> Config {
+        let section_poll_interval = c.poll_interval(path, &self.poll_interval, poll_interval);
         Config {
             enabled: self.enabled.unwrap_or(true),
-            poll_interval: c.poll_interval(path, &self.poll_interval, poll_interval),
+            poll_interval: section_poll_interval,
+            discovery_interval: c.discovery_interval(
+                path,
+                &self.discovery_interval,
+                section_poll_interval,
+            ),
             workflows: Selection {
                 names: BTreeSet::new(),
                 name_regex: c.regex(

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::aws::Connection;
+use crate::config::format_duration;
 use crate::doctor::findings::{pages, per_hour, select, CallEstimate, Findings};
 use crate::services::transfer_workflows::client::{
     TransferClient, DESCRIBE_EXECUTION, DESCRIBE_WORKFLOW, LIST_EXECUTIONS, LIST_WORKFLOWS,
@@ -52,12 +53,17 @@ pub async fn check(conn: Arc<Connection>, config: &Config) -> Findings {
     );
     f.watched.push(watched);
     let polls = per_hour(config.poll_interval);
+    let listing_every = config.discovery_interval.max(config.poll_interval);
     f.api_calls = vec![
         CallEstimate::new(
             &conn,
             LIST_WORKFLOWS,
-            pages(listed.len(), 100) * polls,
-            format!("{} workflows, 100 a page, every poll", listed.len()),
+            pages(listed.len(), 100) * per_hour(listing_every),
+            format!(
+                "{} workflows, 100 a page, every {} (discovery_interval)",
+                listed.len(),
+                format_duration(listing_every)
+            ),
         ),
         CallEstimate::new(
             &conn,

@@ -1,7 +1,9 @@
 //! Transfer Family workflow executions: ListWorkflows -> ListExecutions (in progress only) ->
 //! DescribeExecution. Executions are seen while they run; one that leaves the in-progress
 //! listing has finished. Which executions are described, and what is counted, is decided in
-//! [`state`].
+//! [`state`]. Workflows are listed every `discovery_interval` (see [`Rediscovery`]); a workflow
+//! created in between is found at the next listing, and its executions that began and ended
+//! before that are not seen, as with any execution shorter than a poll.
 
 pub mod client;
 pub mod config;
@@ -16,10 +18,10 @@ use crate::aws::Connection;
 use crate::clock::unix_now;
 use crate::error::AwsError;
 use crate::exposition::family::Family;
-use crate::services::source::{PollCx, RenderCx, Service};
+use crate::services::source::{PollCx, Rediscovery, RenderCx, Service};
 use crate::services::transfer_workflows::client::TransferClient;
 use crate::services::transfer_workflows::config::Config;
-use crate::services::transfer_workflows::state::TransferTracker;
+use crate::services::transfer_workflows::state::{TransferTracker, WorkflowObs};
 use crate::tags::{TagCache, Wanted};
 
 /// Share of the poll interval first reads of tags that selection depends on may wait for tokens.
@@ -30,6 +32,10 @@ pub struct TransferWorkflows {
     tracker: TransferTracker,
     /// The workflows' tags as last read (DescribeWorkflow).
     tags: TagCache,
+    /// The last ListWorkflows (this replica's share), used until the next one.
+    listed: Vec<WorkflowObs>,
+    /// When ListWorkflows runs again.
+    discovery: Rediscovery,
 }
 
 impl Service for TransferWorkflows {
@@ -41,6 +47,8 @@ impl Service for TransferWorkflows {
             config: config.clone(),
             tracker: TransferTracker::new(),
             tags: TagCache::default(),
+            listed: Vec::new(),
+            discovery: Rediscovery::new(config.discovery_interval, config.poll_interval),
         }
     }
 
@@ -71,14 +79,57 @@ impl TransferWorkflows {
         client: &TransferClient,
         cx: &mut PollCx<'_>,
     ) -> Result<(), AwsError> {
-        // A failed ListWorkflows fails the poll and keeps every series as it was.
-        let listed: Vec<_> = client
-            .list_workflows()
-            .await?
-            .into_iter()
-            // Listing is every replica's cost; only this replica's share is polled further.
-            .filter(|w| cx.conn.owns(&w.id))
-            .collect();
+        let now = std::time::Instant::now();
+        if self.discovery.due(now) {
+            // A failed ListWorkflows fails the poll and keeps every series as it was.
+            self.listed = client
+                .list_workflows()
+                .await?
+                .into_iter()
+                // Listing is every replica's cost; only this replica's share is polled further.
+                .filter(|w| cx.conn.owns(&w.id))
+                .collect();
+            self.discovery.listed(now, &cx.target.key());
+        }
+        self.select_workflows(client, cx).await;
+
+        // A workflow whose listing fails keeps its last values and detects no finish this poll,
+        // so nothing is counted twice or early; the others are unaffected.
+        for id in &self.tracker.workflow_ids() {
+            match client.list_executions(id).await {
+                Ok(listed) => self.tracker.observe_executions(id, listed, unix_now()),
+                Err(AwsError::NotFound { .. }) => {
+                    tracing::info!(workflow_id = %id, "workflow deleted");
+                    self.tracker.forget_workflow(id);
+                    self.listed.retain(|w| w.id != *id);
+                    self.discovery.relist();
+                }
+                Err(e) => {
+                    tracing::warn!(workflow_id = %id, error = %e, "listing workflow executions failed; keeping its last values");
+                    cx.errors.push(e);
+                }
+            }
+        }
+
+        for (workflow_id, execution_id) in self.tracker.to_describe() {
+            match client.describe_execution(&workflow_id, &execution_id).await {
+                Ok(obs) => self.tracker.apply_describe(&workflow_id, obs),
+                // Finished between the listing and the describe: a normal race, not an error.
+                Err(AwsError::NotFound { .. }) => {
+                    self.tracker.describe_not_found(&workflow_id, &execution_id)
+                }
+                Err(e) => {
+                    tracing::warn!(%workflow_id, %execution_id, error = %e, "describing workflow execution failed; retried next poll");
+                    cx.errors.push(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the tags due of the listed workflows and applies the selection.
+    async fn select_workflows(&mut self, client: &TransferClient, cx: &mut PollCx<'_>) {
+        let listed = self.listed.clone();
         // Tags: of workflows only their tags can select, and of the selected ones when exported.
         let (selection, config) = (&self.config.workflows, &self.config.tags);
         let wanted: Vec<Wanted> = listed
@@ -102,38 +153,6 @@ impl TransferWorkflows {
             .into_iter()
             .filter(|w| selection.matches_tagged(&w.description, &w.id, self.tags.get(&w.id)))
             .collect();
-        let ids: Vec<String> = selected.iter().map(|w| w.id.clone()).collect();
         self.tracker.observe_workflows(selected);
-
-        // A workflow whose listing fails keeps its last values and detects no finish this poll,
-        // so nothing is counted twice or early; the others are unaffected.
-        for id in &ids {
-            match client.list_executions(id).await {
-                Ok(listed) => self.tracker.observe_executions(id, listed, unix_now()),
-                Err(AwsError::NotFound { .. }) => {
-                    tracing::info!(workflow_id = %id, "workflow deleted during the poll");
-                    self.tracker.forget_workflow(id);
-                }
-                Err(e) => {
-                    tracing::warn!(workflow_id = %id, error = %e, "listing workflow executions failed; keeping its last values");
-                    cx.errors.push(e);
-                }
-            }
-        }
-
-        for (workflow_id, execution_id) in self.tracker.to_describe() {
-            match client.describe_execution(&workflow_id, &execution_id).await {
-                Ok(obs) => self.tracker.apply_describe(&workflow_id, obs),
-                // Finished between the listing and the describe: a normal race, not an error.
-                Err(AwsError::NotFound { .. }) => {
-                    self.tracker.describe_not_found(&workflow_id, &execution_id)
-                }
-                Err(e) => {
-                    tracing::warn!(%workflow_id, %execution_id, error = %e, "describing workflow execution failed; retried next poll");
-                    cx.errors.push(e);
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -334,6 +334,11 @@ impl TransferTracker {
         })
     }
 
+    /// The tracked workflows' ids: the ones each poll lists the executions of.
+    pub fn workflow_ids(&self) -> Vec<String> {
+        self.workflows.keys().cloned().collect()
+    }
+
     pub fn tracked_workflows(&self) -> usize {
         self.workflows.len()
     }
