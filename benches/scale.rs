@@ -411,9 +411,12 @@ async fn scrape_load(
 }
 
 /// Counts calls over the steady window, then measures open runs' refresh ages over `observe`.
-/// Polls are a poll interval (60 s by default) apart: a ListStateMachines this long after the
-/// start is the second poll's.
-const SECOND_POLL_AFTER: Duration = Duration::from_secs(30);
+/// The window is the second poll: it starts a poll interval (the default 60 s) after the first
+/// poll's first call, ListStateMachines. The second poll starts up to 10% of an interval later
+/// (the scheduler's jitter) and its work stops 90% into it, so the window holds all of it and
+/// nothing of the first or third. (State machines are listed again only every
+/// `discovery_interval`, so a second ListStateMachines no longer marks the second poll.)
+const POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 async fn steady_window(
     opts: &Options,
@@ -421,24 +424,20 @@ async fn steady_window(
     built: &ScaleWorld,
     started: Instant,
 ) {
-    // The steady window starts with the second poll (its ListStateMachines call): the first
-    // one's start-up work is over, history is being read in the background.
     let (before, steady_from) = loop {
-        let found = {
+        let first = {
             let w = world.lock().expect("world");
             w.calls
                 .iter()
-                .enumerate()
-                .skip(1)
-                .find(|(_, c)| {
-                    c.operation == "ListStateMachines" && c.at > started + SECOND_POLL_AFTER
-                })
-                .map(|(i, c)| (i, c.at))
+                .find(|c| c.operation == "ListStateMachines")
+                .map(|c| c.at + POLL_INTERVAL)
         };
-        match found {
-            Some(f) => break f,
-            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        if let Some(from) = first {
+            tokio::time::sleep_until(from.into()).await;
+            let w = world.lock().expect("world");
+            break (w.calls.partition_point(|c| c.at < from), from);
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let steady_to = steady_from + opts.steady;
     tokio::time::sleep_until(steady_to.into()).await;
@@ -448,7 +447,7 @@ async fn steady_window(
         classify(&w, built, &w.calls[..before], &w.calls[before..upto])
     };
     println!(
-        "steady window: {:.0} s, from the second poll's start, {:.0} s after start",
+        "steady window: {:.0} s, from a poll interval after the first poll's start, {:.0} s after start",
         opts.steady.as_secs_f64(),
         (steady_from - started).as_secs_f64()
     );
