@@ -164,11 +164,10 @@ impl ApiBudget {
             tokio::time::sleep(wait).await;
         }
         if !waited.is_zero() {
-            let (account_id, region) = self.identity.labels();
             self.metrics.accounts().record_budget_wait(
                 op.service,
                 op.name,
-                (&account_id, &region),
+                self.identity.label_refs(),
                 waited,
             );
         }

@@ -172,12 +172,11 @@ impl Intercept for ApiInstrumentation {
             },
         };
         let service = meta.service().to_ascii_lowercase();
-        let (account_id, region) = self.identity.labels();
         self.metrics.accounts().record_call(
             &service,
             meta.name(),
             outcome.as_str(),
-            (&account_id, &region),
+            self.identity.label_refs(),
             elapsed,
         );
         Ok(())

@@ -129,7 +129,15 @@ impl Identity {
 
     /// (account id, region) for labels; `unknown` where not known yet.
     pub fn labels(&self) -> (String, String) {
-        let known = |v: &OnceLock<String>| v.get().cloned().unwrap_or_else(|| "unknown".into());
+        let (account, region) = self.label_refs();
+        (account.to_owned(), region.to_owned())
+    }
+
+    /// [`Self::labels`] without copying them: what every AWS call records its metrics under.
+    pub fn label_refs(&self) -> (&str, &str) {
+        fn known(v: &OnceLock<String>) -> &str {
+            v.get().map_or("unknown", String::as_str)
+        }
         (known(&self.account), known(&self.region))
     }
 
