@@ -72,6 +72,8 @@ impl SfnMapRuns {
                 .collect();
             self.discovery.listed(now, &cx.target.key());
         }
+        // A copy, not taken out of self: a poll ended at its deadline while the tags are read
+        // must leave the listing for the next poll.
         let listed = self.listed.clone();
         self.read_tags(client, &listed, deadline, cx.errors).await;
         let selection = &self.config.state_machines;

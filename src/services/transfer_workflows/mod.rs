@@ -129,6 +129,8 @@ impl TransferWorkflows {
 
     /// Reads the tags due of the listed workflows and applies the selection.
     async fn select_workflows(&mut self, client: &TransferClient, cx: &mut PollCx<'_>) {
+        // A copy, not taken out of self: a poll ended at its deadline while the tags are read
+        // must leave the listing for the next poll.
         let listed = self.listed.clone();
         // Tags: of workflows only their tags can select, and of the selected ones when exported.
         let (selection, config) = (&self.config.workflows, &self.config.tags);
